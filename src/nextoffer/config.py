@@ -1,0 +1,105 @@
+"""One Settings object for the whole platform, read from NEXTOFFER_* variables and *_FILE secrets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "NEXTOFFER_"
+
+
+class SecretFilesSource(PydanticBaseSettingsSource):
+    """Reads `NEXTOFFER_<NAME>_FILE` for any setting, the Docker-secrets convention.
+
+    Setting both `NEXTOFFER_X` and `NEXTOFFER_X_FILE` is an error: silently picking one
+    would hide a misconfiguration.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        env_name = f"{ENV_PREFIX}{field_name.upper()}"
+        path = os.environ.get(f"{env_name}_FILE")
+        if not path:
+            return None, field_name, False
+        if env_name in os.environ:
+            raise ValueError(f"set either {env_name} or {env_name}_FILE, not both")
+        try:
+            value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ValueError(f"{env_name}_FILE: cannot read {path}: {exc.strerror}") from None
+        return value, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+class Settings(BaseSettings):
+    """Every knob of nextoffer. Built once at the edge (CLI, app, worker) and passed in."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./var/nextoffer.db",
+        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db",
+    )
+    cache_url: str = Field("memory://", description="memory:// or redis://host:port/db")
+    broker_url: str = Field("", description="Celery broker; empty runs tasks inline")
+    registry_uri: str = Field("sqlite:///./var/mlflow.db", description="MLflow tracking URI")
+    artifacts_url: str = Field("file://./var/artifacts", description="file:// or s3:// prefix")
+    backup_url: str = Field("file://./var/backups", description="file:// or s3:// prefix")
+    var_dir: Path = Field(Path("./var"), description="local state: quarantine files, spool")
+
+    db_wait_timeout_s: float = Field(30.0, ge=0, description="how long to wait for the database")
+    ingest_block_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="bytes of input validated and committed at a time"
+    )
+    ingest_clock_skew_s: int = Field(
+        300, ge=0, description="timestamps up to this far in the future are still accepted"
+    )
+    segments: int = Field(6, ge=2, le=50, description="number of customer segments")
+    segment_sample_rows: int = Field(
+        100_000, ge=1000, description="customers sampled to fit the segment clustering"
+    )
+    random_seed: int = Field(42, description="seed for every randomised step")
+
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_json: bool = Field(True, description="JSON lines logs (false: plain text)")
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Where rejected rows are written as CSV, one file per input file."""
+        return self.var_dir / "quarantine"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        assert isinstance(env_settings, EnvSettingsSource)
+        return (init_settings, env_settings, SecretFilesSource(settings_cls))
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, for docs and `--help`."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        rows.append((f"{ENV_PREFIX}{name.upper()}", str(field.default), field.description or ""))
+    return rows

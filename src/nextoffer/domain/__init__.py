@@ -1,0 +1,1 @@
+"""Pure types and business rules: vocabularies, errors, eligibility. No I/O."""

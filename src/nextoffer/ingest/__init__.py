@@ -1,0 +1,1 @@
+"""Import files: read CSV/Parquet, validate every row, upsert good rows, quarantine bad ones."""

@@ -1,0 +1,236 @@
+"""Streaming readers: CSV in byte blocks (exact line numbers, bad bytes found) and Parquet."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from nextoffer.domain.errors import InputError
+from nextoffer.ingest.sources import SourceFile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A row refused before or during validation: where it was, why, and what it said."""
+
+    line: int
+    reason: str
+    raw: str
+
+
+@dataclass
+class RawChunk:
+    """A block of rows as text, plus the rows that could not even be parsed."""
+
+    frame: pd.DataFrame
+    rejected: list[Rejected]
+    bytes_read: int
+    first_line: int
+    _block_text: str | None = None
+    _parquet_rows: pa.Table | None = None
+    _n_columns: int = 0
+    _malformed_lines: frozenset[int] = field(default_factory=frozenset)
+
+    def locate(self, positions: list[int]) -> list[tuple[int, str]]:
+        """(line number, raw text) of the frame rows at `positions`, for quarantine."""
+        if not positions:
+            return []
+        if self._parquet_rows is not None:
+            rows = self._parquet_rows.take(pa.array(positions)).to_pylist()
+            return [
+                (self.first_line + p, json.dumps(r, default=str, ensure_ascii=False))
+                for p, r in zip(positions, rows, strict=True)
+            ]
+        lines, raws = self._csv_lines()
+        return [(lines[p], raws[p]) for p in positions]
+
+    def _csv_lines(self) -> tuple[list[int], list[str]]:
+        # Re-reading the block with the csv module is exact (quotes, blank lines) and only
+        # happens for blocks that have rejected rows.
+        assert self._block_text is not None
+        lines: list[int] = []
+        raws: list[str] = []
+        reader = csv.reader(io.StringIO(self._block_text, newline=""))
+        start = 1
+        for record in reader:
+            line = self.first_line + start - 1
+            start = reader.line_num + 1
+            if not record or line in self._malformed_lines:
+                continue
+            if len(record) != self._n_columns:
+                continue
+            lines.append(line)
+            raws.append(",".join(record))
+        if len(lines) != len(self.frame):
+            log.warning("line numbers in a block could not be matched exactly; using ordinals")
+            lines = [self.first_line + i for i in range(len(self.frame))]
+            raws = [",".join(map(str, r)) for r in self.frame.itertuples(index=False)]
+        return lines, raws
+
+
+def _open(source: SourceFile) -> IO[bytes]:
+    if source.path.name.endswith(".gz"):
+        return gzip.open(source.path, "rb")
+    return source.path.open("rb")
+
+
+def read_header(source: SourceFile) -> list[str]:
+    """The column names of a file, checked against the entity's required columns."""
+    if source.is_parquet:
+        names = list(pq.ParquetFile(source.path).schema_arrow.names)
+    else:
+        with _open(source) as handle:
+            first = handle.readline()
+        try:
+            text = first.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InputError(f"{source.path}: the header line is not UTF-8") from None
+        names = [n.strip() for n in next(csv.reader([text]), [])]
+    missing = [c for c in source.entity.required_columns if c not in names]
+    if missing:
+        raise InputError(
+            f"{source.path}: missing required column(s) {', '.join(missing)} "
+            f"for {source.entity.name}"
+        )
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise InputError(f"{source.path}: duplicated column(s) {', '.join(duplicated)}")
+    return names
+
+
+def _complete(frame: pd.DataFrame, source: SourceFile) -> pd.DataFrame:
+    """Only the entity's columns, in its order; absent optional columns become empty text."""
+    for name in source.entity.column_names:
+        if name not in frame.columns:
+            frame[name] = ""
+    return frame[source.entity.column_names]
+
+
+def _decode_block(block: bytes, first_line: int) -> tuple[bytes, list[Rejected]]:
+    """Blank out lines that are not valid UTF-8 and report them."""
+    try:
+        block.decode("utf-8")
+        return block, []
+    except UnicodeDecodeError:
+        pass
+    rejected: list[Rejected] = []
+    lines = block.split(b"\n")
+    for index, line in enumerate(lines):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = line[exc.start : exc.start + 1].hex()
+            rejected.append(
+                Rejected(
+                    first_line + index,
+                    f"bad_encoding: invalid UTF-8 byte 0x{bad} at position {exc.start}",
+                    line.decode("utf-8", errors="replace"),
+                )
+            )
+            lines[index] = b""
+    return b"\n".join(lines), rejected
+
+
+def iter_csv(source: SourceFile, block_bytes: int) -> Iterator[RawChunk]:
+    """Blocks of about `block_bytes`, cut at line ends, each parsed by pyarrow as text."""
+    header = read_header(source)
+    n_columns = len(header)
+    wanted = [c for c in header if c in source.entity.column_names]
+    with _open(source) as handle:
+        header_bytes = handle.readline()
+        if header_bytes.startswith(b"\xef\xbb\xbf"):
+            header_bytes = header_bytes[3:]
+        if not header_bytes.endswith(b"\n"):
+            header_bytes += b"\n"
+        next_line = 2
+        while True:
+            block = handle.read(block_bytes)
+            if not block:
+                return
+            if not block.endswith(b"\n"):
+                block += handle.readline()
+            first_line = next_line
+            next_line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+            clean, rejected = _decode_block(block, first_line)
+            malformed: list[Rejected] = []
+
+            def on_invalid(
+                row: Any, _first: int = first_line, _out: list[Rejected] = malformed
+            ) -> str:
+                # pyarrow numbers rows from 1 including the header line we prepend.
+                line = _first + row.number - 2 if row.number is not None else -1
+                reason = (
+                    f"malformed_row: expected {row.expected_columns} fields, "
+                    f"found {row.actual_columns}"
+                )
+                _out.append(Rejected(line, reason, row.text))
+                return "skip"
+
+            table = pa_csv.read_csv(
+                io.BytesIO(header_bytes + clean),
+                read_options=pa_csv.ReadOptions(use_threads=False, block_size=1 << 26),
+                parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types={c: pa.string() for c in header},
+                    include_columns=wanted,
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            frame = _complete(table.to_pandas(), source)
+            rejected += malformed
+            yield RawChunk(
+                frame=frame,
+                rejected=rejected,
+                bytes_read=len(block),
+                first_line=first_line,
+                _block_text=clean.decode("utf-8"),
+                _n_columns=n_columns,
+                _malformed_lines=frozenset(r.line for r in malformed),
+            )
+
+
+def iter_parquet(source: SourceFile, batch_rows: int) -> Iterator[RawChunk]:
+    """Row batches of a Parquet file, every column turned to text for the same validation."""
+    read_header(source)
+    parquet = pq.ParquetFile(source.path)
+    wanted = [c for c in parquet.schema_arrow.names if c in source.entity.column_names]
+    first = 1
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted):
+        table = pa.Table.from_batches([batch])
+        text_columns = {}
+        for name in table.column_names:
+            column = table.column(name)
+            if pa.types.is_timestamp(column.type):
+                column = column.cast(pa.timestamp("us", tz="UTC"))
+            text = column.cast(pa.string()).fill_null("")
+            text_columns[name] = text
+        frame = _complete(pa.table(text_columns).to_pandas(), source)
+        yield RawChunk(
+            frame=frame,
+            rejected=[],
+            bytes_read=batch.nbytes,
+            first_line=first,
+            _parquet_rows=table,
+        )
+        first += batch.num_rows
+
+
+def iter_chunks(source: SourceFile, block_bytes: int) -> Iterator[RawChunk]:
+    """Chunks of any supported file; Parquet batches are sized to about the same bytes."""
+    if source.is_parquet:
+        return iter_parquet(source, batch_rows=max(1000, block_bytes // 100))
+    return iter_csv(source, block_bytes)

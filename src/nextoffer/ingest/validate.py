@@ -1,0 +1,279 @@
+"""Vectorised row validation: text columns in, typed good rows and reasons for bad rows out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from nextoffer.ingest.entities import Column, Entity, Kind
+
+TRUE_TEXT = frozenset({"true", "t", "yes", "y", "1"})
+FALSE_TEXT = frozenset({"false", "f", "no", "n", "0"})
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]*$"
+SINGULAR = {
+    "products": "product",
+    "customers": "customer",
+    "subscriptions": "subscription",
+    "transactions": "transaction",
+    "events": "event",
+}
+
+
+class KeySet:
+    """The ids an entity already has (in the database or loaded earlier in this run)."""
+
+    def __init__(self, ids: pd.Index | None = None) -> None:
+        self._ids: pd.Index = ids if ids is not None else pd.Index([], dtype=object)
+        self._pending: list[pd.Index] = []
+
+    def add(self, ids: pd.Series) -> None:
+        """Remember newly loaded ids."""
+        self._pending.append(pd.Index(ids.astype(object)))
+
+    def contains(self, values: pd.Series) -> np.ndarray:
+        """Boolean mask: which values are known ids."""
+        if self._pending:
+            self._ids = self._ids.append(self._pending).unique()
+            self._pending = []
+        return np.asarray(values.isin(self._ids))
+
+    def __len__(self) -> int:
+        return len(self._ids) + sum(len(p) for p in self._pending)
+
+
+class DuplicateTracker:
+    """Finds natural keys seen earlier in the same file, in bounded memory (64-bit hashes)."""
+
+    def __init__(self) -> None:
+        self._seen = np.empty(0, dtype=np.uint64)
+
+    def mark(self, keys: pd.DataFrame, candidates: np.ndarray) -> np.ndarray:
+        """Among `candidates` rows, the ones whose key appeared before; remember the rest."""
+        hashes = pd.util.hash_pandas_object(keys, index=False).to_numpy()
+        duplicate = np.zeros(len(keys), dtype=bool)
+        idx = np.flatnonzero(candidates)
+        if len(idx) == 0:
+            return duplicate
+        chunk_hashes = hashes[idx]
+        earlier = pd.Series(chunk_hashes).duplicated(keep="first").to_numpy()
+        earlier = earlier | np.isin(chunk_hashes, self._seen)
+        duplicate[idx] = earlier
+        self._seen = np.union1d(self._seen, chunk_hashes)
+        return duplicate
+
+
+@dataclass
+class ValidationContext:
+    """What validation needs beyond the rows: the clock, known ids, keys seen in this file."""
+
+    now: datetime
+    known: dict[str, KeySet] = field(default_factory=dict)
+    duplicates: DuplicateTracker = field(default_factory=DuplicateTracker)
+
+
+@dataclass(frozen=True)
+class ValidatedChunk:
+    """Typed good rows, and the positions and reasons of the bad ones."""
+
+    good: pd.DataFrame
+    bad_positions: list[int]
+    bad_reasons: list[str]
+
+
+class _Reasons:
+    """First reason wins: a row is reported for its first problem only."""
+
+    def __init__(self, n: int) -> None:
+        self.values = np.full(n, None, dtype=object)
+
+    def flag(self, mask: np.ndarray, message: str | pd.Series) -> None:
+        todo = mask & pd.isna(self.values)
+        if not todo.any():
+            return
+        if isinstance(message, str):
+            self.values[todo] = message
+        else:
+            self.values[todo] = np.asarray(message, dtype=object)[todo]
+
+    @property
+    def ok(self) -> np.ndarray:
+        return np.asarray(pd.isna(self.values))
+
+
+def _quoted(text: pd.Series) -> pd.Series:
+    shown = text.str.slice(0, 40)
+    return "'" + shown.where(text.str.len() <= 40, shown + "…") + "'"
+
+
+def _parse_number(
+    col: Column, text: pd.Series, present: np.ndarray, reasons: _Reasons
+) -> pd.Series:
+    number = pd.to_numeric(text.where(present, None), errors="coerce")
+    values = number.to_numpy(dtype=float, na_value=np.nan)
+    reasons.flag(
+        present & np.isnan(values), f"bad_type: {col.name} " + _quoted(text) + " is not a number"
+    )
+    reasons.flag(present & np.isinf(values), f"not_finite: {col.name} is infinite")
+    lowered = text.str.lower()
+    reasons.flag(
+        present & lowered.isin(["nan", "-nan", "+nan"]).to_numpy(), f"not_finite: {col.name} is NaN"
+    )
+    if col.kind is Kind.INT:
+        fractional = present & ~np.isnan(values) & (np.floor(values) != values)
+        reasons.flag(
+            fractional, f"bad_integer: {col.name} " + _quoted(text) + " is not a whole number"
+        )
+    if col.min_value is not None:
+        below = present & (values < col.min_value)
+        code = "negative_amount" if col.kind is Kind.MONEY else "out_of_range"
+        reasons.flag(below, f"{code}: {col.name} " + _quoted(text) + f" is below {col.min_value:g}")
+    if col.kind is Kind.INT:
+        return pd.Series(values, index=text.index).round().astype("Int64")
+    if col.kind is Kind.MONEY:
+        return pd.Series(np.round(values, 2), index=text.index)
+    return pd.Series(values, index=text.index)
+
+
+def _parse_time(
+    col: Column, text: pd.Series, present: np.ndarray, reasons: _Reasons, ctx: ValidationContext
+) -> pd.Series:
+    if col.kind is Kind.DATE:
+        parsed = pd.to_datetime(text.where(present, None), format="%Y-%m-%d", errors="coerce")
+        parsed = parsed.dt.tz_localize("UTC")
+        code, what = "bad_date", "a YYYY-MM-DD date"
+    else:
+        parsed = pd.to_datetime(
+            text.where(present, None), format="ISO8601", utc=True, errors="coerce"
+        )
+        code, what = "bad_timestamp", "an ISO-8601 timestamp"
+    missing = np.asarray(parsed.isna())
+    reasons.flag(present & missing, f"{code}: {col.name} " + _quoted(text) + f" is not {what}")
+    if not col.future_ok:
+        future = present & ~missing & np.asarray(parsed > pd.Timestamp(ctx.now))
+        kind = "date" if col.kind is Kind.DATE else "timestamp"
+        reasons.flag(future, f"future_{kind}: {col.name} " + _quoted(text) + " is in the future")
+    return parsed
+
+
+def _check_column(
+    col: Column, text: pd.Series, reasons: _Reasons, ctx: ValidationContext
+) -> pd.Series:
+    """Check one column and return it typed (None/NaN/NaT where empty)."""
+    present = np.asarray(text != "")
+    if col.required:
+        code = "missing_id" if col.kind is Kind.ID else "missing_value"
+        reasons.flag(~present, f"{code}: {col.name} is empty")
+    if col.default is not None:
+        text = text.where(present, col.default)
+        present = np.asarray(text != "")
+    if col.kind in (Kind.ID, Kind.TEXT):
+        too_long = present & np.asarray(text.str.len() > col.max_length)
+        reasons.flag(too_long, f"too_long: {col.name} is longer than {col.max_length} characters")
+        if col.kind is Kind.ID:
+            bad = present & ~np.asarray(text.str.match(ID_PATTERN), dtype=bool)
+            reasons.flag(bad, f"bad_id: {col.name} " + _quoted(text) + " has spaces or symbols")
+            if col.references is not None and col.references in ctx.known:
+                unknown = present & ~ctx.known[col.references].contains(text)
+                noun = SINGULAR.get(col.references, col.references)
+                reasons.flag(unknown, f"unknown_{noun}: {col.name} " + _quoted(text) + " not found")
+        if col.default is not None:
+            return text.astype(object)
+        return text.where(present, None).astype(object)
+    if col.kind in (Kind.INT, Kind.FLOAT, Kind.MONEY):
+        return _parse_number(col, text, present, reasons)
+    if col.kind in (Kind.DATE, Kind.TIMESTAMP):
+        return _parse_time(col, text, present, reasons, ctx)
+    if col.kind is Kind.BOOL:
+        lowered = text.str.strip().str.lower()
+        truthy = np.asarray(lowered.isin(TRUE_TEXT))
+        falsy = np.asarray(lowered.isin(FALSE_TEXT))
+        reasons.flag(
+            present & ~truthy & ~falsy,
+            f"bad_boolean: {col.name} " + _quoted(text) + " is not true/false",
+        )
+        return pd.Series(
+            pd.array(np.where(truthy, True, np.where(falsy, False, None)), dtype="boolean"),
+            index=text.index,
+        )
+    if col.kind is Kind.ENUM:
+        bad = present & ~np.asarray(text.isin(col.choices))
+        reasons.flag(
+            bad,
+            f"bad_enum: {col.name} " + _quoted(text) + f" is not one of {'|'.join(col.choices)}",
+        )
+        return text.where(present, None).astype(object)
+    if col.kind is Kind.ENUM_LIST:
+        allowed = set(col.choices)
+        bad = np.array([bool(t) and not set(t.split("|")) <= allowed for t in text], dtype=bool)
+        reasons.flag(
+            bad,
+            f"bad_enum: {col.name} "
+            + _quoted(text)
+            + f" has values outside {'|'.join(col.choices)}",
+        )
+        return text.astype(object)
+    raise AssertionError(f"unhandled kind {col.kind}")
+
+
+RowCheck = Callable[[dict[str, pd.Series]], tuple[np.ndarray, str]]
+
+
+def _margin_within_price(typed: dict[str, pd.Series]) -> tuple[np.ndarray, str]:
+    return np.asarray(
+        typed["margin"] > typed["price"]
+    ), "margin_exceeds_price: margin is above price"
+
+
+def _end_after_start(typed: dict[str, pd.Series]) -> tuple[np.ndarray, str]:
+    end, start = typed["end_date"], typed["start_date"]
+    return np.asarray(
+        end.notna() & (end < start)
+    ), "end_before_start: end_date is before start_date"
+
+
+def _churn_date_consistent(typed: dict[str, pd.Series]) -> tuple[np.ndarray, str]:
+    churned = typed["churned"].fillna(False).to_numpy(dtype=bool)
+    has_date = typed["churn_date"].notna().to_numpy()
+    before = np.asarray((typed["churn_date"] < typed["as_of"]).fillna(False), dtype=bool)
+    bad = (has_date & ~churned) | before
+    return bad, "inconsistent_churn: churn_date needs churned=true and must not precede as_of"
+
+
+ROW_CHECKS: dict[str, tuple[RowCheck, ...]] = {
+    "products": (_margin_within_price,),
+    "subscriptions": (_end_after_start,),
+    "churn_labels": (_churn_date_consistent,),
+}
+
+
+def validate_chunk(entity: Entity, frame: pd.DataFrame, ctx: ValidationContext) -> ValidatedChunk:
+    """Validate text rows of `entity`; the first problem of each bad row is its reason."""
+    frame = frame.reset_index(drop=True)
+    reasons = _Reasons(len(frame))
+    typed = {col.name: _check_column(col, frame[col.name], reasons, ctx) for col in entity.columns}
+    for check in ROW_CHECKS.get(entity.name, ()):
+        mask, message = check(typed)
+        reasons.flag(mask, message)
+    key_frame = pd.DataFrame({k: frame[k] for k in entity.key})
+    duplicate = ctx.duplicates.mark(key_frame, reasons.ok)
+    key_text = (
+        key_frame.astype(str).agg("/".join, axis=1)
+        if len(entity.key) > 1
+        else key_frame[entity.key[0]]
+    )
+    reasons.flag(
+        duplicate,
+        "duplicate: "
+        + "/".join(entity.key)
+        + " "
+        + _quoted(key_text)
+        + " appears earlier in this file",
+    )
+    good_mask = reasons.ok
+    good = pd.DataFrame(typed).loc[good_mask].reset_index(drop=True)
+    bad_positions = np.flatnonzero(~good_mask).tolist()
+    return ValidatedChunk(good, bad_positions, [str(reasons.values[p]) for p in bad_positions])

@@ -1,0 +1,1 @@
+"""Observability: JSON logs with run and request ids, metrics, traces."""

@@ -1,0 +1,82 @@
+"""Engine factory for the URL in NEXTOFFER_DATABASE_URL, and waiting for the database."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from nextoffer.domain.errors import BackendUnavailable, ConfigError
+
+DATABASE_SETTING = "NEXTOFFER_DATABASE_URL"
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with any password masked, fit for logs and error messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # Foreign keys are off by default in SQLite; WAL lets readers run beside a loading writer.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(database_url: str, *, pool_size: int = 5) -> Engine:
+    """An engine for `database_url`; creates the folder of a SQLite file if needed."""
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        raise ConfigError(f"{DATABASE_SETTING}: not a database URL: {database_url!r}") from None
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        event.listen(engine, "connect", _enable_sqlite_pragmas)
+        return engine
+    if url.get_backend_name() == "postgresql":
+        if url.get_driver_name() != "psycopg":
+            raise ConfigError(f"{DATABASE_SETTING}: use postgresql+psycopg://, got {safe_url(url)}")
+        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    raise ConfigError(f"{DATABASE_SETTING}: unsupported database {url.get_backend_name()!r}")
+
+
+def wait_for_database(engine: Engine, timeout_s: float, interval_s: float = 0.5) -> None:
+    """Block until a `SELECT 1` succeeds, or raise BackendUnavailable after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return
+        except OperationalError as exc:
+            if time.monotonic() >= deadline:
+                detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+                raise BackendUnavailable(
+                    DATABASE_SETTING,
+                    safe_url(engine.url),
+                    f"{detail} (waited {timeout_s:g} s)",
+                ) from None
+            time.sleep(interval_s)
+
+
+def is_postgres(engine: Engine) -> bool:
+    """True when the engine talks to PostgreSQL (COPY, advisory locks, pg_dump apply)."""
+    return engine.dialect.name == "postgresql"
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)

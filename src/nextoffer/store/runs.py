@@ -1,0 +1,64 @@
+"""Records of job runs (start, end, status, counts) that dashboards and metrics read."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from nextoffer.store.schema import JobRun
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, the only clock the store uses."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class RunHandle:
+    """A run in progress: add counts to it; they are saved when it ends."""
+
+    run_id: str
+    job: str
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def recorded_run(engine: Engine, job: str) -> Iterator[RunHandle]:
+    """Record a job run: `running` now, then `succeeded` or `failed` with counts and message."""
+    handle = RunHandle(str(uuid.uuid4()), job)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(JobRun).values(
+                run_id=handle.run_id, job=job, status="running", started_at=utcnow(), counts={}
+            )
+        )
+    try:
+        yield handle
+    except BaseException as exc:
+        _finish(engine, handle, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    _finish(engine, handle, "succeeded", None)
+
+
+def _finish(engine: Engine, handle: RunHandle, status: str, message: str | None) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(JobRun)
+            .where(JobRun.run_id == handle.run_id)
+            .values(status=status, finished_at=utcnow(), counts=handle.counts, message=message)
+        )
+
+
+def last_runs(engine: Engine, job: str | None = None, limit: int = 20) -> list[JobRun]:
+    """The most recent runs, newest first."""
+    query = select(JobRun).order_by(JobRun.started_at.desc()).limit(limit)
+    if job is not None:
+        query = query.where(JobRun.job == job)
+    with engine.connect() as conn:
+        return [JobRun(**row._mapping) for row in conn.execute(query)]

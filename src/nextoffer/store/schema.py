@@ -1,0 +1,288 @@
+"""SQLAlchemy 2 models of every table; Alembic migrations are written to match these."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID = String(64)
+MONEY = Numeric(12, 2)
+UTC_TIME = DateTime(timezone=True)
+
+# Deterministic constraint names so migrations and downgrades work the same on every engine.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the shared naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Product(Base):
+    """The catalogue: plans, add-ons, devices, bundles, with price, margin and eligibility.
+
+    Eligibility lists are pipe-separated values; empty means "no restriction". The catalogue
+    is small (hundreds of rows) and is read whole, so lists in text columns are fine.
+    """
+
+    __tablename__ = "products"
+
+    product_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(32), index=True)
+    price: Mapped[Decimal] = mapped_column(MONEY)
+    margin: Mapped[Decimal] = mapped_column(MONEY)
+    upfront_price: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    contract_types: Mapped[str] = mapped_column(String(200), default="")
+    min_tenure_months: Mapped[int] = mapped_column(Integer, default=0)
+    regions: Mapped[str] = mapped_column(Text, default="")
+    channels: Mapped[str] = mapped_column(String(200), default="")
+    requires_category: Mapped[str | None] = mapped_column(String(32))
+    is_retention_offer: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Customer(Base):
+    """Customer master data (the seed's `users` table; `users` is kept for people who log in)."""
+
+    __tablename__ = "customers"
+
+    customer_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    age_band: Mapped[str] = mapped_column(String(8))
+    region: Mapped[str] = mapped_column(String(64), index=True)
+    signup_date: Mapped[date] = mapped_column(Date)
+    contract_type: Mapped[str] = mapped_column(String(32))
+    payment_method: Mapped[str] = mapped_column(String(32))
+    plan_id: Mapped[str | None] = mapped_column(ForeignKey("products.product_id"))
+    arpu: Mapped[Decimal] = mapped_column(MONEY)
+    data_gb_month: Mapped[float | None] = mapped_column(Float)
+    voice_min_month: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_customers_display_name", "display_name"),)
+
+
+class Subscription(Base):
+    """Which product a customer holds, since when and until when (open end = still held)."""
+
+    __tablename__ = "subscriptions"
+
+    subscription_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"))
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"))
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date | None] = mapped_column(Date)
+    monthly_price: Mapped[Decimal | None] = mapped_column(MONEY)
+
+    __table_args__ = (
+        Index("ix_subscriptions_customer_id", "customer_id", "end_date"),
+        Index("ix_subscriptions_product_id", "product_id"),
+    )
+
+
+class Transaction(Base):
+    """A purchase or a change of holdings: activation, upgrade, downgrade, cancellation."""
+
+    __tablename__ = "transactions"
+
+    transaction_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"))
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"))
+    ts: Mapped[datetime] = mapped_column(UTC_TIME)
+    type: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    channel: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        Index("ix_transactions_customer_ts", "customer_id", "ts"),
+        Index("ix_transactions_product_ts", "product_id", "ts"),
+    )
+
+
+class Event(Base):
+    """Engagement, service and offer-response events (web, app, support, impressions...)."""
+
+    __tablename__ = "events"
+
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"))
+    ts: Mapped[datetime] = mapped_column(UTC_TIME)
+    event_type: Mapped[str] = mapped_column(String(32))
+    product_id: Mapped[str | None] = mapped_column(ForeignKey("products.product_id"))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    session_id: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (
+        Index("ix_events_customer_ts", "customer_id", "ts"),
+        Index("ix_events_type_ts", "event_type", "ts"),
+    )
+
+
+class ChurnLabel(Base):
+    """Observed churn: did the customer leave within the label window that starts at as_of."""
+
+    __tablename__ = "churn_labels"
+
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.customer_id"), primary_key=True
+    )
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    churned: Mapped[bool] = mapped_column(Boolean)
+    churn_date: Mapped[date | None] = mapped_column(Date)
+
+
+class Segment(Base):
+    """A customer segment: how it was found and what characterises it."""
+
+    __tablename__ = "segments"
+
+    segment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    centroid: Mapped[dict[str, Any]] = mapped_column(JSON)
+    computed_at: Mapped[datetime] = mapped_column(UTC_TIME)
+
+
+class UserFeatures(Base):
+    """Per-customer features for models and serving, as of `as_of`, stamped `computed_at`."""
+
+    __tablename__ = "user_features"
+
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.customer_id"), primary_key=True
+    )
+    as_of: Mapped[datetime] = mapped_column(UTC_TIME)
+    computed_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    segment_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    tenure_months: Mapped[float] = mapped_column(Float)
+    contract_type: Mapped[str] = mapped_column(String(32))
+    payment_method: Mapped[str] = mapped_column(String(32))
+    region: Mapped[str] = mapped_column(String(64))
+    age_band: Mapped[str] = mapped_column(String(8))
+    plan_id: Mapped[str | None] = mapped_column(String(64))
+    arpu: Mapped[float] = mapped_column(Float)
+    data_gb_month: Mapped[float] = mapped_column(Float)
+    voice_min_month: Mapped[float] = mapped_column(Float)
+    recency_days: Mapped[float | None] = mapped_column(Float)
+    frequency_90d: Mapped[int] = mapped_column(Integer)
+    monetary_90d: Mapped[float] = mapped_column(Float)
+    monetary_total: Mapped[float] = mapped_column(Float)
+    products_held: Mapped[int] = mapped_column(Integer)
+    mobile_held: Mapped[int] = mapped_column(Integer)
+    broadband_held: Mapped[int] = mapped_column(Integer)
+    addons_held: Mapped[int] = mapped_column(Integer)
+    devices_held: Mapped[int] = mapped_column(Integer)
+    bundles_held: Mapped[int] = mapped_column(Integer)
+    support_contacts_90d: Mapped[int] = mapped_column(Integer)
+    engagement_30d: Mapped[int] = mapped_column(Integer)
+    offers_accepted_180d: Mapped[int] = mapped_column(Integer)
+
+
+class ContactHistory(Base):
+    """Every time an offer was put in front of a customer; contact caps count these rows."""
+
+    __tablename__ = "contact_history"
+
+    contact_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"))
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    contacted_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        Index("ix_contact_history_customer_product", "customer_id", "product_id", "contacted_at"),
+    )
+
+
+class ChurnScore(Base):
+    """A churn score for a customer at a time; the history is kept to show risk over time."""
+
+    __tablename__ = "churn_scores"
+
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.customer_id"), primary_key=True
+    )
+    scored_at: Mapped[datetime] = mapped_column(UTC_TIME, primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    band: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[str] = mapped_column(String(64))
+    top_reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_churn_scores_scored_at_band", "scored_at", "band"),)
+
+
+class JobRun(Base):
+    """One run of a job (ingest, features, train...): when, how it ended, what it counted."""
+
+    __tablename__ = "job_runs"
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    finished_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    message: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_job_runs_job_started", "job", "started_at"),)
+
+
+class QuarantinedRow(Base):
+    """A rejected input row with its reason; keyed so a re-run never duplicates it."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    entity: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(Text)
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    line: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[str] = mapped_column(String(36))
+    quarantined_at: Mapped[datetime] = mapped_column(UTC_TIME)
+
+    __table_args__ = (
+        UniqueConstraint("source_sha256", "entity", "line", name="uq_quarantine_source_line"),
+        Index("ix_quarantine_entity_at", "entity", "quarantined_at"),
+    )
+
+
+DATA_TABLES = (
+    "products",
+    "customers",
+    "subscriptions",
+    "transactions",
+    "events",
+    "churn_labels",
+)
