@@ -198,11 +198,50 @@ def ingest(
     console.print(result.summary(), soft_wrap=True)
 
 
+@app.command()
+@handles_errors
+def features(
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(help="measure features at this UTC instant (default: the data's clock)"),
+    ] = None,
+) -> None:
+    """Compute every customer's features and segment.
+
+    Features: recency/frequency/monetary, ARPU, usage, tenure, holdings by category,
+    service contacts and engagement. They replace the previous ones in one transaction.
+    """
+    from nextoffer.pipelines.features import run_features
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    wait_for_database(engine, settings.db_wait_timeout_s)
+    with err_console.status("computing features and segments"):
+        result = run_features(engine, settings, as_of=_utc(as_of))
+    table = Table("segment", "name", "customers", box=None)
+    for segment in result.segments:
+        table.add_row(str(segment.segment_id), segment.name, f"{segment.size:,}")
+    console.print(table)
+    console.print(result.summary(), soft_wrap=True)
+
+
+@app.command()
+@handles_errors
+def quickstart(
+    customers: Annotated[int, typer.Option(min=100, help="customers to generate")] = 20_000,
+    seed: Annotated[int, typer.Option(help="random seed for the generated world")] = 42,
+    data: Annotated[Path, typer.Option(help="where the generated files go")] = Path("var/data"),
+) -> None:
+    """The main job on the current settings: generate data, migrate, ingest, compute features."""
+    started = time.perf_counter()
+    generate(out=data, customers=customers, seed=seed)
+    db_upgrade(revision="head", timeout=None)
+    ingest(path=data)
+    features(as_of=None)
+    console.print(f"quickstart: done in {time.perf_counter() - started:.1f} s", highlight=False)
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _elapsed(start: float) -> str:
-    return f"{time.perf_counter() - start:.1f} s"

@@ -1,4 +1,4 @@
-"""One Settings object for the whole platform, read from NEXTOFFER_* variables and *_FILE secrets."""
+"""One Settings object for the platform, from NEXTOFFER_* variables and *_FILE secrets."""
 
 from __future__ import annotations
 

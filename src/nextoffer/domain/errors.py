@@ -11,7 +11,7 @@ class ConfigError(NextOfferError):
     """A setting is missing or invalid."""
 
 
-class BackendUnavailable(NextOfferError):
+class BackendUnavailableError(NextOfferError):
     """A configured backend (database, cache, broker, store) cannot be reached."""
 
     def __init__(self, setting: str, target: str, detail: str) -> None:

@@ -119,8 +119,12 @@ PRODUCTS = Entity(
             doc="a category the customer must already hold (e.g. add-ons need a plan)",
             choices=_values(ProductCategory),
         ),
-        Column("is_retention_offer", Kind.BOOL, doc="offered to customers at churn risk",
-               default="false"),
+        Column(
+            "is_retention_offer",
+            Kind.BOOL,
+            doc="offered to customers at churn risk",
+            default="false",
+        ),
         Column("active", Kind.BOOL, doc="still sold", default="true"),
     ),
 )
@@ -191,8 +195,9 @@ EVENTS = Entity(
         _id("customer_id", "the customer", references="customers"),
         Column("ts", Kind.TIMESTAMP, True, "when (ISO-8601; no offset = UTC)"),
         Column("event_type", Kind.ENUM, True, "what happened", _values(EventType)),
-        _id("product_id", "product concerned (offer events)", references="products",
-            required=False),
+        _id(
+            "product_id", "product concerned (offer events)", references="products", required=False
+        ),
         Column("channel", Kind.ENUM, doc="channel", choices=_values(Channel)),
         Column("session_id", Kind.TEXT, doc="web/app session", max_length=128),
     ),

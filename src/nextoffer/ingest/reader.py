@@ -9,7 +9,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -83,7 +83,7 @@ class RawChunk:
 
 def _open(source: SourceFile) -> IO[bytes]:
     if source.path.name.endswith(".gz"):
-        return gzip.open(source.path, "rb")
+        return cast(IO[bytes], gzip.open(source.path, "rb"))
     return source.path.open("rb")
 
 

@@ -195,10 +195,10 @@ def _check_column(
             present & ~truthy & ~falsy,
             f"bad_boolean: {col.name} " + _quoted(text) + " is not true/false",
         )
-        return pd.Series(
-            pd.array(np.where(truthy, True, np.where(falsy, False, None)), dtype="boolean"),
-            index=text.index,
-        )
+        flags = pd.Series(pd.NA, index=text.index, dtype="boolean")
+        flags[truthy] = True
+        flags[falsy] = False
+        return flags
     if col.kind is Kind.ENUM:
         bad = present & ~np.asarray(text.isin(col.choices))
         reasons.flag(

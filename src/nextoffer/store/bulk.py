@@ -1,4 +1,4 @@
-"""Idempotent bulk upserts of a typed DataFrame: COPY + one merge on PostgreSQL, batches on SQLite."""
+"""Idempotent bulk upserts: COPY + one merge on PostgreSQL, batched statements on SQLite."""
 
 from __future__ import annotations
 
@@ -83,9 +83,7 @@ def _upsert_postgres(
     on_conflict: OnConflict,
 ) -> int:
     buffer = io.BytesIO()
-    pa_csv.write_csv(
-        _to_arrow(table, frame), buffer, pa_csv.WriteOptions(include_header=False)
-    )
+    pa_csv.write_csv(_to_arrow(table, frame), buffer, pa_csv.WriteOptions(include_header=False))
     stage = f"stage_{table.name}"
     column_list = ", ".join(_quote(c) for c in columns)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -103,7 +101,7 @@ def _upsert_postgres(
         f"INSERT INTO {_quote(table.name)} ({column_list}) "
         f"SELECT {column_list} FROM {_quote(stage)} {clause}"
     )
-    changed = cursor.rowcount
+    changed = int(cursor.rowcount)
     cursor.execute(f"DROP TABLE {_quote(stage)}")
     return max(changed, 0)
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from nextoffer.domain.errors import BackendUnavailable, ConfigError
+from nextoffer.domain.errors import BackendUnavailableError, ConfigError
 
 DATABASE_SETTING = "NEXTOFFER_DATABASE_URL"
 
@@ -54,7 +54,7 @@ def make_engine(database_url: str, *, pool_size: int = 5) -> Engine:
 
 
 def wait_for_database(engine: Engine, timeout_s: float, interval_s: float = 0.5) -> None:
-    """Block until a `SELECT 1` succeeds, or raise BackendUnavailable after `timeout_s`."""
+    """Block until a `SELECT 1` succeeds, or raise BackendUnavailableError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -64,7 +64,7 @@ def wait_for_database(engine: Engine, timeout_s: float, interval_s: float = 0.5)
         except OperationalError as exc:
             if time.monotonic() >= deadline:
                 detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-                raise BackendUnavailable(
+                raise BackendUnavailableError(
                     DATABASE_SETTING,
                     safe_url(engine.url),
                     f"{detail} (waited {timeout_s:g} s)",

@@ -149,9 +149,7 @@ class ChurnLabel(Base):
 
     __tablename__ = "churn_labels"
 
-    customer_id: Mapped[str] = mapped_column(
-        ForeignKey("customers.customer_id"), primary_key=True
-    )
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"), primary_key=True)
     as_of: Mapped[date] = mapped_column(Date, primary_key=True)
     churned: Mapped[bool] = mapped_column(Boolean)
     churn_date: Mapped[date | None] = mapped_column(Date)
@@ -175,9 +173,7 @@ class UserFeatures(Base):
 
     __tablename__ = "user_features"
 
-    customer_id: Mapped[str] = mapped_column(
-        ForeignKey("customers.customer_id"), primary_key=True
-    )
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"), primary_key=True)
     as_of: Mapped[datetime] = mapped_column(UTC_TIME)
     computed_at: Mapped[datetime] = mapped_column(UTC_TIME)
     segment_id: Mapped[int | None] = mapped_column(Integer, index=True)
@@ -227,9 +223,7 @@ class ChurnScore(Base):
 
     __tablename__ = "churn_scores"
 
-    customer_id: Mapped[str] = mapped_column(
-        ForeignKey("customers.customer_id"), primary_key=True
-    )
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"), primary_key=True)
     scored_at: Mapped[datetime] = mapped_column(UTC_TIME, primary_key=True)
     score: Mapped[float] = mapped_column(Float)
     band: Mapped[str] = mapped_column(String(16))

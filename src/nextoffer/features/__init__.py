@@ -1,0 +1,1 @@
+"""Per-customer features (RFM, ARPU, usage, tenure, holdings, service contacts) and segments."""
