@@ -20,7 +20,7 @@ check: install  ## everything CI checks: lint, format, types, import layers, tes
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/check
 
 bench: install  ## benchmarks; JSON results under bench/results/
-	$(BIN)/python bench/etl.py
+	$(BIN)/python -m bench.etl
 
 lock:  ## re-resolve requirements/lock.txt (needs uv)
 	uv pip compile pyproject.toml --all-extras --generate-hashes --python-version 3.11 --universal -o requirements/lock.txt
