@@ -56,7 +56,7 @@ def handles_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except NextOfferError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
