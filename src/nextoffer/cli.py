@@ -129,6 +129,7 @@ def db_upgrade(
     console.print(
         f"db: {safe_url(engine.url)} at revision {migrate.current_revision(engine)}",
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -63,22 +63,28 @@ class RawChunk:
         assert self._block_text is not None
         lines: list[int] = []
         raws: list[str] = []
-        reader = csv.reader(io.StringIO(self._block_text, newline=""))
-        start = 1
-        for record in reader:
-            line = self.first_line + start - 1
-            start = reader.line_num + 1
-            if not record or line in self._malformed_lines:
-                continue
-            if len(record) != self._n_columns:
+        for line, record, raw in _records(self._block_text, self.first_line):
+            if line in self._malformed_lines or len(record) != self._n_columns:
                 continue
             lines.append(line)
-            raws.append(",".join(record))
+            raws.append(raw)
         if len(lines) != len(self.frame):
             log.warning("line numbers in a block could not be matched exactly; using ordinals")
             lines = [self.first_line + i for i in range(len(self.frame))]
             raws = [",".join(map(str, r)) for r in self.frame.itertuples(index=False)]
         return lines, raws
+
+
+def _records(text: str, first_line: int) -> Iterator[tuple[int, list[str], str]]:
+    """(line number, fields, exact raw text) of each non-blank record of a block of CSV."""
+    physical = text.split("\n")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    for record in reader:
+        first, start = start, reader.line_num + 1
+        if record:
+            raw = "\n".join(p.removesuffix("\r") for p in physical[first - 1 : start - 1])
+            yield first_line + first - 1, record, raw
 
 
 def _open(source: SourceFile) -> IO[bytes]:
@@ -137,7 +143,7 @@ def _decode_block(block: bytes, first_line: int) -> tuple[bytes, list[Rejected]]
                 Rejected(
                     first_line + index,
                     f"bad_encoding: invalid UTF-8 byte 0x{bad} at position {exc.start}",
-                    line.decode("utf-8", errors="replace"),
+                    line.decode("utf-8", errors="replace").removesuffix("\r"),
                 )
             )
             lines[index] = b""
@@ -162,6 +168,10 @@ def iter_csv(source: SourceFile, block_bytes: int) -> Iterator[RawChunk]:
                 return
             if not block.endswith(b"\n"):
                 block += handle.readline()
+            # A quoted value may hold line breaks: an odd number of quotes means the block
+            # ends inside one, and cutting there would reject a good row as malformed.
+            while block.count(b'"') % 2 and (more := handle.readline()):
+                block += more
             first_line = next_line
             next_line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
             clean, rejected = _decode_block(block, first_line)
@@ -191,13 +201,27 @@ def iter_csv(source: SourceFile, block_bytes: int) -> Iterator[RawChunk]:
                 ),
             )
             frame = _complete(table.to_pandas(), source)
+            text = clean.decode("utf-8")
+            if malformed:
+                # pyarrow's row numbers skip blank lines and count multi-line records once;
+                # the csv module sees the same records and knows their physical lines.
+                wrong = [
+                    (line, raw)
+                    for line, record, raw in _records(text, first_line)
+                    if len(record) != n_columns
+                ]
+                if len(wrong) == len(malformed):
+                    malformed[:] = [
+                        Rejected(line, m.reason, raw)
+                        for (line, raw), m in zip(wrong, malformed, strict=True)
+                    ]
             rejected += malformed
             yield RawChunk(
                 frame=frame,
                 rejected=rejected,
                 bytes_read=len(block),
                 first_line=first_line,
-                _block_text=clean.decode("utf-8"),
+                _block_text=text,
                 _n_columns=n_columns,
                 _malformed_lines=frozenset(r.line for r in malformed),
             )

@@ -8,6 +8,8 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from nextoffer.ingest.entities import Column, Entity, Kind
 
@@ -27,42 +29,61 @@ class KeySet:
     """The ids an entity already has (in the database or loaded earlier in this run)."""
 
     def __init__(self, ids: pd.Index | None = None) -> None:
-        self._ids: pd.Index = ids if ids is not None else pd.Index([], dtype=object)
-        self._pending: list[pd.Index] = []
+        initial = [] if ids is None else list(ids)
+        self._ids: pa.Array = pa.array(initial, type=pa.string())
+        self._pending: list[pa.Array] = []
 
     def add(self, ids: pd.Series) -> None:
         """Remember newly loaded ids."""
-        self._pending.append(pd.Index(ids.astype(object)))
+        self._pending.append(pa.array(ids.astype(object), type=pa.string()))
 
     def contains(self, values: pd.Series) -> np.ndarray:
-        """Boolean mask: which values are known ids."""
+        """Boolean mask: which values are known ids (an Arrow hash lookup, no Python loop)."""
         if self._pending:
-            self._ids = self._ids.append(self._pending).unique()
+            self._ids = pa.concat_arrays([self._ids, *self._pending])
             self._pending = []
-        return np.asarray(values.isin(self._ids))
+        found = pc.is_in(pa.array(values, type=pa.string()), value_set=self._ids)
+        return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
     def __len__(self) -> int:
         return len(self._ids) + sum(len(p) for p in self._pending)
 
 
 class DuplicateTracker:
-    """Finds natural keys seen earlier in the same file, in bounded memory (64-bit hashes)."""
+    """Finds natural keys seen earlier in the same file, in bounded memory (64-bit hashes).
+
+    Seen hashes are kept as a few sorted runs that merge when two reach similar sizes
+    (like an LSM tree), so each block costs a binary search per row plus amortised merges
+    instead of re-sorting everything seen so far.
+    """
 
     def __init__(self) -> None:
-        self._seen = np.empty(0, dtype=np.uint64)
+        self._runs: list[np.ndarray] = []
+
+    def _seen(self, hashes: np.ndarray) -> np.ndarray:
+        seen = np.zeros(len(hashes), dtype=bool)
+        for run in self._runs:
+            at = np.searchsorted(run, hashes).clip(max=len(run) - 1)
+            seen |= run[at] == hashes
+        return seen
+
+    def _remember(self, hashes: np.ndarray) -> None:
+        # Runs only need to be sorted for searchsorted; repeated values do no harm.
+        self._runs.append(np.sort(hashes))
+        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+            newest = self._runs.pop()
+            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], newest]))
 
     def mark(self, keys: pd.DataFrame, candidates: np.ndarray) -> np.ndarray:
         """Among `candidates` rows, the ones whose key appeared before; remember the rest."""
-        hashes = pd.util.hash_pandas_object(keys, index=False).to_numpy()
         duplicate = np.zeros(len(keys), dtype=bool)
         idx = np.flatnonzero(candidates)
         if len(idx) == 0:
             return duplicate
-        chunk_hashes = hashes[idx]
-        earlier = pd.Series(chunk_hashes).duplicated(keep="first").to_numpy()
-        earlier = earlier | np.isin(chunk_hashes, self._seen)
+        hashes = pd.util.hash_pandas_object(keys.iloc[idx], index=False).to_numpy()
+        earlier = pd.Series(hashes).duplicated(keep="first").to_numpy() | self._seen(hashes)
         duplicate[idx] = earlier
-        self._seen = np.union1d(self._seen, chunk_hashes)
+        self._remember(hashes)
         return duplicate
 
 
@@ -90,23 +111,36 @@ class _Reasons:
     def __init__(self, n: int) -> None:
         self.values = np.full(n, None, dtype=object)
 
-    def flag(self, mask: np.ndarray, message: str | pd.Series) -> None:
+    def flag(self, mask: np.ndarray, message: str | _Message) -> None:
         todo = mask & pd.isna(self.values)
         if not todo.any():
             return
         if isinstance(message, str):
             self.values[todo] = message
         else:
-            self.values[todo] = np.asarray(message, dtype=object)[todo]
+            rows = np.flatnonzero(todo)
+            self.values[rows] = message.render(rows)
 
     @property
     def ok(self) -> np.ndarray:
         return np.asarray(pd.isna(self.values))
 
 
-def _quoted(text: pd.Series) -> pd.Series:
-    shown = text.str.slice(0, 40)
-    return "'" + shown.where(text.str.len() <= 40, shown + "…") + "'"
+@dataclass(frozen=True)
+class _Message:
+    """`prefix 'value' suffix`, rendered only for the rows that are flagged (rare, so cheap)."""
+
+    prefix: str
+    text: pd.Series
+    suffix: str
+
+    def render(self, rows: np.ndarray) -> list[str]:
+        values = self.text.to_numpy(dtype=object)[rows]
+        return [f"{self.prefix}'{_shorten(str(v))}'{self.suffix}" for v in values]
+
+
+def _shorten(value: str) -> str:
+    return value if len(value) <= 40 else value[:40] + "…"
 
 
 def _parse_number(
@@ -114,27 +148,31 @@ def _parse_number(
 ) -> pd.Series:
     number = pd.to_numeric(text.where(present, None), errors="coerce")
     values = number.to_numpy(dtype=float, na_value=np.nan)
-    reasons.flag(
-        present & np.isnan(values), f"bad_type: {col.name} " + _quoted(text) + " is not a number"
-    )
-    reasons.flag(present & np.isinf(values), f"not_finite: {col.name} is infinite")
+    # "NaN" parses to NaN like unparseable text does, so it is told apart before bad_type.
     lowered = text.str.lower()
     reasons.flag(
         present & lowered.isin(["nan", "-nan", "+nan"]).to_numpy(), f"not_finite: {col.name} is NaN"
     )
+    reasons.flag(
+        present & np.isnan(values), _Message(f"bad_type: {col.name} ", text, " is not a number")
+    )
+    reasons.flag(present & np.isinf(values), f"not_finite: {col.name} is infinite")
     if col.kind is Kind.INT:
         fractional = present & ~np.isnan(values) & (np.floor(values) != values)
         reasons.flag(
-            fractional, f"bad_integer: {col.name} " + _quoted(text) + " is not a whole number"
+            fractional, _Message(f"bad_integer: {col.name} ", text, " is not a whole number")
         )
     if col.min_value is not None:
         below = present & (values < col.min_value)
         code = "negative_amount" if col.kind is Kind.MONEY else "out_of_range"
-        reasons.flag(below, f"{code}: {col.name} " + _quoted(text) + f" is below {col.min_value:g}")
+        reasons.flag(below, _Message(f"{code}: {col.name} ", text, f" is below {col.min_value:g}"))
     if col.kind is Kind.INT:
         return pd.Series(values, index=text.index).round().astype("Int64")
     if col.kind is Kind.MONEY:
-        return pd.Series(np.round(values, 2), index=text.index)
+        # Half a cent rounds away from zero, as written in decimal: np.round works on the
+        # binary value and half-to-even, so 1.005 would become 1.0 but 1.015 become 1.02.
+        cents = np.floor(np.round(np.abs(values) * 100, 6) + 0.5)
+        return pd.Series(np.copysign(cents, values) / 100, index=text.index)
     return pd.Series(values, index=text.index)
 
 
@@ -151,11 +189,11 @@ def _parse_time(
         )
         code, what = "bad_timestamp", "an ISO-8601 timestamp"
     missing = np.asarray(parsed.isna())
-    reasons.flag(present & missing, f"{code}: {col.name} " + _quoted(text) + f" is not {what}")
+    reasons.flag(present & missing, _Message(f"{code}: {col.name} ", text, f" is not {what}"))
     if not col.future_ok:
         future = present & ~missing & np.asarray(parsed > pd.Timestamp(ctx.now))
         kind = "date" if col.kind is Kind.DATE else "timestamp"
-        reasons.flag(future, f"future_{kind}: {col.name} " + _quoted(text) + " is in the future")
+        reasons.flag(future, _Message(f"future_{kind}: {col.name} ", text, " is in the future"))
     return parsed
 
 
@@ -175,11 +213,11 @@ def _check_column(
         reasons.flag(too_long, f"too_long: {col.name} is longer than {col.max_length} characters")
         if col.kind is Kind.ID:
             bad = present & ~np.asarray(text.str.match(ID_PATTERN), dtype=bool)
-            reasons.flag(bad, f"bad_id: {col.name} " + _quoted(text) + " has spaces or symbols")
+            reasons.flag(bad, _Message(f"bad_id: {col.name} ", text, " has spaces or symbols"))
             if col.references is not None and col.references in ctx.known:
                 unknown = present & ~ctx.known[col.references].contains(text)
                 noun = SINGULAR.get(col.references, col.references)
-                reasons.flag(unknown, f"unknown_{noun}: {col.name} " + _quoted(text) + " not found")
+                reasons.flag(unknown, _Message(f"unknown_{noun}: {col.name} ", text, " not found"))
         if col.default is not None:
             return text.astype(object)
         return text.where(present, None).astype(object)
@@ -193,7 +231,7 @@ def _check_column(
         falsy = np.asarray(lowered.isin(FALSE_TEXT))
         reasons.flag(
             present & ~truthy & ~falsy,
-            f"bad_boolean: {col.name} " + _quoted(text) + " is not true/false",
+            _Message(f"bad_boolean: {col.name} ", text, " is not true/false"),
         )
         flags = pd.Series(pd.NA, index=text.index, dtype="boolean")
         flags[truthy] = True
@@ -203,7 +241,7 @@ def _check_column(
         bad = present & ~np.asarray(text.isin(col.choices))
         reasons.flag(
             bad,
-            f"bad_enum: {col.name} " + _quoted(text) + f" is not one of {'|'.join(col.choices)}",
+            _Message(f"bad_enum: {col.name} ", text, f" is not one of {'|'.join(col.choices)}"),
         )
         return text.where(present, None).astype(object)
     if col.kind is Kind.ENUM_LIST:
@@ -211,9 +249,9 @@ def _check_column(
         bad = np.array([bool(t) and not set(t.split("|")) <= allowed for t in text], dtype=bool)
         reasons.flag(
             bad,
-            f"bad_enum: {col.name} "
-            + _quoted(text)
-            + f" has values outside {'|'.join(col.choices)}",
+            _Message(
+                f"bad_enum: {col.name} ", text, f" has values outside {'|'.join(col.choices)}"
+            ),
         )
         return text.astype(object)
     raise AssertionError(f"unhandled kind {col.kind}")
@@ -260,19 +298,14 @@ def validate_chunk(entity: Entity, frame: pd.DataFrame, ctx: ValidationContext) 
         reasons.flag(mask, message)
     key_frame = pd.DataFrame({k: frame[k] for k in entity.key})
     duplicate = ctx.duplicates.mark(key_frame, reasons.ok)
-    key_text = (
-        key_frame.astype(str).agg("/".join, axis=1)
-        if len(entity.key) > 1
-        else key_frame[entity.key[0]]
-    )
-    reasons.flag(
-        duplicate,
-        "duplicate: "
-        + "/".join(entity.key)
-        + " "
-        + _quoted(key_text)
-        + " appears earlier in this file",
-    )
+    if duplicate.any():
+        key_text = key_frame.astype(str).agg("/".join, axis=1)
+        reasons.flag(
+            duplicate,
+            _Message(
+                f"duplicate: {'/'.join(entity.key)} ", key_text, " appears earlier in this file"
+            ),
+        )
     good_mask = reasons.ok
     good = pd.DataFrame(typed).loc[good_mask].reset_index(drop=True)
     bad_positions = np.flatnonzero(~good_mask).tolist()
