@@ -15,7 +15,12 @@ from sqlalchemy import Engine, select, text
 from nextoffer.ingest.reader import Rejected, iter_chunks
 from nextoffer.ingest.sources import SourceFile
 from nextoffer.ingest.validate import KeySet, ValidationContext, validate_chunk
-from nextoffer.store.bulk import drop_secondary_indexes, ensure_secondary_indexes, upsert_frame
+from nextoffer.store.bulk import (
+    OnConflict,
+    drop_secondary_indexes,
+    ensure_secondary_indexes,
+    upsert_frame,
+)
 from nextoffer.store.engine import is_postgres
 from nextoffer.store.runs import utcnow
 from nextoffer.store.schema import Base, QuarantinedRow
@@ -65,21 +70,36 @@ def _quarantine_rows(source: SourceFile, run_id: str, rejected: list[Rejected]) 
     )
 
 
-def _bulk_load(engine: Engine, source: SourceFile, first_chunk_rows: int, first_bytes: int) -> bool:
-    """True when this file will at least double its PostgreSQL table.
+@dataclass(frozen=True)
+class LoadPlan:
+    """How a file is written to PostgreSQL.
 
-    Then the table's secondary indexes are dropped for the load and rebuilt after it,
-    which is several times faster than maintaining them row by row.
+    `rebuild_indexes`: the load at least doubles the table, so secondary indexes are
+    dropped and rebuilt once. `all_new`: the table was empty, so rows are COPYed straight in.
     """
+
+    rebuild_indexes: bool = False
+    all_new: bool = False
+
+
+def plan_load(engine: Engine, source: SourceFile, first_rows: int, first_bytes: int) -> LoadPlan:
+    """Decide, from the first block, whether this load is big relative to its table."""
     if not is_postgres(engine) or first_bytes == 0:
-        return False
-    expected_rows = first_chunk_rows * source.size / first_bytes
+        return LoadPlan()
+    expected_rows = first_rows * source.size / first_bytes
+    table = _quote_ident(source.entity.name)
     with engine.connect() as conn:
         estimate = conn.execute(
             text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"),
             {"t": source.entity.name},
         ).scalar()
-    return expected_rows >= max(float(estimate or 0), 0.0)
+        empty = conn.execute(text(f"SELECT NOT EXISTS (SELECT 1 FROM {table})")).scalar()
+    big = expected_rows >= max(float(estimate or 0), 0.0)
+    return LoadPlan(rebuild_indexes=big, all_new=bool(empty))
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def load_file(
@@ -104,11 +124,15 @@ def load_file(
     result = FileResult(source=str(source.path), entity=entity.name)
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     reported = 0
-    bulk: bool | None = None
+    plan: LoadPlan | None = None
 
     def write_block(good: pd.DataFrame, rejected: list[Rejected], qwriter: Any) -> int:
+        assert plan is not None
         with engine.begin() as conn:
-            changed = upsert_frame(conn, table, good, entity.key)
+            # Keys are unique within a file (duplicates are quarantined), so into a table
+            # that was empty when the file started, every row is new.
+            mode: OnConflict = "fail" if plan.all_new else "update"
+            changed = upsert_frame(conn, table, good, entity.key, on_conflict=mode)
             if rejected:
                 upsert_frame(
                     conn,
@@ -135,10 +159,10 @@ def load_file(
                 for (line, raw), reason in zip(located, checked.bad_reasons, strict=True)
             ]
             rejected.sort(key=lambda r: r.line)
-            if bulk is None:
-                bulk = _bulk_load(engine, source, len(chunk.frame), chunk.bytes_read)
+            if plan is None:
+                plan = plan_load(engine, source, len(chunk.frame), chunk.bytes_read)
                 with engine.begin() as conn:
-                    if bulk:
+                    if plan.rebuild_indexes:
                         drop_secondary_indexes(conn, table)
                     else:
                         ensure_secondary_indexes(conn, table)
@@ -155,7 +179,7 @@ def load_file(
                 reported += chunk.bytes_read
         if in_flight is not None:
             result.rows_changed += in_flight.result()
-    if bulk:
+    if plan is not None and plan.rebuild_indexes:
         with engine.begin() as conn:
             ensure_secondary_indexes(conn, table)
             conn.execute(text(f'ANALYZE "{entity.name}"'))
