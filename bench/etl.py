@@ -16,13 +16,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from nextoffer.synth.generator import generate_world
-
 from bench.common import machine, timed, write_result
 from nextoffer.config import Settings
 from nextoffer.pipelines.etl import run_ingest
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
+from nextoffer.synth.generator import generate_world
 
 PG = os.environ.get("NEXTOFFER_BENCH_PG", "host=127.0.0.1 port=5432 user=postgres")
 BARE_TABLE = """CREATE TABLE bare_transactions (
