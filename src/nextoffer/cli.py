@@ -110,7 +110,7 @@ def generate(
             out, customers, seed, progress=lambda done: bar.update(task, completed=done)
         )
     counts = " · ".join(f"{n:,} {name}" for name, n in result.rows.items())
-    console.print(f"generate: {counts} → {result.out_dir} · {result.seconds:.1f} s")
+    console.print(f"generate: {counts} → {result.out_dir} · {result.seconds:.1f} s", soft_wrap=True)
 
 
 @db_app.command("upgrade")
