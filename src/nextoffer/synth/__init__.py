@@ -1,0 +1,1 @@
+"""Synthetic telco world: catalogue, customers, history and churn, with planted structure."""
