@@ -1,0 +1,1 @@
+"""Recommenders, the next-best-offer ranker and the churn model."""
