@@ -23,3 +23,7 @@ class BackendUnavailableError(NextOfferError):
 
 class InputError(NextOfferError):
     """An input file cannot be used at all (not one bad row: those go to quarantine)."""
+
+
+class RegistryError(NextOfferError):
+    """The model registry cannot do what was asked: no champion, a pruned version, no history."""

@@ -1,0 +1,1 @@
+"""Model registry on MLflow: versions, the champion alias, and model quality gauges."""
