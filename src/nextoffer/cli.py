@@ -233,12 +233,13 @@ def quickstart(
     seed: Annotated[int, typer.Option(help="random seed for the generated world")] = 42,
     data: Annotated[Path, typer.Option(help="where the generated files go")] = Path("var/data"),
 ) -> None:
-    """The main job on the current settings: generate data, migrate, ingest, compute features."""
+    """The main job on the current settings: generate, migrate, ingest, features, train, score."""
     started = time.perf_counter()
     generate(out=data, customers=customers, seed=seed)
     db_upgrade(revision="head", timeout=None)
     ingest(path=data)
     features(as_of=None)
+    train(models="offers,churn", params=None, score=True)
     console.print(f"quickstart: done in {time.perf_counter() - started:.1f} s", highlight=False)
 
 
@@ -246,3 +247,348 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+evaluate_app = typer.Typer(
+    help="Offline evaluation on any CSV: recommenders on interactions, churn on a table."
+)
+app.add_typer(evaluate_app, name="evaluate")
+
+
+def _print_json(payload: Any) -> None:
+    import json
+
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+def _metrics_table(title: str, rows: dict[str, dict[str, float]], columns: list[str]) -> Table:
+    table = Table(title=title, box=None, title_justify="left")
+    table.add_column("model")
+    for column in columns:
+        table.add_column(column.replace("_at_", "@"), justify="right")
+    for name, values in rows.items():
+        table.add_row(name, *(_fmt(values.get(c)) for c in columns))
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+@evaluate_app.command("recommenders")
+@handles_errors
+def evaluate_recommenders(
+    interactions: Annotated[Path, typer.Option(help="CSV with one interaction per row")],
+    user_col: Annotated[str, typer.Option(help="user id column")] = "user_id",
+    item_col: Annotated[str, typer.Option(help="item id column")] = "item_id",
+    rating_col: Annotated[str, typer.Option(help="rating column, if any")] = "rating",
+    time_col: Annotated[str, typer.Option(help="timestamp column, if any")] = "timestamp",
+    split: Annotated[
+        str, typer.Option(help="stratified (per user, random), time, or leave_one_out")
+    ] = "stratified",
+    ratio: Annotated[float, typer.Option(min=0.01, max=0.99, help="train share")] = 0.75,
+    seed: Annotated[int, typer.Option(help="random seed of the split")] = 42,
+    filter_by: Annotated[str, typer.Option(help="stratify by user or item")] = "user",
+    k: Annotated[int, typer.Option(min=1, help="cut-off of the ranking metrics")] = 10,
+    models: Annotated[
+        str | None, typer.Option(help="comma-separated models (default: all)")
+    ] = None,
+    weights: Annotated[str, typer.Option(help="binary or rating")] = "binary",
+    tune: Annotated[bool, typer.Option(help="choose settings on a validation split")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Split an interactions CSV, fit every recommender, and print test ranking metrics.
+
+    Settings (EASE regularisation, ALS factors, neighbours) are chosen on a validation
+    split carved from the training part, never on the test part. Items a user has in
+    training are not recommended; all of the user's test items are relevant.
+    """
+    from nextoffer.models.catalog import RECOMMENDERS
+    from nextoffer.pipelines.evaluate import RecommenderEvaluationConfig
+    from nextoffer.pipelines.evaluate import evaluate_recommenders as run
+
+    choices = {"split": ("stratified", "time", "leave_one_out"), "filter_by": ("user", "item")}
+    choices["weights"] = ("binary", "rating")
+    given = {"split": split, "filter_by": filter_by, "weights": weights}
+    for option, value in given.items():
+        if value not in choices[option]:
+            raise ConfigError(f"--{option.replace('_', '-')} must be one of {choices[option]}")
+    config = RecommenderEvaluationConfig(
+        user_col=user_col,
+        item_col=item_col,
+        rating_col=rating_col or None,
+        time_col=time_col or None,
+        split=split,  # type: ignore[arg-type]
+        ratio=ratio,
+        seed=seed,
+        k=k,
+        filter_by=filter_by,  # type: ignore[arg-type]
+        models=tuple(m.strip() for m in models.split(",")) if models else tuple(RECOMMENDERS),
+        weights=weights,  # type: ignore[arg-type]
+        tune=tune,
+    )
+    with err_console.status("evaluating recommenders") as status:
+        result = run(interactions, config, progress=lambda m: status.update(m))
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    d = result.data
+    console.print(
+        f"{d['file']}: {d['interactions']:,} interactions · {d['users']:,} users · "
+        f"{d['items']:,} items · {d['split']} split {d['ratio']} (seed {d['seed']}) → "
+        f"{d['train']:,} train / {d['test']:,} test",
+        highlight=False,
+        soft_wrap=True,
+    )
+    columns = [f"{m}@{k}" for m in ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")]
+    console.print(_metrics_table("test metrics", result.metrics, [*columns, f"coverage@{k}"]))
+    for name, params in result.chosen.items():
+        console.print(f"{name}: {params or 'no settings'}", highlight=False)
+
+
+@evaluate_app.command("churn")
+@handles_errors
+def evaluate_churn(
+    data: Annotated[Path, typer.Option(help="CSV with one customer per row and a label column")],
+    label: Annotated[str, typer.Option(help="label column (yes/no, true/false or 1/0)")],
+    id_col: Annotated[
+        str | None, typer.Option(help="id column to drop (default: detected)")
+    ] = None,
+    folds: Annotated[int, typer.Option(min=2, max=20, help="cross-validation folds")] = 5,
+    seed: Annotated[int, typer.Option(help="random seed of the folds")] = 42,
+    tune: Annotated[bool, typer.Option(help="choose LightGBM settings in each fold")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Cross-validate the churn model and a logistic baseline on any customer table.
+
+    Columns are typed automatically (numbers, yes/no flags, categories; blank cells are
+    missing values) and id columns are dropped. LightGBM settings are chosen inside each
+    training fold, never on the fold being scored.
+    """
+    import pandas as pd
+
+    from nextoffer.domain.errors import InputError
+    from nextoffer.models.churn_eval import evaluate_churn_table
+
+    try:
+        table = pd.read_csv(data, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{data}: cannot read as CSV: {exc}") from None
+    if label not in table.columns:
+        raise InputError(f"{data}: no column {label!r}; found {', '.join(table.columns)}")
+    if id_col is not None and id_col not in table.columns:
+        raise InputError(f"{data}: no id column {id_col!r}")
+    with err_console.status(f"cross-validating on {len(table):,} rows ({folds} folds)"):
+        try:
+            result = evaluate_churn_table(
+                table, label, id_col=id_col, folds=folds, seed=seed, tune=tune
+            )
+        except ValueError as exc:
+            raise InputError(f"{data}: {exc}") from None
+    payload = result.to_dict()
+    if as_json:
+        _print_json(payload)
+        return
+    console.print(
+        f"{data}: {payload['rows']:,} rows · churn rate {payload['positives_rate']:.1%} · "
+        f"{folds}-fold cross-validation (seed {seed})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    metrics = ("roc_auc", "pr_auc", "brier", "lift_top_decile")
+    table_out = Table(title="mean ± std over folds", box=None, title_justify="left")
+    table_out.add_column("model")
+    for metric in metrics:
+        table_out.add_column(metric, justify="right")
+    for name, scores in result.models.items():
+        table_out.add_row(name, *(f"{scores.mean[m]:.4f} ± {scores.std[m]:.4f}" for m in metrics))
+    console.print(table_out)
+    schema = payload["schema"]
+    categorical = ", ".join(f"{n} ({k} levels)" for n, k in schema["categorical"].items())
+    dropped = ", ".join(f"{n} ({why})" for n, why in schema["dropped"].items())
+    console.print(
+        f"columns: {len(schema['numeric'])} numeric · "
+        f"{len(schema['boolean'])} yes/no {schema['boolean']} · "
+        f"categorical: {categorical or 'none'} · dropped: {dropped or 'none'}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for fold, params in enumerate(result.chosen_params, start=1):
+        console.print(
+            f"fold {fold} LightGBM settings: {params or 'defaults'}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+models_app = typer.Typer(help="Registered model versions: list, promote, roll back.")
+app.add_typer(models_app, name="models")
+
+
+def _registry(settings: Settings) -> Any:
+    from nextoffer.registry.mlflow_registry import ModelRegistry
+
+    return ModelRegistry.from_settings(settings)
+
+
+def _decision_line(decision: Any) -> str:
+    verb = "promoted to champion" if decision.promoted else "registered, champion unchanged"
+    return f"{decision.kind} v{decision.version}: {verb} — {decision.reason}"
+
+
+@app.command()
+@handles_errors
+def train(
+    models: Annotated[str, typer.Option(help="comma-separated kinds: offers, churn")] = (
+        "offers,churn"
+    ),
+    params: Annotated[
+        Path | None,
+        typer.Option(help="JSON file of pinned settings (skips the search for those models)"),
+    ] = None,
+    score: Annotated[bool, typer.Option(help="score churn for every customer afterwards")] = True,
+) -> None:
+    """Train, evaluate on held-out data, register in MLflow, promote only if better.
+
+    Offers: recommenders + LightGBM propensity ranker, tested on the latest time window.
+    Churn: calibrated LightGBM, tested on held-out customers, with a drift report. A new
+    version becomes champion only if it beats the champion's primary metric (nDCG@10 for
+    offers, ROC-AUC for churn) by NEXTOFFER_PROMOTION_MARGIN; otherwise the reason is
+    recorded. Then every customer's churn risk is scored with the champion.
+    """
+    import json
+
+    from nextoffer.pipelines.train import TrainOverrides, run_training
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    wait_for_database(engine, settings.db_wait_timeout_s)
+    overrides = None
+    if params is not None:
+        try:
+            overrides = TrainOverrides.from_dict(json.loads(params.read_text()))
+        except (OSError, json.JSONDecodeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"--params {params}: {exc}") from None
+    kinds = [k.strip() for k in models.split(",") if k.strip()]
+    registry = _registry(settings)
+    with err_console.status("training") as status:
+        try:
+            result = run_training(
+                engine,
+                settings,
+                registry,
+                kinds=kinds,
+                overrides=overrides,
+                score=score,
+                progress=lambda m: status.update(m),
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if result.offers is not None:
+        k = 10
+        columns = [f"{m}_at_{k}" for m in ("ndcg", "map", "precision", "recall", "hit_rate")]
+        console.print(
+            _metrics_table(
+                f"offers, test window from {result.offers.calendar['test_as_of'][:10]}",
+                result.offers.table,
+                columns,
+            )
+        )
+        for name, chosen in result.offers.chosen.items():
+            console.print(f"  chosen {name}: {chosen or 'no settings'}", highlight=False)
+    if result.churn is not None:
+        c = result.churn
+        rows = {"lightgbm (calibrated)": c.metrics, "logistic baseline": c.baseline}
+        console.print(
+            _metrics_table(
+                f"churn, {c.rows['test']:,} held-out customers (labels of {c.label_as_of[:10]})",
+                rows,
+                ["roc_auc", "pr_auc", "brier", "lift_top_decile"],
+            )
+        )
+        console.print(
+            f"  uncalibrated brier {c.metrics['brier_uncalibrated']:.4f} · chosen {c.chosen} · "
+            f"drift: max PSI {c.drift.max_psi:.3f} ({c.drift.worst_feature})"
+            f"{' [red]DRIFT[/red]' if c.drift.flagged else ''}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for decision in result.decisions.values():
+        console.print(_decision_line(decision), highlight=False, soft_wrap=True)
+    if result.churn_scored:
+        bands = " · ".join(f"{n:,} {b}" for b, n in sorted(result.churn_scored.items()))
+        console.print(
+            f"churn scores (model v{result.churn_model_version}): {bands}", highlight=False
+        )
+    console.print(f"train: done in {result.seconds:.1f} s", highlight=False)
+
+
+@models_app.command("list")
+@handles_errors
+def models_list(
+    kind: Annotated[str | None, typer.Argument(help="offers or churn (default: both)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Every registered version, newest first: metrics, decision, champion, artifacts."""
+    from nextoffer.registry.mlflow_registry import MODEL_KINDS
+
+    registry = _registry(load_settings())
+    kinds = [kind] if kind else list(MODEL_KINDS)
+    primary = {"offers": "ndcg_at_10", "churn": "roc_auc"}
+    everything: dict[str, list[dict[str, Any]]] = {}
+    for name in kinds:
+        if name not in MODEL_KINDS:
+            raise ConfigError(f"unknown model kind {name!r}; known: {', '.join(MODEL_KINDS)}")
+        everything[name] = [
+            {
+                "version": v.version,
+                "created_at": v.created_at.isoformat(),
+                "champion": v.is_champion,
+                "metrics": v.metrics,
+                "decision": v.tags.get("nextoffer.decision", ""),
+                "reason": v.tags.get("nextoffer.reason", ""),
+                "artifacts_deleted": v.artifacts_deleted,
+            }
+            for v in registry.versions(name)
+        ]
+    if as_json:
+        _print_json(everything)
+        return
+    for name, versions in everything.items():
+        table = Table(title=f"nextoffer-{name}", box=None, title_justify="left")
+        for column in ("version", "created (UTC)", primary[name], "champion", "decision"):
+            table.add_column(column)
+        for v in versions:
+            value = v["metrics"].get(primary[name])
+            table.add_row(
+                str(v["version"]),
+                v["created_at"][:19].replace("T", " "),
+                "—" if value is None else f"{value:.4f}",
+                "★" if v["champion"] else "",
+                f"{v['reason']}{' (artifacts pruned)' if v['artifacts_deleted'] else ''}",
+            )
+        console.print(table if versions else f"nextoffer-{name}: no versions yet")
+
+
+@models_app.command("promote")
+@handles_errors
+def models_promote(
+    kind: Annotated[str, typer.Argument(help="offers or churn")],
+    version: Annotated[int, typer.Argument(help="version to make champion")],
+    reason: Annotated[str, typer.Option(help="why (kept in the registry)")] = "promoted by hand",
+) -> None:
+    """Make VERSION the champion of KIND by hand, whatever its metrics."""
+    decision = _registry(load_settings()).promote(kind, version, reason)
+    console.print(_decision_line(decision), highlight=False, soft_wrap=True)
+
+
+@models_app.command("rollback")
+@handles_errors
+def models_rollback(kind: Annotated[str, typer.Argument(help="offers or churn")]) -> None:
+    """Point KIND's champion back at the previous champion."""
+    decision = _registry(load_settings()).rollback(kind)
+    console.print(_decision_line(decision), highlight=False, soft_wrap=True)

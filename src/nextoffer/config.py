@@ -76,6 +76,22 @@ class Settings(BaseSettings):
     )
     random_seed: int = Field(42, description="seed for every randomised step")
 
+    offer_horizon_days: int = Field(
+        60, ge=7, le=365, description="days after a snapshot in which an acquisition counts"
+    )
+    ranker_train_customers: int = Field(
+        60_000, ge=1000, description="customers the offer ranker is trained on (sampled)"
+    )
+    promotion_margin: float = Field(
+        0.01, ge=0, description="relative gain a challenger needs to become champion"
+    )
+    keep_model_versions: int = Field(5, ge=1, description="versions whose artifacts are kept")
+    drift_threshold: float = Field(0.2, gt=0, description="PSI above which drift is flagged")
+    churn_bands: tuple[float, float] = Field(
+        (0.2, 0.4), description="churn probability bounds of the medium and high bands"
+    )
+    train_threads: int = Field(0, ge=0, description="threads for model training; 0 = all cores")
+
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_json: bool = Field(True, description="JSON lines logs (false: plain text)")
 

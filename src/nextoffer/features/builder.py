@@ -59,7 +59,8 @@ def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
 
 def _frame(conn: Connection, query: Executable) -> pd.DataFrame:
     result = conn.execute(query)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    # Plain tuples: pandas probes SQLAlchemy Row objects key by key, ten times slower.
+    return pd.DataFrame([tuple(row) for row in result], columns=list(result.keys()))
 
 
 def data_as_of(conn: Connection, now: datetime) -> datetime:

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import (  # type: ignore[import-untyped, unused-ignore]
     AlternatingLeastSquares,
 )
+from threadpoolctl import threadpool_limits
 
 from nextoffer.models.base import Interactions, Recommender
 from nextoffer.models.popularity import as_history, fill_empty_rows, popularity_share
@@ -84,7 +85,10 @@ class ALSRecommender(Recommender):
         self.n_items = data.n_items
         self.popularity = popularity_share(data.matrix)
         model = self._implicit_model()
-        model.fit(sp.csr_matrix(data.matrix, dtype=np.float32), show_progress=False)
+        # implicit parallelises itself; a multi-threaded BLAS underneath oversubscribes the
+        # cores (implicit warns about it), so BLAS runs single-threaded while fitting.
+        with threadpool_limits(1, "blas"):
+            model.fit(sp.csr_matrix(data.matrix, dtype=np.float32), show_progress=False)
         self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self._solver = None
         return self
