@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sqlalchemy import Connection, Float, cast, func, select
+from sqlalchemy import Connection, case, func, select
 
 from nextoffer.domain.vocabulary import TransactionType
 from nextoffer.features.builder import build_features
@@ -153,9 +153,10 @@ def churn_labels(conn: Connection) -> tuple[datetime | None, pd.DataFrame]:
         return None, pd.DataFrame({"customer_id": [], "churned": []})
     labels = _frame(
         conn,
-        select(ChurnLabel.customer_id, cast(ChurnLabel.churned, Float).label("churned")).where(
-            ChurnLabel.as_of == newest
-        ),
+        select(
+            ChurnLabel.customer_id,
+            case((ChurnLabel.churned, 1), else_=0).label("churned"),
+        ).where(ChurnLabel.as_of == newest),
     )
     labels["churned"] = labels["churned"].astype(int)
     as_of = datetime(newest.year, newest.month, newest.day, tzinfo=UTC)

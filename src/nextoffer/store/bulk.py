@@ -74,7 +74,7 @@ def _to_arrow(table: Table, frame: pd.DataFrame) -> pa.Table:
         column_type = table.columns[name].type
         if isinstance(column_type, DateTime):
             # Naive UTC text formats ~10x faster than tz-aware; the session is set to UTC.
-            utc = pd.to_datetime(series, utc=True)
+            utc = pd.to_datetime(series, utc=True).dt.tz_localize(None)
             arrays.append(pa.array(utc).cast(pa.timestamp("us")))
         elif isinstance(column_type, Date):
             arrays.append(pa.array(pd.to_datetime(series).dt.date, type=pa.date32()))
