@@ -327,7 +327,9 @@ def evaluate_recommenders(
         seed=seed,
         k=k,
         filter_by=filter_by,  # type: ignore[arg-type]
-        models=tuple(m.strip() for m in models.split(",")) if models else tuple(RECOMMENDERS),
+        models=tuple(m.strip() for m in models.split(",") if m.strip())
+        if models is not None
+        else tuple(RECOMMENDERS),
         weights=weights,  # type: ignore[arg-type]
         tune=tune,
     )
@@ -345,9 +347,14 @@ def evaluate_recommenders(
         soft_wrap=True,
     )
     columns = [f"{m}@{k}" for m in ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")]
-    console.print(_metrics_table("test metrics", result.metrics, [*columns, f"coverage@{k}"]))
+    table = _metrics_table("test metrics", result.metrics, [*columns, f"coverage@{k}"])
+    # Whole names and headers even where the console is narrower than the table (80 columns
+    # when piped): rich would otherwise cut them to "populari…".
+    wide = console.options.update_width(max(console.width, 1_000))
+    width = max(console.width, console.measure(table, options=wide).maximum)
+    Console(width=width, highlight=False).print(table)
     for name, params in result.chosen.items():
-        console.print(f"{name}: {params or 'no settings'}", highlight=False)
+        console.print(f"{name}: {params or 'default settings'}", highlight=False)
 
 
 @evaluate_app.command("churn")
@@ -374,10 +381,15 @@ def evaluate_churn(
     from nextoffer.domain.errors import InputError
     from nextoffer.models.churn_eval import evaluate_churn_table
 
+    if not data.is_file():
+        raise InputError(f"{data}: {'is a directory' if data.is_dir() else 'no such file'}")
     try:
         table = pd.read_csv(data, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{data}: the file is empty") from None
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{data}: cannot read as CSV: {exc}") from None
+        reason = " ".join(str(exc).split())
+        raise InputError(f"{data}: cannot read as CSV: {reason}") from None
     if label not in table.columns:
         raise InputError(f"{data}: no column {label!r}; found {', '.join(table.columns)}")
     if id_col is not None and id_col not in table.columns:

@@ -53,6 +53,12 @@ FEATURE_COLUMNS = [
 ]
 
 
+# The customer attributes models use, by type: every feature column but the id.
+MODEL_FEATURES = tuple(c for c in FEATURE_COLUMNS if c != "customer_id")
+CATEGORICAL_FEATURES = ("contract_type", "payment_method", "region", "age_band", "plan_id")
+NUMERIC_FEATURES = tuple(c for c in MODEL_FEATURES if c not in CATEGORICAL_FEATURES)
+
+
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.sum(case((condition, 1), else_=0))
 

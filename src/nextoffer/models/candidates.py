@@ -10,33 +10,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-CUSTOMER_NUMERIC = (
-    "tenure_months",
-    "arpu",
-    "data_gb_month",
-    "voice_min_month",
-    "recency_days",
-    "frequency_90d",
-    "monetary_90d",
-    "monetary_total",
-    "products_held",
-    "mobile_held",
-    "broadband_held",
-    "addons_held",
-    "devices_held",
-    "bundles_held",
-    "support_contacts_90d",
-    "engagement_30d",
-    "offers_accepted_180d",
-)
-CUSTOMER_CATEGORICAL = (
-    "contract_type",
-    "payment_method",
-    "region",
-    "age_band",
-    "plan_id",
-    "segment_id",
-)
+from nextoffer.features.builder import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+CUSTOMER_NUMERIC = NUMERIC_FEATURES
+# The segment is a clustering of the features; as a category it lets trees split by segment.
+CUSTOMER_CATEGORICAL = (*CATEGORICAL_FEATURES, "segment_id")
 PRODUCT_NUMERIC = ("price", "margin", "min_tenure_months")
 PRODUCT_CATEGORICAL = ("product", "category")
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from nextoffer.models.churn import ChurnModel
@@ -27,24 +29,23 @@ class Champion(Generic[M]):
 
 
 def load_offer_champion(registry: ModelRegistry) -> Champion[OfferModel]:
-    """The offers champion, loaded into memory (its download is removed afterwards)."""
-    info = registry.champion("offers")
-    path = registry.download("offers", None if info is None else info.version)
-    try:
-        model = OfferModel.load(path)
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-    assert info is not None  # download raised otherwise
-    return Champion(model, info.version)
+    """The offers champion, loaded into memory."""
+    return _load(registry, "offers", OfferModel.load)
 
 
 def load_churn_champion(registry: ModelRegistry) -> Champion[ChurnModel]:
-    """The churn champion, loaded into memory (its download is removed afterwards)."""
-    info = registry.champion("churn")
-    path = registry.download("churn", None if info is None else info.version)
+    """The churn champion, loaded into memory."""
+    return _load(registry, "churn", ChurnModel.load)
+
+
+def _load(registry: ModelRegistry, kind: str, loader: Callable[[Path], M]) -> Champion[M]:
+    """Download the champion's files, load them, and remove the download."""
+    info = registry.champion(kind)
+    # An explicit version: the alias may move between reading it and downloading.
+    path = registry.download(kind, None if info is None else info.version)
     try:
-        model = ChurnModel.load(path)
+        model = loader(path)
     finally:
         shutil.rmtree(path, ignore_errors=True)
-    assert info is not None
+    assert info is not None  # download raised otherwise
     return Champion(model, info.version)

@@ -68,26 +68,83 @@ class RecommenderEvaluation:
 
 
 def read_interactions(path: Path, config: RecommenderEvaluationConfig) -> pd.DataFrame:
-    """Read the CSV and check the named columns exist; rows with a missing id are dropped."""
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read as CSV: {exc}") from None
-    needed = [config.user_col, config.item_col]
-    needed += [c for c in (config.rating_col, config.time_col) if c and c in frame.columns]
+    """Read the CSV and check the columns the configuration uses; rows with a missing id go.
+
+    Raises `InputError` with one line naming the problem: an unreadable file, a missing
+    column, a non-numeric rating where ratings are used, or times that are missing or not
+    numbers/dates where the split uses them. Text times are parsed as dates.
+    """
+    frame = _read_csv(path)
+    time_used = config.time_col is not None and (
+        config.split == "time" or (config.split == "leave_one_out" and config.time_col in frame)
+    )
+    rating_used = config.weights == "rating" or config.min_rating is not None
     missing = [c for c in (config.user_col, config.item_col) if c not in frame.columns]
     if config.split == "time" and (config.time_col is None or config.time_col not in frame):
-        missing.append(config.time_col or "--time-col")
+        missing.append(f"{config.time_col or '--time-col'} (needed by the time split)")
+    if rating_used and (config.rating_col is None or config.rating_col not in frame):
+        missing.append(f"{config.rating_col or '--rating-col'} (needed for ratings)")
     if missing:
         raise InputError(
             f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}"
         )
-    frame = frame[needed].dropna(subset=[config.user_col, config.item_col])
-    if config.min_rating is not None and config.rating_col in frame:
+    needed = [config.user_col, config.item_col]
+    needed += [c for c in (config.rating_col, config.time_col) if c and c in frame.columns]
+    frame = frame[needed].dropna(subset=[config.user_col, config.item_col]).copy()
+    if rating_used and config.rating_col is not None:
+        frame[config.rating_col] = _numeric_ratings(path, frame[config.rating_col])
+    if time_used and config.time_col is not None:
+        frame[config.time_col] = _times(path, frame[config.time_col])
+    if config.min_rating is not None and config.rating_col is not None:
         frame = frame[frame[config.rating_col] >= config.min_rating]
     if frame.empty:
         raise InputError(f"{path}: no interactions left to evaluate")
     return frame.reset_index(drop=True)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """The file as a DataFrame, or an `InputError` saying in one line why it cannot be read."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a CSV file")
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: the file is empty") from None
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise InputError(f"{path}: cannot read as CSV: {reason}") from None
+
+
+def _numeric_ratings(path: Path, ratings: pd.Series) -> pd.Series:
+    """`ratings` as floats; `InputError` naming a few values that are not numbers."""
+    as_numbers = pd.to_numeric(ratings, errors="coerce")
+    bad = ratings[as_numbers.isna() & ratings.notna()]
+    if not bad.empty:
+        shown = ", ".join(repr(v) for v in bad.drop_duplicates().head(5))
+        raise InputError(
+            f"{path}: rating column {ratings.name!r} must hold numbers; "
+            f"{len(bad)} rows do not, e.g. {shown}"
+        )
+    return as_numbers.astype(float)
+
+
+def _times(path: Path, times: pd.Series) -> pd.Series:
+    """Numeric or date times, complete; text is parsed as dates. `InputError` otherwise."""
+    if times.isna().any():
+        raise InputError(
+            f"{path}: time column {times.name!r} has {int(times.isna().sum())} missing values"
+        )
+    if pd.api.types.is_numeric_dtype(times) or pd.api.types.is_datetime64_any_dtype(times):
+        return times
+    try:
+        return pd.to_datetime(times, format="mixed")
+    except (ValueError, TypeError, OverflowError):
+        shown = ", ".join(repr(v) for v in times.drop_duplicates().head(3))
+        raise InputError(
+            f"{path}: time column {times.name!r} holds neither numbers nor dates, e.g. {shown}"
+        ) from None
 
 
 def split_interactions(
@@ -124,7 +181,11 @@ def evaluate_recommenders(
     say = progress or (lambda _message: None)
     unknown = [m for m in config.models if m not in RECOMMENDERS]
     if unknown:
-        raise InputError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(RECOMMENDERS)}")
+        raise InputError(
+            f"unknown model(s) {', '.join(map(repr, unknown))}; known: {', '.join(RECOMMENDERS)}"
+        )
+    if not config.models:
+        raise InputError(f"no model to evaluate; known: {', '.join(RECOMMENDERS)}")
     frame = read_interactions(path, config)
     users = pd.Index(frame[config.user_col].unique())
     items = pd.Index(frame[config.item_col].unique())

@@ -84,7 +84,8 @@ def run_training(
     overrides = overrides or TrainOverrides()
     unknown = set(kinds) - set(KINDS)
     if unknown:
-        raise ValueError(f"unknown model kind(s) {', '.join(sorted(unknown))}; known: offers, churn")
+        known = ", ".join(KINDS)
+        raise ValueError(f"unknown model kind(s) {', '.join(sorted(unknown))}; known: {known}")
     decisions: dict[str, Decision] = {}
     offers: OfferTraining | None = None
     churn: ChurnTraining | None = None

@@ -20,38 +20,15 @@ from sqlalchemy import Engine
 
 from nextoffer.evaluation.drift import DriftReport, drift_report
 from nextoffer.evaluation.metrics import classification_metrics
-from nextoffer.features.builder import build_features
+from nextoffer.features.builder import MODEL_FEATURES, build_features
 from nextoffer.features.training import churn_labels, current_features
 from nextoffer.models.churn import DEFAULT_GRID, ChurnModel, logistic_baseline, tune_churn_params
 from nextoffer.models.tabular import TableSchema, infer_columns
 
 LABEL = "churned"
-# What the churn model sees: everything in user_features that describes the customer.
-# `segment_id` is left out: it is itself a clustering of these columns, refitted each run.
-CHURN_FEATURES = (
-    "tenure_months",
-    "contract_type",
-    "payment_method",
-    "region",
-    "age_band",
-    "plan_id",
-    "arpu",
-    "data_gb_month",
-    "voice_min_month",
-    "recency_days",
-    "frequency_90d",
-    "monetary_90d",
-    "monetary_total",
-    "products_held",
-    "mobile_held",
-    "broadband_held",
-    "addons_held",
-    "devices_held",
-    "bundles_held",
-    "support_contacts_90d",
-    "engagement_30d",
-    "offers_accepted_180d",
-)
+# What the churn model sees: every customer feature. `segment_id` is left out: it is
+# itself a clustering of these columns, refitted each run.
+CHURN_FEATURES = MODEL_FEATURES
 
 
 @dataclass(frozen=True)

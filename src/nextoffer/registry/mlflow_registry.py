@@ -161,7 +161,9 @@ class ModelRegistry:
     def from_settings(cls, settings: Settings) -> ModelRegistry:
         """The registry that NEXTOFFER_REGISTRY_URI and NEXTOFFER_ARTIFACTS_URL point at."""
         return cls(
-            settings.registry_uri, settings.artifacts_url, keep_versions=settings.keep_model_versions
+            settings.registry_uri,
+            settings.artifacts_url,
+            keep_versions=settings.keep_model_versions,
         )
 
     # ------------------------------------------------------------------ public API
