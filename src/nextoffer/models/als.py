@@ -84,10 +84,11 @@ class ALSRecommender(Recommender):
         """Factorise the interactions; keep the item factors."""
         self.n_items = data.n_items
         self.popularity = popularity_share(data.matrix)
-        model = self._implicit_model()
         # implicit parallelises itself; a multi-threaded BLAS underneath oversubscribes the
-        # cores (implicit warns about it), so BLAS runs single-threaded while fitting.
+        # cores (implicit checks, and warns, when the model is made), so BLAS runs
+        # single-threaded while implicit works.
         with threadpool_limits(1, "blas"):
+            model = self._implicit_model()
             model.fit(sp.csr_matrix(data.matrix, dtype=np.float32), show_progress=False)
         self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self._solver = None
@@ -99,7 +100,8 @@ class ALSRecommender(Recommender):
         if self._solver is None:
             # implicit's recalculate_user needs only the item factors and the settings, so a
             # model rebuilt from saved factors takes the library's own code path.
-            solver = self._implicit_model()
+            with threadpool_limits(1, "blas"):
+                solver = self._implicit_model()
             solver.item_factors = self.item_factors
             self._solver = solver
         if rows.shape[0] == 0:
