@@ -33,9 +33,22 @@ DEFAULT_GRIDS: dict[str, list[dict[str, Any]]] = {
     "ease": [{"regularization": value} for value in (50.0, 200.0, 500.0, 1000.0, 3000.0)],
     "als": [
         {"factors": factors, "regularization": regularization}
-        for factors, regularization in product((32, 64, 128), (0.01, 0.05, 0.2))
+        for factors, regularization in product((8, 16, 32, 64, 128), (0.01, 0.05, 0.2))
     ],
 }
+
+
+def search_grid(name: str, n_items: int, threads: int = 1) -> list[dict[str, Any]]:
+    """The settings worth trying for `name` on a catalogue of `n_items`.
+
+    ALS with as many factors as items just memorises each user's history, so factors stay
+    at or below half the catalogue (8 at least); ALS also gets the thread count.
+    """
+    grid = DEFAULT_GRIDS[name]
+    if name != "als":
+        return grid
+    cap = max(n_items // 2, 8)
+    return [{**params, "num_threads": threads} for params in grid if params["factors"] <= cap]
 
 
 def _recommender_class(name: str) -> type[Recommender]:

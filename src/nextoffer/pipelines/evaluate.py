@@ -21,7 +21,7 @@ from nextoffer.evaluation.splits import (
     time_split,
 )
 from nextoffer.models.base import Interactions
-from nextoffer.models.catalog import DEFAULT_GRIDS, RECOMMENDERS, make_recommender
+from nextoffer.models.catalog import RECOMMENDERS, make_recommender, search_grid
 
 SplitKind = Literal["stratified", "time", "leave_one_out"]
 WeightKind = Literal["binary", "rating"]
@@ -207,7 +207,7 @@ def evaluate_recommenders(
     result = RecommenderEvaluation({}, {}, {}, data)
     for name in config.models:
         started = time.perf_counter()
-        grid: list[dict[str, Any]] = DEFAULT_GRIDS[name] if config.tune else [{}]
+        grid = search_grid(name, len(items)) if config.tune else [{}]
         rows: list[dict[str, Any]] = []
         if len(grid) > 1:
             say(f"{name}: choosing settings on a validation split of train")

@@ -35,7 +35,7 @@ from nextoffer.features.training import (
 )
 from nextoffer.models.base import Interactions
 from nextoffer.models.candidates import ProductTable
-from nextoffer.models.catalog import DEFAULT_GRIDS, RECOMMENDERS, make_recommender
+from nextoffer.models.catalog import RECOMMENDERS, make_recommender, search_grid
 from nextoffer.models.offer_model import POPULARITY_KINDS, OfferModel, RankerData
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ def _tune_recommenders(
             tuning[name] = [{"params": chosen[name], key: None, "pinned": True}]
             continue
         rows: list[dict[str, Any]] = []
-        for params in _grid(name, len(products), config.threads):
+        for params in search_grid(name, len(products), config.threads):
             model = make_recommender(name, **params).fit(
                 recent_data if name in POPULARITY_KINDS else history
             )
@@ -267,14 +267,6 @@ def _tune_recommenders(
         tuning[name] = rows
         log.info("recommender %s: chose %s (%s %.4f)", name, best["params"], key, best[key])
     return chosen, tuning
-
-
-def _grid(name: str, n_products: int, threads: int) -> list[dict[str, Any]]:
-    """The settings tried for a recommender; ALS factors are kept below the catalogue size."""
-    if name != "als":
-        return DEFAULT_GRIDS[name]
-    factors = [f for f in (8, 16, 32, 64) if f <= max(n_products // 2, 8)]
-    return [{"factors": f, "regularization": 0.05, "num_threads": threads} for f in factors]
 
 
 def _ranker_customers(
