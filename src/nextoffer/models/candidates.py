@@ -104,6 +104,26 @@ def candidate_mask(held: sp.csr_matrix, products: ProductTable) -> np.ndarray:
     return mask
 
 
+def shortlist(
+    mask: np.ndarray, recommender_scores: Mapping[str, np.ndarray], per_model: int
+) -> np.ndarray:
+    """Keep the candidates that at least one recommender puts in its top `per_model`.
+
+    The ranker then scores a shortlist instead of the whole catalogue: the cost of batch
+    scoring falls with it, and a product no recommender rates highly is rarely the best.
+    Each recommender's own top `per_model` survives, so it ranks exactly as before.
+    """
+    if per_model <= 0 or per_model >= mask.shape[1] or not recommender_scores:
+        return mask
+    keep = np.zeros_like(mask)
+    for scores in recommender_scores.values():
+        masked = np.where(mask, scores, -np.inf)
+        top = np.argpartition(-masked, per_model - 1, axis=1)[:, :per_model]
+        np.put_along_axis(keep, top, True, axis=1)
+    kept: np.ndarray = mask & keep
+    return kept
+
+
 def candidate_matrix(
     features: pd.DataFrame,
     products: ProductTable,

@@ -21,10 +21,13 @@ from nextoffer.models.candidates import (
     categorical_columns,
     feature_names,
     fit_levels,
+    shortlist,
 )
 from nextoffer.models.catalog import load_recommender, make_recommender
 
 FORMAT_VERSION = 1
+# Each recommender nominates its top products; the ranker scores their union.
+SHORTLIST_PER_MODEL = 10
 # Customers scored at a time: bounds the dense customers × products blocks.
 SCORE_BLOCK_ROWS = 50_000
 DEFAULT_RANKER_PARAMS: dict[str, Any] = {
@@ -36,7 +39,7 @@ DEFAULT_RANKER_PARAMS: dict[str, Any] = {
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
     "lambda_l2": 1.0,
-    "max_rounds": 400,
+    "max_rounds": 300,
     "early_stopping_rounds": 30,
 }
 # Keys of the params dict that are ours, not LightGBM's.
@@ -70,6 +73,8 @@ class OfferModel:
     booster: lgb.Booster | None = None
     best_iteration: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    # Products each recommender nominates; the ranker scores the union (0 = everything).
+    shortlist_per_model: int = SHORTLIST_PER_MODEL
 
     @classmethod
     def fit_recommenders(
@@ -106,8 +111,8 @@ class OfferModel:
         self, features: pd.DataFrame, history: sp.csr_matrix, held: sp.csr_matrix
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(inputs, rows, cols, candidate mask) for one block of customers."""
-        mask = candidate_mask(held, self.products)
         scores = self.recommender_scores(features, history)
+        mask = shortlist(candidate_mask(held, self.products), scores, self.shortlist_per_model)
         inputs, rows, cols = candidate_matrix(features, self.products, mask, scores, self.levels)
         return inputs, rows, cols, mask
 
@@ -174,8 +179,10 @@ class OfferModel:
         for start in range(0, n, SCORE_BLOCK_ROWS):
             stop = min(start + SCORE_BLOCK_ROWS, n)
             block = features.iloc[start:stop]
-            mask = candidate_mask(held[start:stop], self.products)
             scores = self.recommender_scores(block, history[start:stop])
+            mask = shortlist(
+                candidate_mask(held[start:stop], self.products), scores, self.shortlist_per_model
+            )
             inputs, rows, cols = candidate_matrix(block, self.products, mask, scores, self.levels)
             if len(rows):
                 predicted = self.booster.predict(inputs, num_iteration=self.best_iteration)
@@ -210,6 +217,7 @@ class OfferModel:
             "levels": self.levels,
             "params": self.params,
             "best_iteration": self.best_iteration,
+            "shortlist_per_model": self.shortlist_per_model,
             "importance": self.importance(),
             "meta": self.meta,
         }
@@ -234,6 +242,7 @@ class OfferModel:
             booster=booster,
             best_iteration=booster.current_iteration(),
             meta=meta["meta"],
+            shortlist_per_model=int(meta.get("shortlist_per_model", 0)),
         )
 
 
