@@ -55,21 +55,39 @@ def reason_text(feature: str, value: Any) -> str:
     return f"{phrase}: {value}"
 
 
+# Bands whose customers get reasons in batch scoring. Contributions (TreeSHAP) cost far more
+# than the score itself; a low-risk customer's reasons are computed when someone asks.
+EXPLAINED_BANDS = ("medium", "high")
+
+
 def score_customers(
     model: ChurnModel,
     features: pd.DataFrame,
     thresholds: tuple[float, float],
     top: int = 3,
+    explained_bands: tuple[str, ...] | None = EXPLAINED_BANDS,
 ) -> pd.DataFrame:
-    """customer_id, score, band and top_reasons for every row of `features`."""
+    """customer_id, score, band and top_reasons for every row of `features`.
+
+    Reasons are computed for the customers in `explained_bands` (None: everyone); the others
+    get an empty list.
+    """
     frame = churn_frame(features)
     scores = model.predict_proba(frame)
-    reasons = model.explain(frame, top=top)
+    bands = risk_band(scores, thresholds)
+    explain = np.ones(len(frame), dtype=bool)
+    if explained_bands is not None:
+        explain = np.isin(bands, explained_bands)
+    reasons: list[list[dict[str, Any]]] = [[] for _ in range(len(frame))]
+    if explain.any():
+        rows = np.flatnonzero(explain)
+        for row, found in zip(rows, model.explain(frame.iloc[rows], top=top), strict=True):
+            reasons[row] = found
     return pd.DataFrame(
         {
             "customer_id": features["customer_id"].to_numpy(),
             "score": np.round(scores, 6),
-            "band": risk_band(scores, thresholds),
+            "band": bands,
             "top_reasons": [
                 [
                     {
