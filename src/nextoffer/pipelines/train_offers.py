@@ -34,7 +34,7 @@ from nextoffer.features.training import (
     load_products,
 )
 from nextoffer.models.base import Interactions
-from nextoffer.models.candidates import ProductTable
+from nextoffer.models.candidates import ProductTable, candidate_mask
 from nextoffer.models.catalog import RECOMMENDERS, make_recommender, search_grid
 from nextoffer.models.offer_model import POPULARITY_KINDS, OfferModel, RankerData
 
@@ -238,8 +238,6 @@ def _tune_recommenders(
     valid_rows: np.ndarray,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """Each recommender's settings, chosen by nDCG@k on validation customers."""
-    from nextoffer.models.candidates import candidate_mask
-
     chosen: dict[str, dict[str, Any]] = {}
     tuning: dict[str, list[dict[str, Any]]] = {}
     history = _interactions(snapshot.history, snapshot)
@@ -379,17 +377,22 @@ def _tune_ranker(
 def _evaluate(
     model: OfferModel, snapshot: Snapshot, relevant: sp.csr_matrix, config: OfferTrainingConfig
 ) -> dict[str, dict[str, float]]:
-    """Test metrics of the ranker and of every recommender alone, on the same candidates."""
+    """Test metrics of the ranker and of every recommender alone, for the same customers.
+
+    Each recommender ranks every candidate (active, not held); the ranker ranks its
+    shortlist of them, which is what it does in production.
+    """
     buyers = np.flatnonzero(np.diff(relevant.indptr) > 0)
     propensity, scores = model.propensity(
         snapshot.features.iloc[buyers], snapshot.history[buyers], snapshot.held[buyers]
     )
-    mask = ~np.isnan(propensity)
+    candidates = candidate_mask(snapshot.held[buyers], model.products)
     truth = relevant[buyers]
     n_items = len(model.products)
-    table = {"ranker": _metric(_masked_top_k(propensity, mask, config.k), truth, config.k, n_items)}
+    top = _masked_top_k(propensity, ~np.isnan(propensity), config.k)
+    table = {"ranker": _metric(top, truth, config.k, n_items)}
     for name, values in scores.items():
-        table[name] = _metric(_masked_top_k(values, mask, config.k), truth, config.k, n_items)
+        table[name] = _metric(_masked_top_k(values, candidates, config.k), truth, config.k, n_items)
     return table
 
 
