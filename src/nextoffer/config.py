@@ -92,6 +92,46 @@ class Settings(BaseSettings):
     )
     train_threads: int = Field(0, ge=0, description="threads for model training; 0 = all cores")
 
+    api_host: str = Field("127.0.0.1", description="address `nextoffer serve` listens on")
+    api_port: int = Field(8000, ge=1, le=65535, description="port `nextoffer serve` listens on")
+    api_workers: int = Field(1, ge=1, description="API worker processes")
+    jwt_secret: str = Field(
+        "",
+        description="key that signs login tokens; empty: one is generated into VAR_DIR/secrets "
+        "(set it, the same on every replica, in production)",
+    )
+    jwt_ttl_s: int = Field(900, ge=60, description="lifetime of a login token")
+    rate_limit_per_minute: int = Field(
+        1200, ge=0, description="requests per minute per API key or user; 0 turns limits off"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed to call the API from a browser"
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted")
+    metrics_require_auth: bool = Field(
+        False, description="true: /metrics needs an operator key like the other routes"
+    )
+    otlp_endpoint: str = Field(
+        "", description="OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318; empty: off"
+    )
+    offers_cache_ttl_s: int = Field(3600, ge=1, description="how long cached offers are kept")
+    serving_refresh_s: float = Field(
+        10.0, gt=0, description="how often the API checks for a new champion or new features"
+    )
+    spool_replay_s: float = Field(
+        2.0, gt=0, description="how often spooled events are retried while the database is down"
+    )
+    default_offers_k: int = Field(3, ge=1, le=50, description="offers returned when k is not given")
+    precompute_k: int = Field(10, ge=1, le=50, description="offers kept per customer by precompute")
+    precompute_chunk_rows: int = Field(
+        20_000, ge=100, description="customers per precompute chunk (one Celery task each)"
+    )
+    offer_value_weight: float = Field(
+        0.5, ge=0, le=1, description="0 ranks offers by propensity only, 1 by expected value only"
+    )
+    contact_cap: int = Field(3, ge=1, description="impressions of one offer allowed per window")
+    contact_window_days: int = Field(30, ge=1, description="window of the contact cap, in days")
+
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_json: bool = Field(True, description="JSON lines logs (false: plain text)")
 
@@ -99,6 +139,11 @@ class Settings(BaseSettings):
     def quarantine_dir(self) -> Path:
         """Where rejected rows are written as CSV, one file per input file."""
         return self.var_dir / "quarantine"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where accepted events wait while the database is unreachable."""
+        return self.var_dir / "spool"
 
     @classmethod
     def settings_customise_sources(

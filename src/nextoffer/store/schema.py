@@ -142,10 +142,14 @@ class Event(Base):
     product_id: Mapped[str | None] = mapped_column(ID)
     channel: Mapped[str | None] = mapped_column(String(32))
     session_id: Mapped[str | None] = mapped_column(String(128))
+    experiment_id: Mapped[str | None] = mapped_column(String(36))
+    """The experiment whose variant served the offer this event responds to (API events)."""
+    variant: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_events_customer_ts", "customer_id", "ts"),
         Index("ix_events_type_ts", "event_type", "ts"),
+        Index("ix_events_experiment_variant", "experiment_id", "variant", "event_type"),
     )
 
 
@@ -275,6 +279,58 @@ class QuarantinedRow(Base):
         UniqueConstraint("source_sha256", "entity", "line", name="uq_quarantine_source_line"),
         Index("ix_quarantine_entity_at", "entity", "quarantined_at"),
     )
+
+
+class User(Base):
+    """A person who logs in to the API and the console; the password is an argon2 hash."""
+
+    __tablename__ = "users"
+
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+
+
+class ApiKey(Base):
+    """A machine's API key: only its SHA-256 is stored; `key_id` is the public part."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+
+
+class Experiment(Base):
+    """An A/B experiment: variants (name, strategy, weight) and whether it is running."""
+
+    __tablename__ = "experiments"
+
+    experiment_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    unit: Mapped[str] = mapped_column(String(16))
+    variants: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTC_TIME)
+    created_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class PrecomputedOffers(Base):
+    """A customer's offers as scored by the last precompute run (the answer chain's 2nd step)."""
+
+    __tablename__ = "precomputed_offers"
+
+    customer_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    offers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    model_version: Mapped[str] = mapped_column(String(64))
+    computed_at: Mapped[datetime] = mapped_column(UTC_TIME)
 
 
 DATA_TABLES = (
