@@ -22,9 +22,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from sqlalchemy import Engine
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError, NextOfferError
+from nextoffer.domain.roles import Role, parse_role
 from nextoffer.observe.logs import configure_logging
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine, safe_url, wait_for_database
@@ -159,6 +161,144 @@ def db_current() -> None:
     console.print(f"db: revision {current or 'none'} · {state}")
 
 
+keys_app = typer.Typer(help="API keys for machines: create, list, revoke.")
+app.add_typer(keys_app, name="keys")
+users_app = typer.Typer(help="User accounts for people: create, list, disable.")
+app.add_typer(users_app, name="users")
+
+ROLE_HELP = "viewer, writer (+ events), operator (+ experiments, jobs) or admin (+ keys, users)"
+
+
+def _role_option(text: str) -> Role:
+    try:
+        return parse_role(text)
+    except ValueError as exc:
+        raise ConfigError(f"--role: {exc}") from None
+
+
+def _accounts_engine() -> Engine:
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    wait_for_database(engine, settings.db_wait_timeout_s)
+    return engine
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""
+
+
+@keys_app.command("create")
+@handles_errors
+def keys_create(
+    role: Annotated[str, typer.Option(help=ROLE_HELP)],
+    name: Annotated[str, typer.Option(help="what the key is for (default: '<role> key')")] = "",
+) -> None:
+    """Create an API key and print it once: only its hash is kept, so copy it now.
+
+    The key alone goes to standard output (for `KEY=$(nextoffer keys create ...)`), the
+    rest to standard error. Send it in the X-API-Key header.
+    """
+    from nextoffer.serving.accounts import create_api_key
+
+    record, plaintext = create_api_key(_accounts_engine(), name, _role_option(role))
+    err_console.print(
+        f"keys: created {record.key_id} ({record.name!r}, role {record.role})", highlight=False
+    )
+    # Plain echo, not rich: the key must come out exactly, unwrapped and unstyled.
+    typer.echo(plaintext)
+    err_console.print(
+        "[yellow]warning:[/yellow] this key will not be shown again; store it now",
+        highlight=False,
+    )
+
+
+@keys_app.command("list")
+@handles_errors
+def keys_list() -> None:
+    """Every API key, revoked ones included (secrets are never stored, so never shown)."""
+    from nextoffer.serving.accounts import list_api_keys
+
+    keys = list_api_keys(_accounts_engine())
+    if not keys:
+        console.print("keys: none yet; create one with `nextoffer keys create --role ...`")
+        return
+    table = Table("key_id", "name", "role", "created (UTC)", "revoked (UTC)", box=None)
+    for key in keys:
+        table.add_row(
+            key.key_id, key.name, key.role.value, _when(key.created_at), _when(key.revoked_at)
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+@handles_errors
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="id shown by `keys list`")]) -> None:
+    """Revoke an API key; running API processes stop accepting it within 30 s."""
+    from nextoffer.serving.accounts import revoke_api_key
+
+    record = revoke_api_key(_accounts_engine(), key_id)
+    console.print(
+        f"keys: revoked {record.key_id} ({record.name!r}) at {_when(record.revoked_at)} UTC",
+        highlight=False,
+    )
+
+
+@users_app.command("create")
+@handles_errors
+def users_create(
+    username: Annotated[str, typer.Argument(help="3-64 characters: A-Z a-z 0-9 . _ @ -")],
+    role: Annotated[str, typer.Option(help=ROLE_HELP)],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+) -> None:
+    """Create a user account; the password (12+ characters) is asked for, never an argument.
+
+    Without --password-stdin it is prompted for twice with the input hidden.
+    """
+    import sys
+
+    from nextoffer.serving.accounts import check_username, create_user
+
+    # Everything that can be checked is, before anyone types a password.
+    granted = _role_option(role)
+    check_username(username)
+    engine = _accounts_engine()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    record = create_user(engine, username, password, granted)
+    console.print(f"users: created {record.username} (role {record.role})", highlight=False)
+
+
+@users_app.command("list")
+@handles_errors
+def users_list() -> None:
+    """Every user account, disabled ones included."""
+    from nextoffer.serving.accounts import list_users
+
+    users = list_users(_accounts_engine())
+    if not users:
+        console.print("users: none yet; create one with `nextoffer users create NAME --role ...`")
+        return
+    table = Table("username", "role", "status", "created (UTC)", box=None)
+    for user in users:
+        status = "disabled" if user.disabled else "active"
+        table.add_row(user.username, user.role.value, status, _when(user.created_at))
+    console.print(table)
+
+
+@users_app.command("disable")
+@handles_errors
+def users_disable(username: Annotated[str, typer.Argument(help="account to disable")]) -> None:
+    """Disable a user: logins fail at once, issued tokens stop working within 30 s."""
+    from nextoffer.serving.accounts import disable_user
+
+    record = disable_user(_accounts_engine(), username)
+    console.print(f"users: disabled {record.username}", highlight=False)
+
+
 @app.command()
 @handles_errors
 def ingest(
@@ -228,19 +368,108 @@ def features(
 
 @app.command()
 @handles_errors
+def precompute() -> None:
+    """Score every customer's offers with the champion into the precomputed table."""
+    from nextoffer.pipelines.jobs import JobContext, run_job
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    wait_for_database(engine, settings.db_wait_timeout_s)
+    context = JobContext(engine, settings, _registry(settings))
+    with err_console.status("precomputing offers"):
+        counts = run_job(context, "precompute", {})
+    console.print(
+        f"precompute: {counts['customers']:,} customers ({counts['with_offers']:,} with offers) "
+        f"in {counts['chunks']} chunks with offers {counts['model_version']}",
+        highlight=False,
+    )
+
+
+@app.command()
+@handles_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="address (default NEXTOFFER_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default NEXTOFFER_API_PORT)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="processes (default NEXTOFFER_API_WORKERS)")
+    ] = None,
+) -> None:
+    """Serve the API (and later the console) until stopped."""
+    settings = load_settings()
+    _serve(settings, host, port, workers)
+
+
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:
+    import os
+
+    import uvicorn
+
+    host = host or settings.api_host
+    port = port or settings.api_port
+    workers = workers or settings.api_workers
+    engine = make_engine(settings.database_url)
+    wait_for_database(engine, settings.db_wait_timeout_s)
+    if migrate.current_revision(engine) != migrate.head_revision():
+        raise ConfigError("the database schema is not current: run `nextoffer db upgrade`")
+    engine.dispose()
+    if workers > 1:
+        # Counters and histograms of every worker process are merged at /metrics.
+        metrics_dir = settings.var_dir / "prometheus"
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        for stale in metrics_dir.glob("*.db"):
+            stale.unlink()
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    err_console.print(f"serving on http://{host}:{port} ({workers} worker(s))", highlight=False)
+    uvicorn.run(
+        "nextoffer.api.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+@app.command()
+@handles_errors
 def quickstart(
     customers: Annotated[int, typer.Option(min=100, help="customers to generate")] = 20_000,
     seed: Annotated[int, typer.Option(help="random seed for the generated world")] = 42,
     data: Annotated[Path, typer.Option(help="where the generated files go")] = Path("var/data"),
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="serve the API when done")
+    ] = True,
 ) -> None:
-    """The main job on the current settings: generate, migrate, ingest, features, train, score."""
+    """The main job: generate, migrate, ingest, features, train, precompute, then serve."""
     started = time.perf_counter()
     generate(out=data, customers=customers, seed=seed)
     db_upgrade(revision="head", timeout=None)
     ingest(path=data)
     features(as_of=None)
     train(models="offers,churn", params=None, score=True)
+    precompute()
+    settings = load_settings()
+    from nextoffer.serving.accounts import create_api_key
+
+    engine = make_engine(settings.database_url)
+    _record, sample_key = create_api_key(engine, "quickstart sample", Role.OPERATOR)
+    url = f"http://{settings.api_host}:{settings.api_port}"
     console.print(f"quickstart: done in {time.perf_counter() - started:.1f} s", highlight=False)
+    console.print(
+        f"API:        {url}/docs\n"
+        f"sample key: an operator key, shown once — export NEXTOFFER_KEY=<the key below>\n",
+        highlight=False,
+    )
+    typer.echo(sample_key)
+    console.print(
+        f'try:        curl -H "X-API-Key: $NEXTOFFER_KEY" {url}/v1/customers/C00000001/offers',
+        highlight=False,
+        soft_wrap=True,
+    )
+    if serve_after:
+        _serve(settings, None, None, None)
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -27,3 +27,7 @@ class InputError(NextOfferError):
 
 class RegistryError(NextOfferError):
     """The model registry cannot do what was asked: no champion, a pruned version, no history."""
+
+
+class NotFoundError(NextOfferError):
+    """A record asked for by its id (an experiment, a customer...) does not exist."""

@@ -78,11 +78,14 @@ def build_snapshot(
     segments: int,
     seed: int,
     features: pd.DataFrame | None = None,
+    only_listed: bool = False,
 ) -> Snapshot:
     """Features (with segments), history and holdings of every customer as of `as_of`.
 
     Pass `features` to reuse a frame already computed (the features job's output); the
-    segments are then taken from its `segment_id` column.
+    segments are then taken from its `segment_id` column. With `only_listed`, holdings and
+    history are read for the id range of `features` only (one customer for the live API, a
+    chunk for precompute), instead of reading every row and dropping the unknown ones.
     """
     if features is None:
         features = build_features(conn, as_of)
@@ -94,6 +97,7 @@ def build_snapshot(
     rows = _positions(features["customer_id"])
     columns = _positions(pd.Series(list(product_ids)))
     day = as_of.date()
+    listed = id_range(features["customer_id"]) if only_listed else None
     subscriptions = _frame(
         conn,
         select(
@@ -101,13 +105,17 @@ def build_snapshot(
             Subscription.product_id,
             Subscription.start_date,
             Subscription.end_date,
-        ).where(Subscription.start_date <= day),
+        ).where(
+            Subscription.start_date <= day,
+            *([Subscription.customer_id.between(*listed)] if listed else []),
+        ),
     )
     acquired = _frame(
         conn,
         select(Transaction.customer_id, Transaction.product_id).where(
             Transaction.ts < as_of,
             Transaction.type.in_([t.value for t in ACQUISITIONS]),
+            *([Transaction.customer_id.between(*listed)] if listed else []),
         ),
     )
     still_held = subscriptions["end_date"].isna() | (
@@ -116,6 +124,14 @@ def build_snapshot(
     held = _matrix(subscriptions[still_held.to_numpy()], rows, columns)
     history = _matrix(pd.concat([subscriptions, acquired], ignore_index=True), rows, columns)
     return Snapshot(as_of=as_of, features=features, history=history, held=held)
+
+
+def id_range(customer_ids: pd.Series) -> tuple[str, str] | None:
+    """(smallest, largest) customer id, for range filters; None when there are none."""
+    if not len(customer_ids):
+        return None
+    ids = customer_ids.astype(str)
+    return str(ids.min()), str(ids.max())
 
 
 def acquisitions_between(
@@ -137,10 +153,24 @@ def acquisitions_between(
     return _matrix(frame, _positions(pd.Series(customer_ids)), _positions(pd.Series(product_ids)))
 
 
-def current_features(conn: Connection) -> pd.DataFrame:
-    """The features job's latest output (`user_features`), sorted by customer id."""
+def current_features(
+    conn: Connection,
+    customer_ids: Sequence[str] | None = None,
+    *,
+    between: tuple[str, str] | None = None,
+) -> pd.DataFrame:
+    """The features job's latest output (`user_features`), sorted by customer id.
+
+    `customer_ids` reads only those customers (the live API's case), `between` an inclusive
+    id range (a precompute chunk).
+    """
     columns = [c for c in UserFeatures.__table__.columns if c.name != "computed_at"]
-    frame = _frame(conn, select(*columns).order_by(UserFeatures.customer_id))
+    query = select(*columns).order_by(UserFeatures.customer_id)
+    if customer_ids is not None:
+        query = query.where(UserFeatures.customer_id.in_(list(customer_ids)))
+    if between is not None:
+        query = query.where(UserFeatures.customer_id.between(*between))
+    frame = _frame(conn, query)
     if len(frame):
         frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True)
     return frame

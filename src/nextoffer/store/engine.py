@@ -49,7 +49,15 @@ def make_engine(database_url: str, *, pool_size: int = 5) -> Engine:
     if url.get_backend_name() == "postgresql":
         if url.get_driver_name() != "psycopg":
             raise ConfigError(f"{DATABASE_SETTING}: use postgresql+psycopg://, got {safe_url(url)}")
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        return create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            # A host that stops answering must fail fast (the API then spools or falls back)
+            # instead of hanging each request for the kernel's TCP timeout.
+            connect_args={"connect_timeout": 3},
+        )
     raise ConfigError(f"{DATABASE_SETTING}: unsupported database {url.get_backend_name()!r}")
 
 

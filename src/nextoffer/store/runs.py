@@ -29,9 +29,12 @@ class RunHandle:
 
 
 @contextmanager
-def recorded_run(engine: Engine, job: str) -> Iterator[RunHandle]:
-    """Record a job run: `running` now, then `succeeded` or `failed` with counts and message."""
-    handle = RunHandle(str(uuid.uuid4()), job)
+def recorded_run(engine: Engine, job: str, run_id: str | None = None) -> Iterator[RunHandle]:
+    """Record a job run: `running` now, then `succeeded` or `failed` with counts and message.
+
+    `run_id` lets a caller hand out the id before the run starts (the API's job id).
+    """
+    handle = RunHandle(run_id or str(uuid.uuid4()), job)
     with engine.begin() as conn:
         conn.execute(
             insert(JobRun).values(
@@ -53,6 +56,13 @@ def _finish(engine: Engine, handle: RunHandle, status: str, message: str | None)
             .where(JobRun.run_id == handle.run_id)
             .values(status=status, finished_at=utcnow(), counts=handle.counts, message=message)
         )
+
+
+def get_run(engine: Engine, run_id: str) -> JobRun | None:
+    """One run by id, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(JobRun).where(JobRun.run_id == run_id)).first()
+    return None if row is None else JobRun(**row._mapping)
 
 
 def last_runs(engine: Engine, job: str | None = None, limit: int = 20) -> list[JobRun]:

@@ -1,0 +1,254 @@
+"""The FastAPI app factory: wires settings to the store, cache, registry and serving services."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from opentelemetry.sdk.trace.export import SpanExporter
+from sqlalchemy import Engine, func, select
+
+from nextoffer import __version__
+from nextoffer.api.deps import ExperimentBook, RateLimiter, Services
+from nextoffer.api.jobs import JobRunner
+from nextoffer.api.middleware import RequestMiddleware
+from nextoffer.api.problems import install_problem_handlers
+from nextoffer.api.routes import auth, customers, events, experiments, health, operations, products
+from nextoffer.cache import Cache, keys, make_cache
+from nextoffer.cache.base import CacheUnavailableError
+from nextoffer.config import Settings
+from nextoffer.observe.metrics import ApiMetrics, GaugeCollector, gauge
+from nextoffer.observe.tracing import setup_tracing
+from nextoffer.pipelines.jobs import JobContext
+from nextoffer.registry.gauges import ModelQualityCollector
+from nextoffer.registry.mlflow_registry import ModelRegistry
+from nextoffer.serving.accounts import ApiKeyVerifier, TokenVerifier, resolve_jwt_secret
+from nextoffer.serving.events import EventWriter, start_replayer
+from nextoffer.serving.offers import OfferService
+from nextoffer.serving.state import ServingState
+from nextoffer.store.engine import make_engine
+from nextoffer.store.schema import ChurnScore
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Next-best offers, churn risk and segments for telecom customers, fast enough for a live
+sales screen. Authenticate with `X-API-Key` (machines) or `Authorization: Bearer` (people,
+from `POST /v1/auth/token`). Roles: viewer < writer < operator < admin. Errors are
+RFC 9457 problem documents carrying the request id.
+"""
+
+
+@dataclass
+class Background:
+    """Threads the app runs beside requests: state refresh and spool replay."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    cache: Cache | None = None,
+    span_exporter: SpanExporter | None = None,
+) -> FastAPI:
+    """Build the app. Backends are created here but not contacted until startup."""
+    engine = engine or make_engine(settings.database_url, pool_size=10)
+    cache = cache or make_cache(settings.cache_url)
+    registry = ModelRegistry.from_settings(settings)
+    metrics = ApiMetrics()
+    state = ServingState(engine, registry)
+    offer_service = OfferService(
+        engine,
+        cache,
+        state,
+        settings,
+        on_source=lambda source: metrics.offers_served.labels(source).inc(),
+        on_cache=lambda hit: metrics.cache_requests.labels(
+            "error" if hit is None else "hit" if hit else "miss"
+        ).inc(),
+    )
+    writer = EventWriter(engine, settings.spool_dir)
+    services = Services(
+        settings=settings,
+        engine=engine,
+        cache=cache,
+        registry=registry,
+        state=state,
+        offers=offer_service,
+        events=writer,
+        key_verifier=ApiKeyVerifier(engine),
+        token_verifier=TokenVerifier(engine, resolve_jwt_secret(settings)),
+        jwt_secret=resolve_jwt_secret(settings),
+        metrics=metrics,
+        limiter=RateLimiter(cache, settings.rate_limit_per_minute),
+        experiments=ExperimentBook(engine, cache, settings.serving_refresh_s),
+        jobs=JobRunner(
+            JobContext(engine, settings, registry), after=lambda _kind: _after_job(state, cache)
+        ),
+    )
+    _register_gauges(services)
+    background = Background()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state.refresh()
+        _publish_model_info(services)
+        background.threads.append(
+            _every(settings.serving_refresh_s, background.stop, lambda: _refresh(services))
+        )
+        background.threads.append(start_replayer(writer, settings.spool_replay_s, background.stop))
+        log.info(
+            "serving offers %s, churn %s; cache %s",
+            state.offers.label if state.offers else "none",
+            state.churn.label if state.churn else "none",
+            cache.name,
+        )
+        yield
+        background.stop.set()
+        services.jobs.shutdown()
+        cache.close()
+
+    app = FastAPI(
+        title="nextoffer",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "customers", "description": "offers, churn risk and segment per customer"},
+            {"name": "products", "description": "the catalogue and similar products"},
+            {"name": "events", "description": "impressions, clicks, accepts and declines"},
+            {"name": "experiments", "description": "A/B tests of offer strategies"},
+            {"name": "operations", "description": "models and jobs (operator, admin)"},
+            {"name": "auth", "description": "log in for a bearer token"},
+            {"name": "health", "description": "liveness, readiness, metrics (open)"},
+        ],
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    for router in (
+        customers.router,
+        products.router,
+        events.router,
+        experiments.router,
+        operations.router,
+        auth.router,
+        health.router,
+    ):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    # Added last so its server span wraps everything, the request-id middleware included.
+    setup_tracing(app, engine, endpoint=settings.otlp_endpoint, exporter=span_exporter)
+    return app
+
+
+def _every(interval_s: float, stop: threading.Event, work: object) -> threading.Thread:
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            try:
+                work()  # type: ignore[operator]
+            except Exception:
+                log.exception("background refresh failed")
+
+    thread = threading.Thread(target=loop, name="serving-refresh", daemon=True)
+    thread.start()
+    return thread
+
+
+def _refresh(services: Services) -> None:
+    before = services.state.stamp
+    services.state.refresh()
+    if services.state.stamp != before:
+        _publish_model_info(services)
+        log.info("serving state changed: %s", services.state.stamp)
+
+
+def _after_job(state: ServingState, cache: Cache) -> None:
+    """After a job through the API: pick up new models and data at once, drop old answers."""
+    state.refresh()
+    # When the cache is down the stamp in every key already makes old answers unreachable.
+    with contextlib.suppress(CacheUnavailableError):
+        cache.delete_prefix(keys.OFFERS_PREFIX)
+
+
+def _publish_model_info(services: Services) -> None:
+    state = services.state
+    services.metrics.model_info.info(
+        {
+            "offers_version": state.offers.label if state.offers else "none",
+            "churn_version": state.churn.label if state.churn else "none",
+            "stamp": state.stamp,
+        }
+    )
+
+
+def _register_gauges(services: Services) -> None:
+    engine = services.engine
+
+    def churn_bands() -> dict[tuple[str, ...], float]:
+        latest = select(func.max(ChurnScore.scored_at)).scalar_subquery()
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(ChurnScore.band, func.count())
+                .where(ChurnScore.scored_at == latest)
+                .group_by(ChurnScore.band)
+            ).all()
+        return {(str(band),): float(n) for band, n in rows}
+
+    def pool() -> dict[tuple[str, ...], float]:
+        status = engine.pool
+        size = getattr(status, "size", lambda: 0)()
+        return {
+            ("checked_out",): float(getattr(status, "checkedout", lambda: 0)()),
+            ("size",): float(size),
+            ("overflow",): float(getattr(status, "overflow", lambda: 0)()),
+        }
+
+    services.metrics.add_live_collector(
+        GaugeCollector(
+            [
+                (
+                    "nextoffer_churn_customers",
+                    "Customers by churn band in the latest scoring.",
+                    ["band"],
+                    churn_bands,
+                ),
+                (
+                    "nextoffer_db_pool_connections",
+                    "Database connection pool: checked out, size, overflow.",
+                    ["state"],
+                    pool,
+                ),
+                (
+                    "nextoffer_event_spool_depth",
+                    "Events waiting in the local spool for the database.",
+                    [],
+                    lambda: gauge(services.events.spool_depth()),
+                ),
+                (
+                    "nextoffer_cache_up",
+                    "1 when the cache answers a ping.",
+                    [],
+                    lambda: gauge(1.0 if services.cache.ping() else 0.0),
+                ),
+            ]
+        )
+    )
+    services.metrics.add_live_collector(ModelQualityCollector(services.registry))

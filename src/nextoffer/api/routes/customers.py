@@ -1,0 +1,79 @@
+"""Per-customer answers: next-best offers, churn risk, segment."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from nextoffer.api.deps import ServicesDep, Viewer
+from nextoffer.api.schemas import ID_PATTERN, ChurnRiskOut, OffersOut, SegmentOut
+from nextoffer.serving import insights
+
+router = APIRouter(prefix="/v1/customers", tags=["customers"])
+
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="the customer's id")]
+
+
+@router.get("/{customer_id}/offers", response_model=OffersOut, summary="Next-best offers")
+def get_offers(
+    customer_id: CustomerId,
+    services: ServicesDep,
+    _caller: Viewer,
+    k: Annotated[int | None, Query(ge=1, le=50, description="how many offers")] = None,
+    channel: Annotated[
+        str | None, Query(max_length=32, description="only offers allowed in this channel")
+    ] = None,
+    session_id: Annotated[
+        str | None, Query(max_length=128, description="for session-level experiments")
+    ] = None,
+) -> OffersOut:
+    """The customer's next-best offers after business rules, best first.
+
+    Answered from the cache, else the precomputed table, else live scoring with the
+    champion, else popular products in the customer's segment; `source` says which, and
+    `degraded` is true when a backend was down. A running experiment may assign the
+    customer (or session) to a variant that serves another strategy, or none (control).
+    """
+    assignment = services.experiments.variant_for(customer_id, session_id)
+    experiment, variant = assignment if assignment else (None, None)
+    answer = services.offers.offers(
+        customer_id,
+        k=k or services.settings.default_offers_k,
+        channel=channel,
+        variant=variant,
+        experiment_id=experiment.experiment_id if experiment else None,
+    )
+    for note in answer.notes:
+        services.metrics.degraded_answers.labels(note).inc()
+    return OffersOut.model_validate(
+        {
+            "customer_id": answer.customer_id,
+            "offers": [o.to_dict() for o in answer.offers],
+            "source": answer.source.value,
+            "model_version": answer.model_version,
+            "degraded": answer.degraded,
+            "notes": answer.notes,
+            "experiment": dataclasses.asdict(answer.experiment) if answer.experiment else None,
+        }
+    )
+
+
+@router.get("/{customer_id}/churn-risk", response_model=ChurnRiskOut, summary="Churn risk")
+def get_churn_risk(
+    customer_id: CustomerId,
+    services: ServicesDep,
+    _caller: Viewer,
+    history: Annotated[int, Query(ge=1, le=365, description="past scores to include")] = 52,
+) -> ChurnRiskOut:
+    """Latest churn score, its band and top reasons, and the score history (oldest first)."""
+    risk = insights.churn_risk(services.engine, services.state, customer_id, history)
+    return ChurnRiskOut.model_validate(dataclasses.asdict(risk))
+
+
+@router.get("/{customer_id}/segment", response_model=SegmentOut, summary="Segment")
+def get_segment(customer_id: CustomerId, services: ServicesDep, _caller: Viewer) -> SegmentOut:
+    """The customer's segment, what characterises it and how big it is."""
+    answer = insights.segment_of(services.engine, services.cache, customer_id)
+    return SegmentOut.model_validate(dataclasses.asdict(answer))

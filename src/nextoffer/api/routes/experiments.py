@@ -1,0 +1,107 @@
+"""A/B experiments: create, list, stop, and results per variant."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from nextoffer.api.deps import Operator, ServicesDep, Viewer
+from nextoffer.api.problems import ProblemError
+from nextoffer.api.schemas import ExperimentIn, ExperimentOut, ExperimentResultsOut
+from nextoffer.domain.experiments import Strategy, Variant
+from nextoffer.serving import experiments as store
+from nextoffer.serving.experiments import ExperimentRecord
+
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+
+ExperimentId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
+
+
+def _out(record: ExperimentRecord) -> ExperimentOut:
+    return ExperimentOut.model_validate(
+        {
+            "experiment_id": record.experiment_id,
+            "name": record.name,
+            "unit": str(record.unit),
+            "status": str(record.status),
+            "variants": [
+                {
+                    "name": v.name,
+                    "strategy": v.strategy.value,
+                    "weight": v.weight,
+                    "model_version": v.model_version,
+                }
+                for v in record.variants
+            ],
+            "created_at": record.created_at,
+            "stopped_at": record.stopped_at,
+            "created_by": record.created_by,
+        }
+    )
+
+
+@router.post("", response_model=ExperimentOut, status_code=201, summary="Start an experiment")
+def create(body: ExperimentIn, services: ServicesDep, caller: Operator) -> ExperimentOut:
+    """Start an experiment now. One runs at a time, so variants never overlap."""
+    if store.running_experiments(services.engine):
+        raise ProblemError(409, "an experiment is already running; stop it first", kind="conflict")
+    variants = [
+        Variant(v.name, Strategy(v.strategy), v.weight, v.model_version) for v in body.variants
+    ]
+    for variant in variants:
+        if variant.model_version is not None:
+            # Fail now, not on the first request of the variant.
+            known = {v.version for v in services.registry.versions("offers")}
+            if variant.model_version not in known:
+                raise ProblemError(422, f"no offers model version {variant.model_version}")
+    record = store.create_experiment(
+        services.engine, body.name, body.unit, variants, created_by=f"{caller.kind}:{caller.id}"
+    )
+    services.experiments.invalidate()
+    return _out(record)
+
+
+@router.get("", response_model=list[ExperimentOut], summary="List experiments")
+def list_all(
+    services: ServicesDep,
+    _caller: Viewer,
+    status: Annotated[str | None, Query(pattern="^(running|stopped)$")] = None,
+) -> list[ExperimentOut]:
+    """Experiments, newest first."""
+    return [_out(r) for r in store.list_experiments(services.engine, status)]
+
+
+@router.get("/{experiment_id}", response_model=ExperimentOut, summary="One experiment")
+def get_one(experiment_id: ExperimentId, services: ServicesDep, _caller: Viewer) -> ExperimentOut:
+    """An experiment's design and status."""
+    return _out(store.get_experiment(services.engine, experiment_id))
+
+
+@router.post("/{experiment_id}/stop", response_model=ExperimentOut, summary="Stop it")
+def stop(experiment_id: ExperimentId, services: ServicesDep, _caller: Operator) -> ExperimentOut:
+    """Stop assigning variants; results stay readable. Stopping twice is harmless."""
+    record = store.stop_experiment(services.engine, experiment_id)
+    services.experiments.invalidate()
+    return _out(record)
+
+
+@router.get("/{experiment_id}/results", response_model=ExperimentResultsOut, summary="Results")
+def results(
+    experiment_id: ExperimentId, services: ServicesDep, _caller: Viewer
+) -> ExperimentResultsOut:
+    """Per variant: impressions, CTR and conversion, each with a 95 % interval.
+
+    Conversion is accepts / impressions. Each variant is compared with the control by a
+    two-proportion z-test and gets a plain-language verdict.
+    """
+    record = store.get_experiment(services.engine, experiment_id)
+    found = store.experiment_results(services.engine, experiment_id)
+    data: dict[str, Any] = dataclasses.asdict(found)
+    return ExperimentResultsOut(
+        experiment_id=experiment_id,
+        status=str(record.status),
+        control=found.control,
+        results=data,
+    )

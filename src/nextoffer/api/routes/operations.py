@@ -1,0 +1,100 @@
+"""Operator endpoints: registered models and promotion, background jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from nextoffer.api.deps import Admin, Operator, ServicesDep
+from nextoffer.api.problems import ProblemError
+from nextoffer.api.schemas import DecisionOut, JobIn, JobOut, ModelsOut, ModelVersionOut, PromoteIn
+from nextoffer.pipelines.train import KINDS
+from nextoffer.store.runs import get_run
+
+router = APIRouter(prefix="/v1", tags=["operations"])
+
+
+@router.get("/models", response_model=ModelsOut, summary="Registered models")
+def models(services: ServicesDep, _caller: Operator) -> ModelsOut:
+    """Every registered version with its metrics, newest first, and the champions."""
+    versions: list[ModelVersionOut] = []
+    champions: dict[str, int | None] = {}
+    for kind in KINDS:
+        found = services.registry.versions(kind)
+        champions[kind] = next((v.version for v in found if v.is_champion), None)
+        versions.extend(
+            ModelVersionOut(
+                kind=kind,
+                version=v.version,
+                created_at=v.created_at,
+                is_champion=v.is_champion,
+                artifacts_deleted=v.artifacts_deleted,
+                metrics=v.metrics,
+                tags=v.tags,
+            )
+            for v in found
+        )
+    state = services.state
+    return ModelsOut(
+        champions=champions,
+        serving={
+            "offers": state.offers.label if state.offers else None,
+            "churn": state.churn.label if state.churn else None,
+        },
+        versions=versions,
+    )
+
+
+@router.post("/models/{kind}/champion", response_model=DecisionOut, summary="Promote or roll back")
+def promote(
+    kind: Annotated[str, Path(pattern="^(offers|churn)$")],
+    body: PromoteIn,
+    services: ServicesDep,
+    caller: Admin,
+) -> DecisionOut:
+    """Point the champion alias at a version (or back at the previous one); admin only."""
+    if body.rollback:
+        decision = services.registry.rollback(kind)
+    elif body.version is None:
+        raise ProblemError(422, "give a version, or rollback=true")
+    else:
+        reason = f"{body.reason} (by {caller.kind}:{caller.id})"
+        decision = services.registry.promote(kind, body.version, reason)
+    services.state.refresh()
+    services.offers.invalidate()
+    return DecisionOut(
+        kind=kind, version=decision.version, promoted=decision.promoted, reason=decision.reason
+    )
+
+
+@router.post("/jobs", response_model=JobOut, status_code=202, summary="Start a job")
+def start_job(body: JobIn, services: ServicesDep, caller: Operator) -> JobOut:
+    """Start ETL (params.path), training (params.models) or precompute in the background."""
+    run_id = services.jobs.start(body.kind, dict(body.params), f"{caller.kind}:{caller.id}")
+    return _job(services, run_id)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's status")
+def job_status(
+    job_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
+    services: ServicesDep,
+    _caller: Operator,
+) -> JobOut:
+    """Status, counts and timing of a job run."""
+    return _job(services, job_id)
+
+
+def _job(services: ServicesDep, run_id: str) -> JobOut:
+    run = get_run(services.engine, run_id)
+    if run is None:
+        raise ProblemError(404, f"no job {run_id}")
+    return JobOut(
+        job_id=run.run_id,
+        kind=run.job,
+        status=run.status,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        counts=run.counts or {},
+        message=run.message,
+    )

@@ -1,0 +1,424 @@
+"""Request and response bodies of the API, with the examples the OpenAPI document shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,64}$"
+
+
+class OfferOut(BaseModel):
+    """One offer, after business rules."""
+
+    product_id: str
+    name: str
+    category: str
+    score: float = Field(description="ranking score: propensity × value weight (× retention)")
+    propensity: float = Field(description="predicted probability the customer takes it")
+    expected_value: float = Field(description="propensity × margin, in currency units")
+    reasons: list[str] = Field(description="at most three short human-readable reasons")
+    model_version: str = Field(description="the offers model version, or 'popular'")
+
+
+class ExperimentTagOut(BaseModel):
+    """The experiment variant that served this answer."""
+
+    experiment_id: str
+    variant: str
+    strategy: str
+
+
+class OffersOut(BaseModel):
+    """A customer's next-best offers."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "C00000042",
+                    "offers": [
+                        {
+                            "product_id": "ADD-ROAM-EU",
+                            "name": "Roaming Pass Europe",
+                            "category": "addon",
+                            "score": 0.0421,
+                            "propensity": 0.0634,
+                            "expected_value": 0.3487,
+                            "reasons": [
+                                "high predicted interest (top 10 % of this customer's scores)",
+                                "complements your mobile plan",
+                            ],
+                            "model_version": "v3",
+                        }
+                    ],
+                    "source": "precomputed",
+                    "model_version": "v3",
+                    "degraded": False,
+                    "notes": [],
+                    "experiment": None,
+                }
+            ]
+        }
+    )
+
+    customer_id: str
+    offers: list[OfferOut]
+    source: Literal["cache", "precomputed", "live", "fallback", "popular", "control"] = Field(
+        description="where the answer came from"
+    )
+    model_version: str | None
+    degraded: bool = Field(description="true when a backend was down and a fallback answered")
+    notes: list[str] = Field(description="what was unavailable, when degraded")
+    experiment: ExperimentTagOut | None
+
+
+class RiskReasonOut(BaseModel):
+    """A feature that pushes the churn risk up."""
+
+    feature: str
+    value: Any
+    contribution: float
+    text: str
+
+
+class RiskPointOut(BaseModel):
+    """One past churn score."""
+
+    scored_at: datetime
+    score: float
+    band: str
+    model_version: str
+
+
+class ChurnRiskOut(BaseModel):
+    """A customer's churn risk."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "C00000042",
+                    "score": 0.47,
+                    "band": "high",
+                    "scored_at": "2026-11-22T03:10:00Z",
+                    "model_version": "v2",
+                    "top_reasons": [
+                        {
+                            "feature": "contract_type",
+                            "value": "month_to_month",
+                            "contribution": 0.61,
+                            "text": "contract: month_to_month",
+                        }
+                    ],
+                    "history": [
+                        {
+                            "scored_at": "2026-11-15T03:10:00Z",
+                            "score": 0.39,
+                            "band": "medium",
+                            "model_version": "v2",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    customer_id: str
+    score: float = Field(description="calibrated probability of leaving within the horizon")
+    band: str = Field(description="low, medium or high")
+    scored_at: datetime
+    model_version: str
+    top_reasons: list[RiskReasonOut]
+    history: list[RiskPointOut]
+
+
+class SegmentOut(BaseModel):
+    """The segment a customer belongs to."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "C00000042",
+                    "segment_id": 3,
+                    "name": "young · heavy-data",
+                    "description": "stands out as young, heavy-data, app-active",
+                    "size": 10234,
+                    "features_as_of": "2026-11-01T00:00:00Z",
+                }
+            ]
+        }
+    )
+
+    customer_id: str
+    segment_id: int
+    name: str
+    description: str
+    size: int
+    features_as_of: datetime
+
+
+class ProductOut(BaseModel):
+    """A catalogue entry with its eligibility rules (empty list: no restriction)."""
+
+    product_id: str
+    name: str
+    category: str
+    price: float
+    margin: float
+    upfront_price: float
+    contract_types: list[str]
+    min_tenure_months: int
+    regions: list[str]
+    channels: list[str]
+    requires_category: str | None
+    is_retention_offer: bool
+    active: bool
+
+
+class ProductPageOut(BaseModel):
+    """One page of the catalogue."""
+
+    total: int
+    limit: int
+    offset: int
+    items: list[ProductOut]
+
+
+class SimilarOut(BaseModel):
+    """Products often taken together with a product."""
+
+    product_id: str
+    method: str = Field(description="the champion's recommender used (item_knn, ease, als)")
+    model_version: str
+    similar: list[SimilarItemOut]
+
+
+class SimilarItemOut(BaseModel):
+    """A similar product; similarity is relative to the best (1.0)."""
+
+    product_id: str
+    name: str
+    category: str
+    similarity: float
+
+
+class EventIn(BaseModel):
+    """An offer response: impression, click, accept or decline."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "c1d0f6a2-8d43-4a35-9f0e-6a1b7d9e0f11",
+                    "customer_id": "C00000042",
+                    "event_type": "offer_impression",
+                    "product_id": "ADD-ROAM-EU",
+                    "channel": "app",
+                    "session_id": "s-8f2a91",
+                }
+            ]
+        },
+    )
+
+    event_id: str | None = Field(
+        None,
+        pattern=ID_PATTERN,
+        description="idempotency key; assigned on receipt when absent",
+    )
+    customer_id: str = Field(pattern=ID_PATTERN)
+    event_type: Literal["offer_impression", "offer_click", "offer_accept", "offer_decline"]
+    product_id: str = Field(pattern=ID_PATTERN)
+    ts: datetime | None = Field(None, description="when it happened; default: on receipt")
+    channel: str | None = Field(None, max_length=32)
+    session_id: str | None = Field(None, max_length=128)
+    experiment_id: str | None = Field(None, max_length=36)
+    variant: str | None = Field(None, max_length=64)
+
+
+class EventBatchIn(BaseModel):
+    """Up to 1 000 events in one request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1, max_length=1000)
+
+
+class EventsOut(BaseModel):
+    """What happened to posted events."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"accepted": 2, "stored": 2, "duplicates": 0, "spooled": 0, "event_ids": ["…"]}
+            ]
+        }
+    )
+
+    accepted: int = Field(description="events that will not be lost (stored or spooled)")
+    stored: int
+    duplicates: int = Field(description="event ids already stored: not counted twice")
+    spooled: int = Field(description="kept on local disk while the database is down")
+    event_ids: list[str] = Field(description="ids of the accepted events")
+    rejected: list[dict[str, str]] = Field(
+        default_factory=list, description="events refused (unknown customer or product)"
+    )
+
+
+class VariantIn(BaseModel):
+    """One arm of an experiment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    strategy: Literal["champion", "model_version", "segment_popular", "popular", "control"]
+    weight: float = Field(1.0, gt=0, le=1000)
+    model_version: int | None = Field(None, ge=1)
+
+
+class ExperimentIn(BaseModel):
+    """A new experiment: 2 to 10 variants and the unit that is randomised."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "ranker vs segment popular",
+                    "unit": "customer",
+                    "variants": [
+                        {"name": "control", "strategy": "segment_popular", "weight": 1},
+                        {"name": "ranker", "strategy": "champion", "weight": 1},
+                    ],
+                }
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    unit: Literal["customer", "session"] = "customer"
+    variants: list[VariantIn] = Field(min_length=2, max_length=10)
+
+
+class ExperimentOut(BaseModel):
+    """An experiment."""
+
+    experiment_id: str
+    name: str
+    unit: str
+    status: str
+    variants: list[VariantIn]
+    created_at: datetime
+    stopped_at: datetime | None
+    created_by: str | None
+
+
+class ExperimentResultsOut(BaseModel):
+    """Per-variant impressions, CTR and conversion with 95 % intervals and tests vs control."""
+
+    experiment_id: str
+    status: str
+    control: str
+    results: dict[str, Any]
+
+
+class ModelVersionOut(BaseModel):
+    """A registered model version."""
+
+    kind: str
+    version: int
+    created_at: datetime
+    is_champion: bool
+    artifacts_deleted: bool
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+class ModelsOut(BaseModel):
+    """Registered versions of every model kind, newest first, and the champions."""
+
+    champions: dict[str, int | None]
+    serving: dict[str, str | None] = Field(description="versions this API process has loaded")
+    versions: list[ModelVersionOut]
+
+
+class PromoteIn(BaseModel):
+    """Move the champion alias."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = Field(None, ge=1, description="omit together with rollback=true")
+    rollback: bool = False
+    reason: str = Field("promoted through the API", max_length=500)
+
+
+class DecisionOut(BaseModel):
+    """What happened to the champion alias."""
+
+    kind: str
+    version: int
+    promoted: bool
+    reason: str
+
+
+class JobIn(BaseModel):
+    """Start a job."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"kind": "precompute", "params": {}}]},
+    )
+
+    kind: Literal["etl", "training", "precompute"]
+    params: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
+
+
+class JobOut(BaseModel):
+    """A job run."""
+
+    job_id: str
+    kind: str
+    status: str = Field(description="running, succeeded or failed")
+    started_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, Any]
+    message: str | None
+
+
+class TokenIn(BaseModel):
+    """A user's credentials."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class TokenOut(BaseModel):
+    """A short-lived bearer token."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the scheme's name, not a secret
+    expires_in: int
+    role: str
+
+
+class ComponentOut(BaseModel):
+    """One backend's state."""
+
+    status: Literal["ok", "degraded", "down", "absent"]
+    detail: str = ""
+
+
+class ReadyOut(BaseModel):
+    """Whether offers can be served, and each component's state."""
+
+    status: Literal["ready", "degraded", "unavailable"]
+    components: dict[str, ComponentOut]
+
+
+SimilarOut.model_rebuild()

@@ -1,0 +1,53 @@
+"""OpenTelemetry tracing of the API and its database calls, when an OTLP endpoint is set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from sqlalchemy import Engine
+
+REQUEST_ID_ATTRIBUTE = "nextoffer.request_id"
+
+
+def setup_tracing(
+    app: Any,
+    engine: Engine,
+    *,
+    endpoint: str,
+    service_name: str = "nextoffer-api",
+    exporter: SpanExporter | None = None,
+) -> TracerProvider | None:
+    """Trace requests (server spans) and SQL (child spans); None when tracing is off.
+
+    `exporter` replaces the OTLP/HTTP exporter (tests pass an in-memory one, exported
+    synchronously so a test can read the spans right after the request).
+    """
+    if not endpoint and exporter is None:
+        return None
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if exporter is None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces"))
+        )
+    else:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=provider, excluded_urls="health,metrics"
+    )
+    SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
+    return provider
+
+
+def tag_current_span(request_id: str) -> None:
+    """Put the request id on the active server span, so a trace can be found from a log."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute(REQUEST_ID_ATTRIBUTE, request_id)

@@ -1,0 +1,186 @@
+"""Precompute every customer's next-best offers with the champion into a table, chunk by chunk."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import Engine, delete, select
+
+from nextoffer.config import Settings
+from nextoffer.domain.errors import NextOfferError
+from nextoffer.domain.offers import Catalogue
+from nextoffer.features.training import current_features, load_products
+from nextoffer.models.offer_model import OfferModel
+from nextoffer.pipelines.champions import Champion
+from nextoffer.serving.scoring import (
+    contacts_in_window,
+    latest_churn_risk,
+    load_block,
+    policy_from_settings,
+    score_snapshot,
+    slate_views,
+)
+from nextoffer.store.bulk import upsert_frame
+from nextoffer.store.runs import utcnow
+from nextoffer.store.schema import PrecomputedOffers, UserFeatures
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """An inclusive customer-id range: the unit of work of one precompute task."""
+
+    first: str
+    last: str
+    customers: int
+
+
+@dataclass
+class PrecomputeResult:
+    """What a precompute run did."""
+
+    model_version: str
+    customers: int = 0
+    with_offers: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    computed_at: datetime | None = None
+    chunk_counts: list[int] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the CLI and the job record."""
+        return (
+            f"precomputed offers for {self.customers:,} customers "
+            f"({self.with_offers:,} with at least one) in {self.chunks} chunks "
+            f"with offers {self.model_version} in {self.seconds:.1f} s"
+        )
+
+
+def plan_chunks(engine: Engine, rows_per_chunk: int) -> list[Chunk]:
+    """Split the customers with features into id ranges of about `rows_per_chunk` customers."""
+    with engine.connect() as conn:
+        ids = [
+            str(c)
+            for c in conn.execute(
+                select(UserFeatures.customer_id).order_by(UserFeatures.customer_id)
+            ).scalars()
+        ]
+    chunks = []
+    for start in range(0, len(ids), rows_per_chunk):
+        part = ids[start : start + rows_per_chunk]
+        chunks.append(Chunk(part[0], part[-1], len(part)))
+    return chunks
+
+
+def precompute_chunk(
+    engine: Engine,
+    settings: Settings,
+    champion: Champion[OfferModel],
+    catalogue: Catalogue,
+    chunk: Chunk,
+    computed_at: datetime,
+) -> tuple[int, int]:
+    """Score one id range and replace its rows in `precomputed_offers`.
+
+    Returns (customers scored, customers with at least one offer).
+
+    Delete-then-insert in one transaction: a re-run (a retried task) leaves exactly one row
+    per customer, and customers no longer in the range disappear with the old rows.
+    """
+    policy = policy_from_settings(settings)
+    model, version = champion.model, champion.label
+    with engine.connect() as conn:
+        features = current_features(conn, between=(chunk.first, chunk.last))
+        if features.empty:
+            return 0, 0
+        snapshot = load_block(
+            conn,
+            model,
+            computed_at,
+            features,
+            segments=settings.segments,
+            seed=settings.random_seed,
+            only_listed=True,
+        )
+        ids = snapshot.customer_ids
+        contacts = contacts_in_window(
+            conn, ids, catalogue, policy.window_start(computed_at), only_listed=True
+        )
+        risk = latest_churn_risk(conn, ids, only_listed=True)
+    slate = score_snapshot(
+        model, catalogue, policy, snapshot, contacts, risk, k=settings.precompute_k
+    )
+    offers = [[o.to_dict() for o in slate_views(slate, i, version)] for i in range(len(ids))]
+    frame = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "offers": [json.dumps(o) for o in offers],
+            "model_version": version,
+            "computed_at": pd.Timestamp(computed_at),
+        }
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            delete(PrecomputedOffers).where(
+                PrecomputedOffers.customer_id.between(chunk.first, chunk.last)
+            )
+        )
+        upsert_frame(
+            conn,
+            PrecomputedOffers.__table__,  # type: ignore[arg-type]
+            frame,
+            ("customer_id",),
+            on_conflict="fail",
+        )
+    return len(ids), sum(1 for o in offers if o)
+
+
+def run_precompute(
+    engine: Engine,
+    settings: Settings,
+    champion: Champion[OfferModel],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    run_chunks: Callable[[list[Chunk], datetime], Iterator[tuple[int, int]]] | None = None,
+) -> PrecomputeResult:
+    """Precompute offers for every customer with features, chunk by chunk.
+
+    `run_chunks` lets a caller fan the chunks out (Celery); by default they run here, one
+    after the other. `progress(done, total)` is called after each chunk.
+    """
+    started = time.perf_counter()
+    computed_at = utcnow()
+    with engine.connect() as conn:
+        catalogue = Catalogue.from_records(load_products(conn))
+    if tuple(catalogue.product_ids) != tuple(champion.model.products.product_ids):
+        # The model's columns are the catalogue it was trained on; a changed catalogue
+        # needs a retrain first, or offers would be scored against the wrong products.
+        raise NextOfferError(
+            "the product catalogue changed since the offers champion was trained: "
+            "run `nextoffer train` before precomputing"
+        )
+    chunks = plan_chunks(engine, settings.precompute_chunk_rows)
+    result = PrecomputeResult(model_version=champion.label, computed_at=computed_at)
+
+    def inline(todo: list[Chunk], at: datetime) -> Iterator[tuple[int, int]]:
+        for chunk in todo:
+            yield precompute_chunk(engine, settings, champion, catalogue, chunk, at)
+
+    for done, (count, with_offers) in enumerate(
+        (run_chunks or inline)(chunks, computed_at), start=1
+    ):
+        result.chunk_counts.append(count)
+        result.customers += count
+        result.with_offers += with_offers
+        if progress is not None:
+            progress(done, len(chunks))
+    result.chunks = len(chunks)
+    with engine.begin() as conn:
+        # Rows of customers that no longer have features (none of the ranges covers them).
+        conn.execute(delete(PrecomputedOffers).where(PrecomputedOffers.computed_at < computed_at))
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,1 @@
+"""The recommendation service: answer chain, live scoring, events, experiments."""

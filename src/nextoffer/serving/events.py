@@ -1,0 +1,670 @@
+"""Offer-response events: written once, spooled to disk while the database is down, replayed."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import socket
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, String, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from nextoffer.domain.vocabulary import EventType
+from nextoffer.store.runs import utcnow
+from nextoffer.store.schema import ContactHistory, Customer, Event, Product, QuarantinedRow
+
+log = logging.getLogger(__name__)
+
+OFFER_EVENT_TYPES = frozenset(
+    {
+        EventType.OFFER_IMPRESSION,
+        EventType.OFFER_CLICK,
+        EventType.OFFER_ACCEPT,
+        EventType.OFFER_DECLINE,
+    }
+)
+"""The event types the API accepts: responses to an offer, each naming its product."""
+
+SPOOL_PREFIX = "events-"
+SPOOL_SUFFIX = ".jsonl"
+CLAIM_MARK = ".replaying-"
+TRUNCATED_REASON = "truncated spool line"
+QUARANTINE_ENTITY = "events"
+
+REPLAY_BATCH = 1000
+"""Events per insert statement during replay; a whole file is still one transaction."""
+
+_LOOKUP_CHUNK = 500
+"""Ids per `IN (...)` list: far below SQLite's and PostgreSQL's bound-parameter limits."""
+
+_EVENTS: Table = Event.__table__  # type: ignore[assignment]
+_CONTACTS: Table = ContactHistory.__table__  # type: ignore[assignment]
+_QUARANTINE: Table = QuarantinedRow.__table__  # type: ignore[assignment]
+
+_REQUIRED = ("event_id", "customer_id", "event_type", "product_id", "ts")
+_OPTIONAL = ("channel", "session_id", "experiment_id", "variant")
+_TEXT_FIELDS = ("event_id", "customer_id", "product_id", *_OPTIONAL)
+# Widths come from the table so a request that validates here can never fail in the database
+# with a DataError, which would not be a "database down" error and could not be spooled.
+_MAX_LENGTH: dict[str, int] = {}
+for _name in _TEXT_FIELDS:
+    _type = _EVENTS.c[_name].type
+    if isinstance(_type, String) and _type.length:
+        _MAX_LENGTH[_name] = _type.length
+# No dots: a tag must never contain CLAIM_MARK, which splits a claimed name.
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class OfferEvent:
+    """One response to an offer, as received by `POST /v1/events` and as spooled.
+
+    `event_id` is the idempotency key: the same id is stored once however often it is sent.
+    `ts` must be timezone-aware. Construction raises ValueError on anything the `events`
+    table could not hold.
+    """
+
+    event_id: str
+    customer_id: str
+    event_type: EventType
+    product_id: str
+    ts: datetime
+    channel: str | None = None
+    session_id: str | None = None
+    experiment_id: str | None = None
+    variant: str | None = None
+
+    def __post_init__(self) -> None:
+        """Check the event and coerce a plain-string `event_type` to `EventType`."""
+        try:
+            kind = EventType(self.event_type)
+        except ValueError:
+            raise ValueError(f"event_type {self.event_type!r} is not an event type") from None
+        if kind not in OFFER_EVENT_TYPES:
+            allowed = ", ".join(sorted(OFFER_EVENT_TYPES))
+            raise ValueError(f"event_type {kind.value!r} is not an offer event ({allowed})")
+        # Frozen: the coerced value is set the one way a frozen dataclass allows.
+        object.__setattr__(self, "event_type", kind)
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+            if name not in _OPTIONAL and not value:
+                raise ValueError(f"{name} is empty")
+            limit = _MAX_LENGTH.get(name)
+            if limit is not None and len(value) > limit:
+                raise ValueError(f"{name} is longer than {limit} characters")
+        if not isinstance(self.ts, datetime):
+            raise ValueError(f"ts must be a datetime, got {type(self.ts).__name__}")
+        if self.ts.tzinfo is None or self.ts.utcoffset() is None:
+            raise ValueError("ts has no time zone")
+
+    def to_json(self) -> str:
+        """One spool line (without its newline): compact JSON, `ts` in ISO 8601 with offset."""
+        payload: dict[str, str | None] = {
+            "event_id": self.event_id,
+            "customer_id": self.customer_id,
+            "event_type": self.event_type.value,
+            "product_id": self.product_id,
+            "ts": self.ts.isoformat(),
+        }
+        for name in _OPTIONAL:
+            payload[name] = getattr(self, name)
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str | bytes) -> OfferEvent:
+        """The event of one spool line; ValueError when the line is not a valid event."""
+        payload = json.loads(line)
+        if not isinstance(payload, dict):
+            raise ValueError("not a JSON object")
+        missing = [name for name in _REQUIRED if name not in payload]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        unknown = sorted(set(payload) - set(_REQUIRED) - set(_OPTIONAL))
+        if unknown:
+            # Refused rather than dropped: a field this version does not know is data we
+            # would otherwise lose silently; quarantine keeps the raw line.
+            raise ValueError(f"unknown fields {', '.join(unknown)}")
+        ts = payload["ts"]
+        if not isinstance(ts, str):
+            raise ValueError("ts is not a string")
+        return cls(
+            event_id=payload["event_id"],
+            customer_id=payload["customer_id"],
+            event_type=payload["event_type"],
+            product_id=payload["product_id"],
+            ts=datetime.fromisoformat(ts),
+            **{name: payload.get(name) for name in _OPTIONAL},
+        )
+
+    def row(self) -> dict[str, Any]:
+        """The `events` row; `ts` in UTC because SQLite stores the wall time and drops the zone."""
+        return {
+            "event_id": self.event_id,
+            "customer_id": self.customer_id,
+            "ts": self.ts.astimezone(UTC),
+            "event_type": self.event_type.value,
+            "product_id": self.product_id,
+            "channel": self.channel,
+            "session_id": self.session_id,
+            "experiment_id": self.experiment_id,
+            "variant": self.variant,
+        }
+
+
+@dataclass(frozen=True)
+class RejectedEvent:
+    """An event not written because it names a customer or product that does not exist."""
+
+    event_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """What `EventWriter.record` did with a request's events.
+
+    `stored`: newly written; `duplicates`: their `event_id` was already stored (or repeated
+    within the request); `spooled`: written to the local spool because the database was
+    unreachable, to be stored by replay; `rejected`: unknown customer or product.
+    """
+
+    stored: int = 0
+    duplicates: int = 0
+    spooled: int = 0
+    rejected: tuple[RejectedEvent, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What `EventWriter.replay` did: events stored, already there, quarantined; files left."""
+
+    replayed: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    remaining_files: int = 0
+
+
+@dataclass
+class _Written:
+    stored: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    """(position in the input, reason) of each event not written."""
+
+
+@dataclass(frozen=True)
+class _SpoolLine:
+    line: int
+    raw: str
+    event: OfferEvent | None
+    reason: str | None
+
+
+def is_database_down(exc: BaseException) -> bool:
+    """True for errors meaning the database cannot be used now, so an event must be spooled.
+
+    A pool timeout counts too: every connection is stuck on a database that does not answer.
+    """
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _safe(part: str) -> str:
+    return _SAFE_NAME.sub("_", part).strip("_-") or "x"
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """True while `path` still names the file open as `fd` (not renamed away or replaced)."""
+    opened = os.fstat(fd)
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a created, renamed or removed directory entry durable, not just the file's data."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _original_name(name: str) -> str:
+    return name.split(CLAIM_MARK, 1)[0]
+
+
+def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """`INSERT` in the connection's dialect, which has ON CONFLICT DO NOTHING."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _existing(conn: Connection, column: Any, ids: Iterable[str]) -> set[str]:
+    wanted = sorted(set(ids))
+    found: set[str] = set()
+    for chunk in _chunks(wanted, _LOOKUP_CHUNK):
+        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
+    return found
+
+
+def _write_events(conn: Connection, events: Sequence[OfferEvent]) -> _Written:
+    """Check references and insert, inside the caller's transaction; idempotent on event_id.
+
+    An impression also becomes a `contact_history` row (contact_id = event_id), which the
+    contact caps count; it is written only with its newly stored event, so a duplicate
+    changes nothing.
+    """
+    written = _Written()
+    customers = _existing(conn, Customer.customer_id, (e.customer_id for e in events))
+    products = _existing(conn, Product.product_id, (e.product_id for e in events))
+    seen: set[str] = set()
+    good: list[OfferEvent] = []
+    for position, event in enumerate(events):
+        if event.customer_id not in customers:
+            reason = f"unknown_customer: customer_id {event.customer_id!r} not found"
+            written.rejected.append((position, reason))
+        elif event.product_id not in products:
+            reason = f"unknown_product: product_id {event.product_id!r} not found"
+            written.rejected.append((position, reason))
+        elif event.event_id in seen:
+            written.duplicates += 1
+        else:
+            seen.add(event.event_id)
+            good.append(event)
+    for batch in _chunks(good, REPLAY_BATCH):
+        statement = (
+            _insert(conn, _EVENTS)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(_EVENTS.c.event_id)
+        )
+        stored = set(conn.execute(statement, [e.row() for e in batch]).scalars())
+        written.stored += len(stored)
+        written.duplicates += len(batch) - len(stored)
+        contacts = [
+            {
+                "contact_id": e.event_id,
+                "customer_id": e.customer_id,
+                "product_id": e.product_id,
+                "channel": e.channel,
+                "contacted_at": e.ts.astimezone(UTC),
+                "outcome": None,
+            }
+            for e in batch
+            if e.event_type is EventType.OFFER_IMPRESSION and e.event_id in stored
+        ]
+        if contacts:
+            conn.execute(
+                _insert(conn, _CONTACTS).on_conflict_do_nothing(index_elements=["contact_id"]),
+                contacts,
+            )
+    return written
+
+
+def _parse_spool(content: bytes) -> list[_SpoolLine]:
+    """Every non-empty line of a spool file, parsed, or with the reason it cannot be."""
+    pieces = content.split(b"\n")
+    # After the last newline: empty for a complete file, else a line cut by a crash mid-write.
+    # It was never acknowledged (the fsync comes after the newline), so it is quarantined.
+    tail = pieces.pop()
+    lines: list[_SpoolLine] = []
+    for number, piece in enumerate(pieces, start=1):
+        if not piece.strip():
+            continue
+        raw = _text(piece)
+        try:
+            lines.append(_SpoolLine(number, raw, OfferEvent.from_json(piece), None))
+        except (ValueError, TypeError) as exc:
+            lines.append(_SpoolLine(number, raw, None, f"invalid spool line: {exc}"))
+    if tail.strip(b" \t\r\x00"):
+        lines.append(_SpoolLine(len(pieces) + 1, _text(tail), None, TRUNCATED_REASON))
+    return lines
+
+
+def _text(raw: bytes) -> str:
+    # PostgreSQL text cannot hold NUL, which a crash can leave in a file's unwritten tail.
+    return raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
+class EventWriter:
+    """Writes offer events exactly once, spooling them to a local file while the DB is down.
+
+    Spool protocol, safe with several processes (API replicas) sharing `spool_dir`: each
+    process appends only to its own file, under an exclusive `flock`, and re-checks after
+    locking that the path still names the file it opened. A replayer claims a file by
+    renaming it (atomic), then takes the lock, which waits out any append in progress; an
+    append that loses that race sees the rename and starts a new file. A claimed file whose
+    lock is free belongs to a replayer that died and is taken over. The volume must support
+    `flock` between the processes that share it (local disks, NFSv4).
+    """
+
+    def __init__(self, engine: Engine, spool_dir: Path, *, process_tag: str | None = None) -> None:
+        """Write through `engine`; spool to `spool_dir`, created on first use."""
+        self.engine = engine
+        self.spool_dir = Path(spool_dir)
+        owner = f"{_safe(socket.gethostname())}-{os.getpid()}"
+        if process_tag is not None:
+            owner = f"{owner}-{_safe(process_tag)}"
+        self.spool_file = self.spool_dir / f"{SPOOL_PREFIX}{owner}{SPOOL_SUFFIX}"
+        self._owner = owner
+        self._lock = threading.Lock()
+
+    # --- write path -------------------------------------------------------------------
+
+    def record(self, events: Sequence[OfferEvent]) -> RecordResult:
+        """Store `events` in one transaction, or spool them all if the database is down.
+
+        Raises OSError only when the database is down and the spool cannot be written
+        either: then nothing was accepted and the caller must report failure.
+        """
+        if not events:
+            return RecordResult()
+        try:
+            with self.engine.begin() as conn:
+                written = _write_events(conn, events)
+        except Exception as exc:
+            if not is_database_down(exc):
+                raise
+            # The outcome of a commit cut off mid-way is unknown; spooling everything is
+            # still right, as replay skips whatever did get stored.
+            self._append([e.to_json() for e in events])
+            log.warning(
+                "database unreachable, %d events spooled to %s: %s",
+                len(events),
+                self.spool_file,
+                exc.__class__.__name__,
+            )
+            return RecordResult(spooled=len(events))
+        rejected = tuple(RejectedEvent(events[i].event_id, why) for i, why in written.rejected)
+        return RecordResult(stored=written.stored, duplicates=written.duplicates, rejected=rejected)
+
+    def _append(self, lines: Sequence[str]) -> None:
+        payload = "".join(f"{line}\n" for line in lines).encode("utf-8")
+        with self._lock:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            while True:
+                flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                fd = os.open(self.spool_file, flags, 0o640)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    if not _same_file(fd, self.spool_file):
+                        continue  # claimed by a replayer between open and lock: reopen
+                    self._append_locked(fd, payload)
+                    return
+                finally:
+                    os.close(fd)  # also releases the flock
+
+    def _append_locked(self, fd: int, payload: bytes) -> None:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            # An earlier append died mid-line: end that line so ours stay whole.
+            payload = b"\n" + payload
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError:
+            # Not acknowledged, so leave no half batch behind (best effort: the disk failed).
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                log.exception("could not trim a failed append to %s", self.spool_file)
+            raise
+        if size == 0:
+            _fsync_dir(self.spool_dir)
+
+    # --- replay -----------------------------------------------------------------------
+
+    def spool_files(self) -> list[Path]:
+        """Every spool file in `spool_dir`, of any process, claimed by a replayer or not."""
+        if not self.spool_dir.is_dir():
+            return []
+        return sorted(
+            path
+            for path in self.spool_dir.iterdir()
+            if path.name.startswith(SPOOL_PREFIX)
+            and (path.name.endswith(SPOOL_SUFFIX) or CLAIM_MARK in path.name)
+        )
+
+    def spool_depth(self) -> int:
+        """Events waiting in spool files (non-empty lines), for a gauge."""
+        depth = 0
+        for path in self.spool_files():
+            try:
+                with path.open("rb") as handle:
+                    depth += sum(1 for line in handle if line.strip())
+            except FileNotFoundError:
+                continue  # replayed and removed while we counted
+        return depth
+
+    def replay(self) -> ReplayResult:
+        """Store every spooled event, quarantine the unusable ones, remove replayed files.
+
+        Each file is one transaction and is removed only after it committed; a crash in
+        between only makes the next replay find its events already stored. Stops at the
+        first sign that the database is still down, leaving the files for next time.
+        """
+        run_id = str(uuid.uuid4())
+        replayed = duplicates = quarantined = 0
+        paths = self.spool_files()
+        if paths and not self._database_up():
+            # Checked before claiming anything, so a still-down database costs one connect
+            # attempt, not a rename and give-back of every file each round.
+            return ReplayResult(remaining_files=len(paths))
+        for path in paths:
+            with self._claim(path) as claimed:
+                if claimed is None:
+                    continue
+                claimed_path, fd = claimed
+                try:
+                    stored, dup, bad = self._replay_file(claimed_path, fd, run_id)
+                except Exception as exc:
+                    self._give_back(claimed_path)
+                    if is_database_down(exc):
+                        log.info("database still unreachable, spool replay stopped: %s", exc)
+                        break
+                    log.exception("spool file %s not replayed, left in place", path.name)
+                    continue
+                replayed += stored
+                duplicates += dup
+                quarantined += bad
+        remaining = len(self.spool_files())
+        if replayed or duplicates or quarantined:
+            log.info(
+                "spool replayed: %d stored, %d duplicates, %d quarantined, %d files left",
+                replayed,
+                duplicates,
+                quarantined,
+                remaining,
+            )
+        return ReplayResult(replayed, duplicates, quarantined, remaining)
+
+    def _database_up(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+        except Exception as exc:
+            if not is_database_down(exc):
+                raise
+            log.debug("database unreachable, spool replay waits: %s", exc)
+            return False
+        return True
+
+    @contextmanager
+    def _claim(self, path: Path) -> Iterator[tuple[Path, int] | None]:
+        """Yield (claimed path, locked fd) when this replayer got the file, else None."""
+        original = _original_name(path.name)
+        # A fresh name per claim: a rename never overwrites, even over our own stale claim.
+        target = path.with_name(f"{original}{CLAIM_MARK}{self._owner}-{uuid.uuid4().hex[:8]}")
+        if CLAIM_MARK in path.name:
+            # Someone's claim: taken over only if its lock is free (the claimant died), and
+            # renamed while we hold the lock, so no one else can be renaming it.
+            fd = self._open_locked(path, blocking=False)
+            if fd is None:
+                yield None
+                return
+            try:
+                path.rename(target)
+            except FileNotFoundError:
+                os.close(fd)
+                yield None
+                return
+        else:
+            try:
+                path.rename(target)
+            except FileNotFoundError:
+                yield None  # another replayer claimed it first
+                return
+            # Blocks only while an append that opened the file before the rename finishes.
+            fd = self._open_locked(target, blocking=True)
+            if fd is None:
+                yield None
+                return
+        try:
+            yield target, fd
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _open_locked(path: Path, *, blocking: bool) -> int | None:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        if not _same_file(fd, path):
+            # Taken over, replayed or given back while we waited for the lock.
+            os.close(fd)
+            return None
+        return fd
+
+    def _replay_file(self, path: Path, fd: int, run_id: str) -> tuple[int, int, int]:
+        content = _read_all(fd)
+        lines = _parse_spool(content)
+        source = _original_name(path.name)
+        sha256 = hashlib.sha256(content).hexdigest()
+        stored = duplicates = 0
+        bad = [(line.line, line.raw, line.reason) for line in lines if line.reason is not None]
+        good = [line for line in lines if line.event is not None]
+        if lines:
+            with self.engine.begin() as conn:
+                for batch in _chunks(good, REPLAY_BATCH):
+                    written = _write_events(conn, [line.event for line in batch if line.event])
+                    stored += written.stored
+                    duplicates += written.duplicates
+                    bad.extend(
+                        (batch[i].line, batch[i].raw, reason) for i, reason in written.rejected
+                    )
+                self._quarantine(conn, source, sha256, run_id, bad)
+        path.unlink()
+        _fsync_dir(self.spool_dir)
+        return stored, duplicates, len(bad)
+
+    @staticmethod
+    def _quarantine(
+        conn: Connection,
+        source: str,
+        sha256: str,
+        run_id: str,
+        bad: list[tuple[int, str, str]],
+    ) -> None:
+        if not bad:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "entity": QUARANTINE_ENTITY,
+                "source": source,
+                "source_sha256": sha256,
+                "line": line,
+                "reason": reason,
+                "raw": raw,
+                "run_id": run_id,
+                "quarantined_at": now,
+            }
+            for line, raw, reason in sorted(bad)
+        ]
+        statement = _insert(conn, _QUARANTINE).on_conflict_do_nothing(
+            index_elements=["source_sha256", "entity", "line"]
+        )
+        conn.execute(statement, rows)
+
+    def _give_back(self, claimed: Path) -> None:
+        """Put a claimed file back under its original name, or leave it claimed if taken.
+
+        A hard link refuses to overwrite, unlike `os.rename`: the original name may already
+        hold a new file its process has started. Called with the file's lock held.
+        """
+        original = claimed.with_name(_original_name(claimed.name))
+        try:
+            original.hardlink_to(claimed)
+        except FileExistsError:
+            return  # stays claimed; its lock is free once we close it, so it is taken over
+        except OSError:
+            log.warning("could not give back %s; left claimed", claimed.name, exc_info=True)
+            return
+        claimed.unlink()
+
+
+def start_replayer(
+    writer: EventWriter, interval_s: float, stop: threading.Event
+) -> threading.Thread:
+    """A daemon thread replaying `writer`'s spool every `interval_s` while files wait.
+
+    It checks once at start (files left by a previous run), never dies on an error (each is
+    logged and the next round tries again) and ends when `stop` is set.
+    """
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                if writer.spool_files():
+                    writer.replay()
+            except Exception:
+                log.exception("spool replay failed; retrying in %g s", interval_s)
+            stop.wait(interval_s)
+
+    thread = threading.Thread(target=run, name="nextoffer-event-replayer", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,259 @@
+"""A/B experiments in the database: create, list, stop, and results from the offer events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, Row, case, func, insert, select, update
+
+from nextoffer.domain.errors import NotFoundError
+from nextoffer.domain.experiments import (
+    DEFAULT_ALPHA,
+    ExperimentDesign,
+    ExperimentResults,
+    ExperimentStatus,
+    ExperimentUnit,
+    Strategy,
+    Variant,
+    VariantCounts,
+    parse_unit,
+    variant_results,
+)
+from nextoffer.domain.vocabulary import EventType
+from nextoffer.store.runs import utcnow
+from nextoffer.store.schema import Event, Experiment
+
+NAME_MAX = 200
+"""The `experiments.name` column's length."""
+CREATED_BY_MAX = 100
+"""The `experiments.created_by` column's length."""
+
+_COLUMNS = (
+    Experiment.experiment_id,
+    Experiment.name,
+    Experiment.unit,
+    Experiment.variants,
+    Experiment.status,
+    Experiment.created_at,
+    Experiment.stopped_at,
+    Experiment.created_by,
+)
+
+_OFFER_EVENTS = (
+    EventType.OFFER_IMPRESSION,
+    EventType.OFFER_CLICK,
+    EventType.OFFER_ACCEPT,
+    EventType.OFFER_DECLINE,
+)
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """A stored experiment: its design, whether it runs, who made it and when."""
+
+    experiment_id: str
+    name: str
+    design: ExperimentDesign
+    status: ExperimentStatus
+    created_at: datetime
+    stopped_at: datetime | None
+    created_by: str | None
+
+    @property
+    def unit(self) -> ExperimentUnit:
+        """What is randomised: customers or sessions."""
+        return self.design.unit
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        """The variants, in the order assignment walks their weights."""
+        return self.design.variants
+
+    @property
+    def running(self) -> bool:
+        """True while the experiment assigns variants."""
+        return self.status is ExperimentStatus.RUNNING
+
+
+def create_experiment(
+    engine: Engine,
+    name: str,
+    unit: ExperimentUnit | str,
+    variants: Sequence[Variant],
+    created_by: str | None = None,
+) -> ExperimentRecord:
+    """Store a new running experiment under a fresh uuid4; ValueError when the design is invalid."""
+    name = name.strip()
+    if not name or len(name) > NAME_MAX:
+        raise ValueError(f"experiment name must be 1 to {NAME_MAX} characters")
+    if created_by is not None and len(created_by) > CREATED_BY_MAX:
+        raise ValueError(f"created_by must be at most {CREATED_BY_MAX} characters")
+    design = ExperimentDesign(parse_unit(unit), tuple(variants))
+    record = ExperimentRecord(
+        experiment_id=str(uuid.uuid4()),
+        name=name,
+        design=design,
+        status=ExperimentStatus.RUNNING,
+        created_at=utcnow(),
+        stopped_at=None,
+        created_by=created_by,
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Experiment).values(
+                experiment_id=record.experiment_id,
+                name=record.name,
+                unit=design.unit.value,
+                variants=[_variant_json(v) for v in design.variants],
+                status=record.status.value,
+                created_at=record.created_at,
+                stopped_at=None,
+                created_by=created_by,
+            )
+        )
+    return record
+
+
+def list_experiments(
+    engine: Engine, status: ExperimentStatus | str | None = None
+) -> list[ExperimentRecord]:
+    """Experiments, newest first; only those with `status` when given."""
+    query = select(*_COLUMNS).order_by(
+        Experiment.created_at.desc(), Experiment.experiment_id.desc()
+    )
+    if status is not None:
+        query = query.where(Experiment.status == ExperimentStatus(status).value)
+    with engine.connect() as conn:
+        return [_record(row) for row in conn.execute(query)]
+
+
+def running_experiments(engine: Engine) -> list[ExperimentRecord]:
+    """The experiments that assign variants now, newest first."""
+    return list_experiments(engine, ExperimentStatus.RUNNING)
+
+
+def get_experiment(engine: Engine, experiment_id: str) -> ExperimentRecord:
+    """The experiment with this id; NotFoundError when there is none."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(*_COLUMNS).where(Experiment.experiment_id == experiment_id)
+        ).first()
+    if row is None:
+        raise NotFoundError(f"no experiment with id {experiment_id!r}")
+    return _record(row)
+
+
+def stop_experiment(engine: Engine, experiment_id: str) -> ExperimentRecord:
+    """Stop an experiment and return it; stopping a stopped one changes nothing.
+
+    NotFoundError when there is none. The update only touches a running row, so two stops
+    racing each other keep the first stop time.
+    """
+    with engine.begin() as conn:
+        conn.execute(
+            update(Experiment)
+            .where(
+                Experiment.experiment_id == experiment_id,
+                Experiment.status == ExperimentStatus.RUNNING.value,
+            )
+            .values(status=ExperimentStatus.STOPPED.value, stopped_at=utcnow())
+        )
+        row = conn.execute(
+            select(*_COLUMNS).where(Experiment.experiment_id == experiment_id)
+        ).first()
+    if row is None:
+        raise NotFoundError(f"no experiment with id {experiment_id!r}")
+    return _record(row)
+
+
+def experiment_counts(engine: Engine, experiment_id: str) -> list[VariantCounts]:
+    """Offer events per variant, in design order; variants without events count zero.
+
+    NotFoundError when the experiment does not exist. Events naming a variant the design
+    does not have (a stale or forged label) are left out: no unit can be assigned to them.
+    """
+    record = get_experiment(engine, experiment_id)
+    names = [v.name for v in record.variants]
+
+    def count(event_type: EventType) -> ColumnElement[int]:
+        return func.count(case((Event.event_type == event_type.value, 1)))
+
+    query = (
+        select(
+            Event.variant,
+            count(EventType.OFFER_IMPRESSION).label("impressions"),
+            count(EventType.OFFER_CLICK).label("clicks"),
+            count(EventType.OFFER_ACCEPT).label("accepts"),
+            count(EventType.OFFER_DECLINE).label("declines"),
+            func.count(func.distinct(Event.customer_id)).label("unique_customers"),
+        )
+        .where(
+            Event.experiment_id == experiment_id,
+            Event.variant.in_(names),
+            Event.event_type.in_([t.value for t in _OFFER_EVENTS]),
+        )
+        .group_by(Event.variant)
+    )
+    with engine.connect() as conn:
+        found = {
+            row.variant: VariantCounts(
+                variant=row.variant,
+                impressions=int(row.impressions),
+                clicks=int(row.clicks),
+                accepts=int(row.accepts),
+                declines=int(row.declines),
+                unique_customers=int(row.unique_customers),
+            )
+            for row in conn.execute(query)
+        }
+    return [found.get(name, VariantCounts(name)) for name in names]
+
+
+def experiment_results(
+    engine: Engine, experiment_id: str, alpha: float = DEFAULT_ALPHA
+) -> ExperimentResults:
+    """Every variant's rates and tests against the design's control variant."""
+    record = get_experiment(engine, experiment_id)
+    counts = experiment_counts(engine, experiment_id)
+    return variant_results(counts, record.design.control_variant.name, alpha)
+
+
+def _variant_json(variant: Variant) -> dict[str, Any]:
+    return {
+        "name": variant.name,
+        "strategy": variant.strategy.value,
+        "weight": variant.weight,
+        "model_version": variant.model_version,
+    }
+
+
+def _variant_from_json(data: dict[str, Any]) -> Variant:
+    return Variant(
+        name=data["name"],
+        strategy=Strategy(data["strategy"]),
+        weight=float(data.get("weight", 1.0)),
+        model_version=data.get("model_version"),
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands timezone-aware columns back naive; they were written in UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _record(row: Row[Any]) -> ExperimentRecord:
+    return ExperimentRecord(
+        experiment_id=row.experiment_id,
+        name=row.name,
+        design=ExperimentDesign(
+            ExperimentUnit(row.unit), tuple(_variant_from_json(v) for v in row.variants)
+        ),
+        status=ExperimentStatus(row.status),
+        created_at=_aware(row.created_at),
+        stopped_at=_aware(row.stopped_at) if row.stopped_at is not None else None,
+        created_by=row.created_by,
+    )

@@ -1,0 +1,268 @@
+"""Read-side answers besides offers: churn risk and its history, segment, products, similar."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from nextoffer.cache import Cache, CacheUnavailableError, keys
+from nextoffer.domain.errors import NotFoundError
+from nextoffer.features.training import current_features
+from nextoffer.models.offer_model import POPULARITY_KINDS
+from nextoffer.pipelines.score_churn import score_customers
+from nextoffer.serving.state import ServingState
+from nextoffer.store.schema import ChurnScore, Customer, Product, Segment, UserFeatures
+
+HISTORY_POINTS = 52
+# Recommenders whose scores say "customers who hold X also take Y", best first.
+SIMILARITY_MODELS = ("item_knn", "ease", "als")
+
+
+@dataclass(frozen=True)
+class RiskPoint:
+    """One point of a customer's churn-risk history."""
+
+    scored_at: datetime
+    score: float
+    band: str
+    model_version: str
+
+
+@dataclass(frozen=True)
+class ChurnRisk:
+    """A customer's latest churn risk, why, and how it moved."""
+
+    customer_id: str
+    score: float
+    band: str
+    scored_at: datetime
+    model_version: str
+    top_reasons: list[dict[str, Any]]
+    history: list[RiskPoint]
+
+
+@dataclass(frozen=True)
+class SegmentAnswer:
+    """The segment a customer belongs to."""
+
+    customer_id: str
+    segment_id: int
+    name: str
+    description: str
+    size: int
+    features_as_of: datetime
+
+
+@dataclass(frozen=True)
+class ProductView:
+    """A catalogue entry with its eligibility rules."""
+
+    product_id: str
+    name: str
+    category: str
+    price: float
+    margin: float
+    upfront_price: float
+    contract_types: list[str]
+    min_tenure_months: int
+    regions: list[str]
+    channels: list[str]
+    requires_category: str | None
+    is_retention_offer: bool
+    active: bool
+
+
+@dataclass(frozen=True)
+class SimilarProduct:
+    """A product often taken by the holders of another one."""
+
+    product_id: str
+    name: str
+    category: str
+    similarity: float
+
+
+def churn_risk(
+    engine: Engine, state: ServingState, customer_id: str, history: int = HISTORY_POINTS
+) -> ChurnRisk:
+    """Latest score with its top reasons (explained now when batch scoring skipped them)."""
+    with Session(engine) as session:
+        rows = list(
+            session.scalars(
+                select(ChurnScore)
+                .where(ChurnScore.customer_id == customer_id)
+                .order_by(ChurnScore.scored_at.desc())
+                .limit(history)
+            )
+        )
+        conn = session.connection()
+        if not rows:
+            _require_customer(conn, customer_id)
+            raise NotFoundError(f"customer {customer_id!r} has no churn score yet")
+        latest = rows[0]
+        reasons = latest.top_reasons
+        if isinstance(reasons, str):
+            reasons = json.loads(reasons)
+        if not reasons and state.churn is not None:
+            # Batch scoring explains only the medium and high bands; explain on demand.
+            features = current_features(conn, [customer_id])
+            if not features.empty:
+                reasons = score_customers(
+                    state.churn.model, features, (0.0, 0.0), explained_bands=None
+                )["top_reasons"].iloc[0]
+    points = [
+        RiskPoint(_utc(r.scored_at), float(r.score), r.band, r.model_version)
+        for r in reversed(rows)
+    ]
+    return ChurnRisk(
+        customer_id=customer_id,
+        score=float(latest.score),
+        band=latest.band,
+        scored_at=_utc(latest.scored_at),
+        model_version=latest.model_version,
+        top_reasons=list(reasons or []),
+        history=points,
+    )
+
+
+def segment_of(engine: Engine, cache: Cache, customer_id: str) -> SegmentAnswer:
+    """The customer's segment (cached under `user:segment:{id}` for an hour)."""
+    key = keys.user_segment(customer_id)
+    try:
+        cached = cache.get(key)
+    except CacheUnavailableError:
+        cached = None
+    if cached is not None:
+        data = json.loads(cached)
+        data["features_as_of"] = datetime.fromisoformat(data["features_as_of"])
+        return SegmentAnswer(**data)
+    with Session(engine) as session:
+        row = session.execute(
+            select(UserFeatures.segment_id, UserFeatures.as_of, Segment)
+            .join(Segment, Segment.segment_id == UserFeatures.segment_id, isouter=True)
+            .where(UserFeatures.customer_id == customer_id)
+        ).first()
+        if row is None or row.segment_id is None:
+            _require_customer(session.connection(), customer_id)
+            raise NotFoundError(f"customer {customer_id!r} has no segment yet (run features)")
+        segment = row[2]
+    answer = SegmentAnswer(
+        customer_id=customer_id,
+        segment_id=int(row.segment_id),
+        name=segment.name if segment else f"segment {row.segment_id}",
+        description=segment.description if segment else "",
+        size=int(segment.size) if segment else 0,
+        features_as_of=_utc(row.as_of),
+    )
+    data = asdict(answer)
+    data["features_as_of"] = answer.features_as_of.isoformat()
+    with contextlib.suppress(CacheUnavailableError):
+        cache.set(key, json.dumps(data), keys.HOT_TTL_S)
+    return answer
+
+
+def list_products(
+    engine: Engine,
+    *,
+    category: str | None = None,
+    active: bool | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[int, list[ProductView]]:
+    """(total matching, one page of products) ordered by product id."""
+    query = select(Product)
+    count = select(func.count()).select_from(Product)
+    for column, value in ((Product.category, category), (Product.active, active)):
+        if value is not None:
+            query = query.where(column == value)
+            count = count.where(column == value)
+    with Session(engine) as session:
+        total = int(session.execute(count).scalar_one())
+        rows = session.scalars(query.order_by(Product.product_id).limit(limit).offset(offset))
+        return total, [_product_view(r) for r in rows]
+
+
+def similar_products(
+    engine: Engine, state: ServingState, product_id: str, k: int
+) -> tuple[str, list[SimilarProduct]]:
+    """(method, products most often taken with `product_id`) from the champion's recommenders.
+
+    The product is put alone in a customer's history and scored by the item-to-item model
+    the champion carries (item-kNN, else EASE, else ALS); the answer is what such a customer
+    would be recommended next.
+    """
+    with engine.connect() as conn:
+        exists = conn.execute(select(Product.product_id).where(Product.product_id == product_id))
+        if exists.first() is None:
+            raise NotFoundError(f"no product {product_id!r}")
+    champion = state.offers
+    if champion is None:
+        raise NotFoundError("no offers model yet: similar products come from a trained model")
+    model = champion.model
+    ids = list(model.products.product_ids)
+    if product_id not in ids:
+        raise NotFoundError(f"product {product_id!r} is newer than the offers model")
+    name = next((n for n in SIMILARITY_MODELS if n in model.recommenders), None)
+    if name is None:
+        name = next(n for n in model.recommenders if n not in POPULARITY_KINDS)
+    recommender = model.recommenders[name]
+    col = ids.index(product_id)
+    history = sp.csr_matrix(
+        (np.ones(1, np.float32), (np.zeros(1, np.int64), np.array([col]))), shape=(1, len(ids))
+    )
+    scores = np.asarray(recommender.score_block(history, np.array([-1])), np.float64)[0]
+    scores[col] = -np.inf
+    order = [int(i) for i in np.argsort(-scores, kind="stable")[:k] if np.isfinite(scores[i])]
+    top = max((scores[i] for i in order), default=1.0) or 1.0
+    products = model.products
+    catalogue = state.catalogue
+    out = []
+    for i in order:
+        pid = ids[i]
+        label, category = pid, ""
+        if catalogue is not None and pid in catalogue.product_ids:
+            j = catalogue.index(pid)
+            label, category = str(catalogue.names[j]), str(catalogue.categories[j])
+        else:
+            category = str(products.categories[i])
+        out.append(SimilarProduct(pid, label, category, round(float(scores[i] / top), 6)))
+    return name, out
+
+
+def _product_view(p: Product) -> ProductView:
+    def split(text: str | None) -> list[str]:
+        return [s for s in (text or "").split("|") if s]
+
+    return ProductView(
+        product_id=p.product_id,
+        name=p.name,
+        category=p.category,
+        price=float(p.price),
+        margin=float(p.margin),
+        upfront_price=float(p.upfront_price or 0),
+        contract_types=split(p.contract_types),
+        min_tenure_months=int(p.min_tenure_months or 0),
+        regions=split(p.regions),
+        channels=split(p.channels),
+        requires_category=p.requires_category,
+        is_retention_offer=bool(p.is_retention_offer),
+        active=bool(p.active),
+    )
+
+
+def _require_customer(conn: Any, customer_id: str) -> None:
+    found = conn.execute(select(Customer.customer_id).where(Customer.customer_id == customer_id))
+    if found.first() is None:
+        raise NotFoundError(f"no customer {customer_id!r}")
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,540 @@
+"""The offers answer chain: cache → precomputed → live champion → segment popular → popular."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from nextoffer.cache import Cache, CacheUnavailableError, keys
+from nextoffer.config import Settings
+from nextoffer.domain.errors import NotFoundError
+from nextoffer.domain.experiments import Strategy, Variant
+from nextoffer.domain.offers import Customers, OfferPolicy, arbitrate
+from nextoffer.domain.vocabulary import EventType
+from nextoffer.features.training import ACQUISITIONS
+from nextoffer.models.offer_model import OfferModel
+from nextoffer.pipelines.champions import Champion
+from nextoffer.serving.scoring import (
+    HELD_COLUMNS,
+    OfferView,
+    contacts_in_window,
+    customer_features,
+    dump_offers,
+    latest_churn_risk,
+    load_block,
+    load_offers,
+    policy_from_settings,
+    score_snapshot,
+    slate_views,
+)
+from nextoffer.serving.state import ServingState
+from nextoffer.store.runs import utcnow
+from nextoffer.store.schema import (
+    ContactHistory,
+    Customer,
+    Event,
+    PrecomputedOffers,
+    Subscription,
+    Transaction,
+    UserFeatures,
+)
+
+log = logging.getLogger(__name__)
+
+POPULAR_WINDOW_DAYS = 90
+POPULAR_REASON = "popular with customers like you"
+GLOBAL = "all"
+
+
+class Source(StrEnum):
+    """Where an answer came from."""
+
+    CACHE = "cache"
+    PRECOMPUTED = "precomputed"
+    LIVE = "live"
+    FALLBACK = "fallback"
+    POPULAR = "popular"
+    """An experiment variant that serves popular products on purpose."""
+    CONTROL = "control"
+    """An experiment's control group: no model offer at all."""
+
+
+@dataclass(frozen=True)
+class ExperimentTag:
+    """Which experiment and variant shaped an answer."""
+
+    experiment_id: str
+    variant: str
+    strategy: str
+
+
+@dataclass
+class OffersAnswer:
+    """The next-best offers for one customer and how they were found."""
+
+    customer_id: str
+    offers: list[OfferView]
+    source: Source
+    model_version: str | None
+    degraded: bool = False
+    notes: list[str] = field(default_factory=list)
+    experiment: ExperimentTag | None = None
+
+
+class OfferService:
+    """Answers `GET /v1/customers/{id}/offers`: fast when it can, never empty-handed.
+
+    Each step may fail (Redis down, database down, no champion yet); the next one then
+    answers and the answer is flagged `degraded`. Only an unknown customer is an error.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        cache: Cache,
+        state: ServingState,
+        settings: Settings,
+        on_source: Callable[[str], None] | None = None,
+        on_cache: Callable[[bool | None], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.cache = cache
+        self.state = state
+        self.settings = settings
+        self.policy: OfferPolicy = policy_from_settings(settings)
+        self._on_source = on_source or (lambda _s: None)
+        self._on_cache = on_cache or (lambda _h: None)
+        # Last known popular lists, for when both the cache and the database are down.
+        self._popular_memo: dict[str, list[tuple[str, float]]] = {}
+
+    # -- the chain ---------------------------------------------------------------------
+
+    def offers(
+        self,
+        customer_id: str,
+        *,
+        k: int,
+        channel: str | None = None,
+        variant: Variant | None = None,
+        experiment_id: str | None = None,
+    ) -> OffersAnswer:
+        """The customer's next-best offers, best first, at most k, allowed in `channel`."""
+        answer = self._answer(customer_id, variant)
+        if variant is not None and experiment_id is not None:
+            answer.experiment = ExperimentTag(experiment_id, variant.name, variant.strategy.value)
+        answer.offers = self._for_channel(answer.offers, channel)[:k]
+        self._on_source(answer.source.value)
+        return answer
+
+    def _answer(self, customer_id: str, variant: Variant | None) -> OffersAnswer:
+        strategy = Strategy.CHAMPION if variant is None else variant.strategy
+        if strategy == Strategy.CONTROL:
+            self._require_customer(customer_id, degraded_ok=True)
+            return OffersAnswer(customer_id, [], Source.CONTROL, None)
+        if strategy in (Strategy.SEGMENT_POPULAR, Strategy.POPULAR):
+            answer = self._popular(customer_id, per_segment=strategy == Strategy.SEGMENT_POPULAR)
+            answer.source = Source.POPULAR
+            return answer
+        champion = self.state.offers
+        if strategy == Strategy.MODEL_VERSION and variant and variant.model_version is not None:
+            try:
+                champion = self.state.pinned_offers_model(variant.model_version)
+            except Exception as exc:
+                log.error("experiment model v%s unavailable: %s", variant.model_version, exc)
+                answer = self._popular(customer_id, per_segment=True)
+                answer.degraded = True
+                answer.notes.append(f"model v{variant.model_version} unavailable")
+                return answer
+        return self._champion_chain(customer_id, champion)
+
+    def _champion_chain(
+        self, customer_id: str, champion: Champion[OfferModel] | None
+    ) -> OffersAnswer:
+        notes: list[str] = []
+        label = champion.label if champion else None
+        key = keys.offers(customer_id, f"{self.state.stamp}.{label}")
+        cached = self._cache_get(key, notes)
+        if cached is not None:
+            offers = load_offers(cached)
+            return OffersAnswer(customer_id, offers, Source.CACHE, label, bool(notes), notes)
+        found = self._from_database(customer_id, champion, notes)
+        if found is not None:
+            source, offers = found
+            self._cache_set(key, dump_offers(offers), notes)
+            return OffersAnswer(customer_id, offers, source, label, bool(notes), notes)
+        answer = self._popular(customer_id, per_segment=True)
+        answer.notes = notes + answer.notes
+        answer.degraded = answer.degraded or bool(notes)
+        return answer
+
+    def _from_database(
+        self, customer_id: str, champion: Champion[OfferModel] | None, notes: list[str]
+    ) -> tuple[Source, list[OfferView]] | None:
+        """Precomputed offers, else live scoring; None when neither can answer."""
+        try:
+            if champion is not None and champion is self.state.offers:
+                stored = self._precomputed(customer_id, champion.label)
+                if stored is not None:
+                    return Source.PRECOMPUTED, stored
+            if champion is None:
+                notes.append("no offers model yet")
+                self._require_customer(customer_id)
+                return None
+            live = self._live(customer_id, champion)
+            if live is None:
+                self._require_customer(customer_id)
+                notes.append("no features for this customer yet")
+                return None
+            return Source.LIVE, live
+        except SQLAlchemyError as exc:
+            log.warning("database unavailable for offers: %s", _first_line(exc))
+            notes.append("database unavailable")
+            return None
+
+    def _precomputed(self, customer_id: str, label: str) -> list[OfferView] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(PrecomputedOffers.offers, PrecomputedOffers.model_version).where(
+                    PrecomputedOffers.customer_id == customer_id
+                )
+            ).first()
+            if row is None or row.model_version != label:
+                return None
+            stored = row.offers if isinstance(row.offers, list) else json.loads(row.offers)
+            offers = [OfferView.from_dict(o) for o in stored]
+            # Precomputed rows are hours old: respect contacts and accepts made since.
+            shown, accepted = self._recent_responses(conn, customer_id)
+        return [
+            o
+            for o in offers
+            if shown.get(o.product_id, 0) < self.policy.contact_cap and o.product_id not in accepted
+        ]
+
+    def _live(self, customer_id: str, champion: Champion[OfferModel]) -> list[OfferView] | None:
+        catalogue = self.state.catalogue
+        if catalogue is None or tuple(catalogue.product_ids) != tuple(
+            champion.model.products.product_ids
+        ):
+            return None
+        now = utcnow()
+        with self.engine.connect() as conn:
+            features = self._features(conn, customer_id)
+            if features.empty:
+                return None
+            snapshot = load_block(
+                conn,
+                champion.model,
+                now,
+                features,
+                segments=self.settings.segments,
+                seed=self.settings.random_seed,
+                only_listed=True,
+            )
+            ids = snapshot.customer_ids
+            contacts = contacts_in_window(
+                conn, ids, catalogue, self.policy.window_start(now), only_listed=True
+            )
+            risk = latest_churn_risk(conn, ids, only_listed=True)
+            _, accepted = self._recent_responses(conn, customer_id)
+        slate = score_snapshot(
+            champion.model,
+            catalogue,
+            self.policy,
+            snapshot,
+            contacts,
+            risk,
+            k=self.settings.precompute_k,
+        )
+        return [o for o in slate_views(slate, 0, champion.label) if o.product_id not in accepted]
+
+    def _features(self, conn: Any, customer_id: str) -> pd.DataFrame:
+        """The customer's feature row, from `user:features:{id}` when cached."""
+        notes: list[str] = []
+        key = keys.user_features(customer_id)
+        cached = self._cache_get(key, notes, count=False)
+        if cached is not None:
+            frame = pd.DataFrame([json.loads(cached)])
+            frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True)
+            return frame
+        frame = customer_features(conn, customer_id)
+        if not frame.empty:
+            row = frame.iloc[0].to_dict()
+            row["as_of"] = pd.Timestamp(row["as_of"]).isoformat()
+            self._cache_set(key, json.dumps(row, default=_jsonable), notes, ttl=keys.HOT_TTL_S)
+        return frame
+
+    def _recent_responses(self, conn: Any, customer_id: str) -> tuple[dict[str, int], set[str]]:
+        """Impressions per product within the contact window, and products accepted in it."""
+        since = self.policy.window_start(utcnow())
+        shown = dict(
+            conn.execute(
+                select(ContactHistory.product_id, func.count())
+                .where(
+                    ContactHistory.customer_id == customer_id,
+                    ContactHistory.contacted_at >= since,
+                )
+                .group_by(ContactHistory.product_id)
+            )
+            .tuples()
+            .all()
+        )
+        accepted = set(
+            conn.execute(
+                select(Event.product_id).where(
+                    Event.customer_id == customer_id,
+                    Event.ts >= since,
+                    Event.event_type == EventType.OFFER_ACCEPT.value,
+                )
+            ).scalars()
+        )
+        return shown, {str(a) for a in accepted if a}
+
+    # -- fallbacks ---------------------------------------------------------------------
+
+    def _popular(self, customer_id: str, *, per_segment: bool) -> OffersAnswer:
+        """Popular products (in the customer's segment when known), after business rules."""
+        notes: list[str] = []
+        try:
+            with self.engine.connect() as conn:
+                features = customer_features(conn, customer_id)
+                if features.empty:
+                    self._require_customer(customer_id, conn=conn)
+                segment = None
+                if per_segment and not features.empty:
+                    seg = features["segment_id"].iloc[0]
+                    segment = None if pd.isna(seg) else str(int(seg))
+                popular = self._popular_list(conn, segment, notes)
+                held = set(
+                    conn.execute(
+                        select(Subscription.product_id).where(
+                            Subscription.customer_id == customer_id,
+                            Subscription.end_date.is_(None),
+                        )
+                    ).scalars()
+                )
+        except SQLAlchemyError as exc:
+            log.warning("database unavailable for fallback offers: %s", _first_line(exc))
+            notes.append("database unavailable")
+            popular = self._popular_memo.get(GLOBAL, [])
+            return OffersAnswer(
+                customer_id,
+                self._unfiltered(popular),
+                Source.FALLBACK,
+                None,
+                True,
+                notes,
+            )
+        offers = self._arbitrate_popular(popular, features, held)
+        return OffersAnswer(customer_id, offers, Source.FALLBACK, None, bool(notes), notes)
+
+    def _popular_list(
+        self, conn: Any, segment: str | None, notes: list[str]
+    ) -> list[tuple[str, float]]:
+        name = segment or GLOBAL
+        cached = self._cache_get(keys.segment_popular(name), notes, count=False)
+        if cached is not None:
+            return [(str(p), float(s)) for p, s in json.loads(cached)]
+        lists = popular_lists(conn)
+        self._popular_memo.update(lists)
+        self._cache_set_many(
+            {keys.segment_popular(seg): json.dumps(items) for seg, items in lists.items()},
+            notes,
+        )
+        return lists.get(name) or lists.get(GLOBAL, [])
+
+    def _arbitrate_popular(
+        self,
+        popular: Sequence[tuple[str, float]],
+        features: pd.DataFrame,
+        held: set[str],
+    ) -> list[OfferView]:
+        catalogue = self.state.catalogue
+        if catalogue is None:
+            return self._unfiltered(popular, exclude=held)
+        propensity = np.full((1, catalogue.n_products), np.nan)
+        for product_id, share in popular:
+            if product_id in catalogue.product_ids:
+                propensity[0, catalogue.index(product_id)] = min(1.0, max(0.0, share))
+        held_row = catalogue.holdings(p for p in held if p in catalogue.product_ids)
+        if features.empty:
+            # Unknown profile: no eligibility facts, only "not held" and "active" apply.
+            customers = Customers.single(
+                contract_type="", region="", tenure_months=1e9, held=held_row
+            )
+        else:
+            row = features.iloc[0]
+            customers = Customers(
+                contract_type=np.array([row["contract_type"]], dtype=object),
+                region=np.array([row["region"]], dtype=object),
+                tenure_months=np.array([float(row["tenure_months"])]),
+                held=held_row.reshape(1, -1),
+                churn_risk=np.array([np.nan]),
+                held_categories=(
+                    features.loc[:, list(HELD_COLUMNS)].fillna(0).to_numpy() > 0
+                ).reshape(1, -1),
+            )
+        codes = np.where(np.isnan(propensity), -1, 0).astype(np.int32)
+        slate = arbitrate(
+            propensity,
+            catalogue,
+            customers,
+            channel=None,
+            contacts_in_window=None,
+            policy=self.policy,
+            k=self.settings.precompute_k,
+            reason_codes=codes,
+            reason_texts=(POPULAR_REASON,),
+        )
+        return slate_views(slate, 0, "popular")
+
+    def _unfiltered(
+        self, popular: Sequence[tuple[str, float]], exclude: set[str] | None = None
+    ) -> list[OfferView]:
+        """Popular products without business rules: only when nothing else is known."""
+        catalogue = self.state.catalogue
+        out = []
+        for product_id, share in popular:
+            if exclude and product_id in exclude:
+                continue
+            name, category = product_id, ""
+            if catalogue is not None and product_id in catalogue.product_ids:
+                i = catalogue.index(product_id)
+                if not catalogue.active[i]:
+                    continue
+                name, category = str(catalogue.names[i]), str(catalogue.categories[i])
+            out.append(
+                OfferView(
+                    product_id, name, category, share, share, 0.0, [POPULAR_REASON], "popular"
+                )
+            )
+            if len(out) >= self.settings.precompute_k:
+                break
+        return out
+
+    def _for_channel(self, offers: list[OfferView], channel: str | None) -> list[OfferView]:
+        catalogue = self.state.catalogue
+        if channel is None or catalogue is None:
+            return offers
+        allowed = catalogue.channel_allowed(channel)
+        return [
+            o
+            for o in offers
+            if o.product_id in catalogue.product_ids and allowed[catalogue.index(o.product_id)]
+        ]
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _require_customer(
+        self, customer_id: str, *, conn: Any = None, degraded_ok: bool = False
+    ) -> None:
+        """Raise NotFoundError for an unknown customer (skipped when the database is down)."""
+        try:
+            if conn is None:
+                with self.engine.connect() as own:
+                    exists = _customer_exists(own, customer_id)
+            else:
+                exists = _customer_exists(conn, customer_id)
+        except SQLAlchemyError:
+            if degraded_ok:
+                return
+            raise
+        if not exists:
+            raise NotFoundError(f"no customer {customer_id!r}")
+
+    def _cache_get(self, key: str, notes: list[str], *, count: bool = True) -> str | None:
+        try:
+            value = self.cache.get(key)
+        except CacheUnavailableError:
+            _note(notes, "cache unavailable")
+            if count:
+                self._on_cache(None)
+            return None
+        if count:
+            self._on_cache(value is not None)
+        return value
+
+    def _cache_set(self, key: str, value: str, notes: list[str], ttl: float | None = None) -> None:
+        try:
+            self.cache.set(key, value, ttl or self.settings.offers_cache_ttl_s)
+        except CacheUnavailableError:
+            _note(notes, "cache unavailable")
+
+    def _cache_set_many(self, items: dict[str, str], notes: list[str]) -> None:
+        try:
+            self.cache.set_many(items, keys.HOT_TTL_S)
+        except CacheUnavailableError:
+            _note(notes, "cache unavailable")
+
+    def invalidate(self) -> None:
+        """Drop every cached offers answer (after a promotion)."""
+        with contextlib.suppress(CacheUnavailableError):
+            self.cache.delete_prefix(keys.OFFERS_PREFIX)
+
+    def forget(self, customer_id: str) -> None:
+        """Drop the customer's cached offers (after an impression or an accept)."""
+        label = self.state.offers.label if self.state.offers else None
+        with contextlib.suppress(CacheUnavailableError):
+            self.cache.delete(keys.offers(customer_id, f"{self.state.stamp}.{label}"))
+
+
+def popular_lists(conn: Any, top: int = 20) -> dict[str, list[tuple[str, float]]]:
+    """Most acquired products of the last 90 days of data, per segment and overall.
+
+    Each list holds (product_id, share of that group's acquisitions), best first. The
+    window ends at the newest transaction, not now, so an old extract still has a list.
+    """
+    newest = conn.execute(select(func.max(Transaction.ts))).scalar()
+    if newest is None:
+        return {GLOBAL: []}
+    since = newest - timedelta(days=POPULAR_WINDOW_DAYS)
+    rows = conn.execute(
+        select(UserFeatures.segment_id, Transaction.product_id, func.count())
+        .join(UserFeatures, UserFeatures.customer_id == Transaction.customer_id, isouter=True)
+        .where(Transaction.ts >= since, Transaction.type.in_([t.value for t in ACQUISITIONS]))
+        .group_by(UserFeatures.segment_id, Transaction.product_id)
+    ).all()
+    frame = pd.DataFrame(rows, columns=["segment", "product_id", "n"])
+    out: dict[str, list[tuple[str, float]]] = {}
+    groups = [(GLOBAL, frame.groupby("product_id")["n"].sum())]
+    for segment, part in frame.dropna(subset=["segment"]).groupby("segment"):
+        groups.append((str(int(float(str(segment)))), part.set_index("product_id")["n"]))
+    for name, counts in groups:
+        total = float(counts.sum()) or 1.0
+        best = counts.sort_values(ascending=False).head(top)
+        out[name] = [(str(p), round(float(n) / total, 6)) for p, n in best.items()]
+    return out
+
+
+def _customer_exists(conn: Any, customer_id: str) -> bool:
+    found = conn.execute(
+        select(Customer.customer_id).where(Customer.customer_id == customer_id)
+    ).first()
+    return found is not None
+
+
+def _note(notes: list[str], text: str) -> None:
+    if text not in notes:
+        notes.append(text)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return str(value)

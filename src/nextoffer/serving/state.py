@@ -1,0 +1,146 @@
+"""What the serving process knows of models and data: champions, catalogue, a freshness stamp."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from nextoffer.domain.errors import NextOfferError
+from nextoffer.domain.offers import Catalogue
+from nextoffer.features.training import load_products
+from nextoffer.models.churn import ChurnModel
+from nextoffer.models.offer_model import OfferModel
+from nextoffer.pipelines.champions import Champion, load_churn_champion, load_offer_champion
+from nextoffer.registry.mlflow_registry import ModelRegistry
+from nextoffer.store.schema import JobRun
+
+log = logging.getLogger(__name__)
+
+# Jobs whose completion changes what a cached answer would be. Not precompute: its rows
+# come from the same model and features, and are checked against the model version.
+STAMP_JOBS = ("features", "train")
+
+
+@dataclass
+class ServingState:
+    """Champions in memory, the catalogue, and a stamp that changes when any of them does.
+
+    Cached answers carry the stamp in their key, so a new champion, new features or a new
+    precompute make every replica's old entries unreachable at once, without a scan.
+    `refresh` is cheap when nothing changed (two small queries) and is called from a
+    background thread every `serving_refresh_s`.
+    """
+
+    engine: Engine
+    registry: ModelRegistry
+    offers: Champion[OfferModel] | None = None
+    churn: Champion[ChurnModel] | None = None
+    catalogue: Catalogue | None = None
+    stamp: str = "none"
+    registry_ok: bool = True
+    database_ok: bool = True
+    _pinned: dict[int, Champion[OfferModel]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _job_marks: tuple[Any, ...] = ()
+
+    def refresh(self) -> None:
+        """Reload whatever changed; keep serving the old state when a backend is down."""
+        marks = self._read_job_marks()
+        offers_version = self._champion_version("offers")
+        churn_version = self._champion_version("churn")
+        with self._lock:
+            if offers_version is not None and (
+                self.offers is None or self.offers.version != offers_version
+            ):
+                self.offers = self._load_offers(offers_version)
+            if churn_version is not None and (
+                self.churn is None or self.churn.version != churn_version
+            ):
+                self.churn = self._load_churn(churn_version)
+            if marks is not None and (marks != self._job_marks or self.catalogue is None):
+                self._job_marks = marks
+                self.catalogue = self._read_catalogue() or self.catalogue
+            offers_label = self.offers.label if self.offers else "none"
+            churn_label = self.churn.label if self.churn else "none"
+            # A stable digest: every replica must compute the same stamp (hash() is salted).
+            digest = hashlib.sha256(repr(self._job_marks).encode()).hexdigest()[:10]
+            self.stamp = f"o{offers_label}.c{churn_label}.d{digest}"
+
+    def pinned_offers_model(self, version: int) -> Champion[OfferModel]:
+        """A specific offers version (an experiment's variant), loaded once and kept."""
+        with self._lock:
+            found = self._pinned.get(version)
+            if found is None:
+                model = self.registry.download("offers", version)
+                try:
+                    found = Champion(OfferModel.load(model), version)
+                finally:
+                    shutil.rmtree(model, ignore_errors=True)
+                self._pinned[version] = found
+            return found
+
+    def _champion_version(self, kind: str) -> int | None:
+        try:
+            info = self.registry.champion(kind)
+        except NextOfferError as exc:
+            self._note_registry(False, exc)
+            return None
+        self._note_registry(True, None)
+        return None if info is None else info.version
+
+    def _note_registry(self, ok: bool, exc: Exception | None) -> None:
+        if self.registry_ok and not ok:
+            log.warning("model registry unreachable; serving the models in memory: %s", exc)
+        self.registry_ok = ok
+
+    def _load_offers(self, version: int) -> Champion[OfferModel] | None:
+        try:
+            return load_offer_champion(self.registry)
+        except (NextOfferError, OSError, ValueError) as exc:
+            log.error("cannot load offers v%s, keeping the previous model: %s", version, exc)
+            return self.offers
+
+    def _load_churn(self, version: int) -> Champion[ChurnModel] | None:
+        try:
+            return load_churn_champion(self.registry)
+        except (NextOfferError, OSError, ValueError) as exc:
+            log.error("cannot load churn v%s, keeping the previous model: %s", version, exc)
+            return self.churn
+
+    def _read_job_marks(self) -> tuple[Any, ...] | None:
+        query = (
+            select(JobRun.job, func.max(JobRun.finished_at))
+            .where(JobRun.status == "succeeded", JobRun.job.in_(STAMP_JOBS))
+            .group_by(JobRun.job)
+            .order_by(JobRun.job)
+        )
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except Exception as exc:
+            if self.database_ok:
+                log.warning("database unreachable while refreshing serving state: %s", exc)
+            self.database_ok = False
+            return None
+        self.database_ok = True
+        return tuple((job, _iso(at)) for job, at in rows)
+
+    def _read_catalogue(self) -> Catalogue | None:
+        try:
+            with self.engine.connect() as conn:
+                records = load_products(conn)
+        except Exception as exc:
+            log.warning("cannot read the catalogue: %s", exc)
+            return None
+        return Catalogue.from_records(records) if records else None
+
+
+def _iso(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat()
