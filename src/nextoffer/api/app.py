@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from opentelemetry.sdk.trace.export import SpanExporter
 from sqlalchemy import Engine, func, select
+from starlette.routing import BaseRoute
 
 from nextoffer import __version__
 from nextoffer.api.deps import ExperimentBook, RateLimiter, Services
@@ -143,6 +146,7 @@ def create_app(
         auth.router,
         health.router,
     ):
+        document_roles(router.routes)
         app.include_router(router)
     if settings.cors_origins:
         app.add_middleware(
@@ -157,6 +161,31 @@ def create_app(
     # Added last so its server span wraps everything, the request-id middleware included.
     setup_tracing(app, engine, endpoint=settings.otlp_endpoint, exporter=span_exporter)
     return app
+
+
+def document_roles(routes: Sequence[BaseRoute]) -> None:
+    """Write each operation's required role into the OpenAPI document (`x-required-role`).
+
+    Read from the route's own dependencies, so the document cannot drift from what is
+    enforced; the auth tests take their route list and expectations from it.
+    """
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            continue
+        roles = [
+            getattr(dep.call, "required_role", None)
+            for dep in _walk(route.dependant)
+            if hasattr(dep.call, "required_role")
+        ]
+        extra = dict(route.openapi_extra or {})
+        extra["x-required-role"] = roles[0].value if roles and roles[0] else "none"
+        route.openapi_extra = extra
+
+
+def _walk(dependant: Dependant) -> Iterator[Dependant]:
+    for dep in dependant.dependencies:
+        yield dep
+        yield from _walk(dep)
 
 
 def _every(interval_s: float, stop: threading.Event, work: object) -> threading.Thread:

@@ -190,6 +190,7 @@ def require(role: Role) -> Callable[..., Principal]:
         request.state.principal = principal
         return principal
 
+    dependency.required_role = role  # type: ignore[attr-defined]  # read by document_roles
     return dependency
 
 
