@@ -32,7 +32,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 
 from bench.common import machine, timed, write_result
 from nextoffer.config import Settings
-from nextoffer.domain.offers import CATEGORIES, Catalogue, Customers, arbitrate
+from nextoffer.domain.offers import CATEGORIES, Catalogue, arbitrate
 from nextoffer.features.training import build_snapshot, current_features, load_products
 from nextoffer.models.candidates import candidate_mask, candidate_matrix, shortlist
 from nextoffer.models.churn import RISK_THRESHOLDS, ChurnModel
@@ -45,6 +45,7 @@ from nextoffer.pipelines.score_churn import SCORE_BLOCK_ROWS as CHURN_BLOCK_ROWS
 from nextoffer.pipelines.score_churn import score_customers
 from nextoffer.pipelines.train_churn import ChurnTrainingConfig, churn_frame, train_churn
 from nextoffer.pipelines.train_offers import OfferTrainingConfig, train_offers
+from nextoffer.serving.scoring import HELD_COLUMNS, customers_for
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
 from nextoffer.store.schema import Customer, UserFeatures
@@ -55,8 +56,6 @@ K = 10
 REASONS = 3
 TARGET_CUSTOMERS = 1_000_000
 TARGET_SECONDS = 300.0
-# `*_held` feature counts in `CATEGORIES` order (mobile_plan, broadband_plan, addon, ...).
-HELD_COLUMNS = ("mobile_held", "broadband_held", "addons_held", "devices_held", "bundles_held")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -225,18 +224,6 @@ def bench_training(
 # --------------------------------------------------------------------------- offers batch
 
 
-def customers_for(features: pd.DataFrame, held: np.ndarray) -> Customers:
-    """Arbitration's view of the customers: no churn risk known, categories from `*_held`."""
-    return Customers(
-        contract_type=features["contract_type"].to_numpy(dtype=object),
-        region=features["region"].to_numpy(dtype=object),
-        tenure_months=pd.to_numeric(features["tenure_months"], errors="coerce").to_numpy(float),
-        held=held,
-        churn_risk=np.full(len(features), np.nan),
-        held_categories=features.loc[:, list(HELD_COLUMNS)].fillna(0).to_numpy() > 0,
-    )
-
-
 def bench_offers(engine: Engine, settings: Settings, model: OfferModel) -> dict[str, Any]:
     """Top 10 offers for every customer, stage by stage, each next to the same math bare.
 
@@ -313,7 +300,7 @@ def bench_offers(engine: Engine, settings: Settings, model: OfferModel) -> dict[
 
     with timed() as build:
         held = held_sparse.toarray() > 0
-        customers = customers_for(feats, held)
+        customers = customers_for(feats, held, np.full(len(feats), np.nan))
     stages["customers_s"] = build()
     with timed() as choose:
         slate = arbitrate(
