@@ -8,6 +8,7 @@ import pytest
 
 from nextoffer.cache import Cache, CacheUnavailableError, MemoryCache, RedisCache, keys, make_cache
 from nextoffer.cache.base import safe_cache_url
+from nextoffer.cache.memory import DEFAULT_MAX_ENTRIES
 from nextoffer.domain.errors import BackendUnavailableError, ConfigError
 
 
@@ -185,7 +186,7 @@ def test_max_entries_must_be_positive() -> None:
 def test_make_cache_memory() -> None:
     cache = make_cache("memory://")
     assert isinstance(cache, MemoryCache)
-    assert cache.max_entries == 100_000
+    assert cache.max_entries == DEFAULT_MAX_ENTRIES == 20_000
     sized = make_cache("memory://?max_entries=5")
     assert isinstance(sized, MemoryCache)
     assert sized.max_entries == 5

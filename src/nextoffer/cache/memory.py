@@ -10,7 +10,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from nextoffer.cache.base import check_prefix, check_ttl
 
-DEFAULT_MAX_ENTRIES = 100_000
+# An offers answer is about 2 KB of JSON: 20 000 entries keep a process near 50 MB, inside
+# the API's memory budget; Redis holds the full working set in production.
+DEFAULT_MAX_ENTRIES = 20_000
 # What Redis INCR accepts; int() alone would also take " 5", "+5" and "1_000".
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 
