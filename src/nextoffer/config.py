@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         "(set it, the same on every replica, in production)",
     )
     jwt_ttl_s: int = Field(900, ge=60, description="lifetime of a login token")
+    auth_cache_s: float = Field(
+        30.0,
+        ge=0,
+        description="how long each API process remembers a verified key or a user's account "
+        "state; revoked keys and disabled users are refused within this; 0: check every request",
+    )
     rate_limit_per_minute: int = Field(
         1200, ge=0, description="requests per minute per API key or user; 0 turns limits off"
     )

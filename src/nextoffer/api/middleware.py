@@ -75,18 +75,27 @@ class RequestMiddleware:
             return
 
         received = 0
+        exceeded = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    exceeded = True
                     raise BodyTooLargeError
             return message
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
+            if exceeded:
+                # FastAPI turns any error while reading a body into its own 400 answer; a
+                # body over the limit is answered 413 whatever the app made of the error.
+                if message["type"] == "http.response.start":
+                    status = 413
+                    await self._too_large(scope, send, request_id)
+                return
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 headers = list(message.get("headers", []))

@@ -6,13 +6,15 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+from opentelemetry.metrics import get_meter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from sqlalchemy import Engine
 
 REQUEST_ID_ATTRIBUTE = "nextoffer.request_id"
+SQL_SCOPE = "opentelemetry.instrumentation.sqlalchemy"
 
 
 def setup_tracing(
@@ -42,7 +44,18 @@ def setup_tracing(
     FastAPIInstrumentor.instrument_app(
         app, tracer_provider=provider, excluded_urls="health,metrics"
     )
-    SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
+    # Only this engine is traced, by the instrumentation's EngineTracer (its cursor and pool
+    # event hooks). SQLAlchemyInstrumentor().instrument() would also patch create_engine for
+    # the whole process, and on SQLAlchemy 2.1 does nothing at all: it declares
+    # "sqlalchemy < 2.1", and past that check it imports sqlalchemy.ext.asyncio, which needs
+    # greenlet (not installed).
+    EngineTracer(  # type: ignore[no-untyped-call]  # the package has no annotations here
+        provider.get_tracer(SQL_SCOPE),
+        engine,
+        get_meter(SQL_SCOPE).create_up_down_counter(
+            "db.client.connections.usage", unit="connections"
+        ),
+    )
     return provider
 
 

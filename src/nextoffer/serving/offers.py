@@ -277,18 +277,15 @@ class OfferService:
     def _recent_responses(self, conn: Any, customer_id: str) -> tuple[dict[str, int], set[str]]:
         """Impressions per product within the contact window, and products accepted in it."""
         since = self.policy.window_start(utcnow())
-        shown = dict(
-            conn.execute(
-                select(ContactHistory.product_id, func.count())
-                .where(
-                    ContactHistory.customer_id == customer_id,
-                    ContactHistory.contacted_at >= since,
-                )
-                .group_by(ContactHistory.product_id)
+        rows = conn.execute(
+            select(ContactHistory.product_id, func.count())
+            .where(
+                ContactHistory.customer_id == customer_id,
+                ContactHistory.contacted_at >= since,
             )
-            .tuples()
-            .all()
-        )
+            .group_by(ContactHistory.product_id)
+        ).all()
+        shown = {str(product): int(count) for product, count in rows}
         accepted = set(
             conn.execute(
                 select(Event.product_id).where(

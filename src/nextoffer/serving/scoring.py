@@ -141,7 +141,7 @@ def latest_churn_risk(
     bounds = id_range(pd.Series(customer_ids)) if only_listed else None
     if bounds:
         query = query.where(ChurnScore.customer_id.between(*bounds))
-    scores = dict(conn.execute(query).tuples().all())
+    scores = {str(customer): float(score) for customer, score in conn.execute(query).all()}
     return np.array([scores.get(str(c), np.nan) for c in customer_ids], dtype=np.float64)
 
 

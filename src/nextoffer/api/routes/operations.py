@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -93,8 +94,13 @@ def _job(services: ServicesDep, run_id: str) -> JobOut:
         job_id=run.run_id,
         kind=run.job,
         status=run.status,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
+        started_at=_utc(run.started_at),
+        finished_at=None if run.finished_at is None else _utc(run.finished_at),
         counts=run.counts or {},
         message=run.message,
     )
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite gives stored UTC times back naive; the API always answers with an offset."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
