@@ -7,7 +7,6 @@ locally when a server program (or root, for PostgreSQL) is missing and fails it 
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -36,12 +35,9 @@ def require(condition: bool, message: str) -> None:
     pytest.skip(message)
 
 
-def require_program(name: str, search: str | None = None) -> str:
-    """The path of program `name` (on PATH, else matching the glob `search`)."""
-    found = shutil.which(name)
-    if found is None and search is not None:
-        matches = sorted(glob.glob(search))
-        found = matches[-1] if matches else None
+def require_program(name: str, *candidates: Path) -> str:
+    """The path of program `name`: on PATH, else the first of `candidates` that exists."""
+    found = shutil.which(name) or next((str(c) for c in candidates if c.is_file()), None)
     require(found is not None, f"{name} is not installed")
     assert found is not None
     return found
@@ -226,7 +222,13 @@ class PostgresCluster:
 
 def postgres_bin_dir() -> Path:
     """The folder holding initdb and pg_ctl; skips (fails in CI) without them or root."""
-    initdb = require_program("initdb", "/usr/lib/postgresql/*/bin/initdb")
+    # Debian and Ubuntu keep the server programs off PATH, one folder per major version.
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdecimal() else 0,
+        reverse=True,
+    )
+    initdb = require_program("initdb", *versions)
     bin_dir = Path(initdb).parent
     require((bin_dir / "pg_ctl").exists(), f"pg_ctl is not installed beside {initdb}")
     require(shutil.which("runuser") is not None, "runuser is not installed")

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError, NextOfferError, NotFoundError
 from nextoffer.domain.roles import Role, parse_role
+from nextoffer.serving.events import is_database_down
 from nextoffer.store.schema import ApiKey, User
 
 log = logging.getLogger(__name__)
@@ -147,12 +148,21 @@ class _TtlCache(Generic[K, V]):
             return False, None
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None:
-                return False, None
-            if entry[0] <= self._clock():
-                del self._entries[key]
+            # An expired entry is kept (until replaced, discarded or pruned) for `last`.
+            if entry is None or entry[0] <= self._clock():
                 return False, None
             return True, entry[1]
+
+    def last(self, key: K) -> tuple[bool, V | None]:
+        """(True, value) for the last value put, expired or not; (False, None) for none."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return (False, None) if entry is None else (True, entry[1])
+
+    def discard(self, key: K) -> None:
+        """Forget `key`, expired or not."""
+        with self._lock:
+            self._entries.pop(key, None)
 
     def put(self, key: K, value: V) -> None:
         """Keep `value` for `ttl_s` seconds (nothing when caching is off)."""
@@ -268,6 +278,7 @@ class ApiKeyVerifier:
     effect within `cache_s` seconds in each process (call `clear()` to apply it at once in
     this one). Only valid keys are remembered, under the hash of the whole presented key, so
     a wrong secret for a cached key_id never matches an entry. `cache_s=0` turns caching off.
+    While the database is down, a key verified earlier is accepted on its expired entry.
     """
 
     def __init__(
@@ -290,18 +301,30 @@ class ApiKeyVerifier:
         if hit:
             return cached
         key_id = match.group(1)
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(ApiKey.key_hash, ApiKey.role, ApiKey.revoked_at).where(
-                    ApiKey.key_id == key_id
-                )
-            ).first()
-        if row is None or row.revoked_at is not None:
-            return None
-        if not hmac.compare_digest(row.key_hash.encode(), digest.encode()):
-            return None
-        role = _stored_role(row.role)
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(
+                    select(ApiKey.key_hash, ApiKey.role, ApiKey.revoked_at).where(
+                        ApiKey.key_id == key_id
+                    )
+                ).first()
+        except Exception as exc:
+            known, last = self._cache.last(digest)
+            if not known or not is_database_down(exc):
+                raise
+            # The database is down: a key valid when last checked stays valid until it can
+            # be checked again, so cached answers are still served through an outage.
+            log.debug("database unreachable; key %s accepted as last verified", key_id)
+            return last
+        role = None
+        if (
+            row is not None
+            and row.revoked_at is None
+            and hmac.compare_digest(row.key_hash.encode(), digest.encode())
+        ):
+            role = _stored_role(row.role)
         if role is None:
+            self._cache.discard(digest)
             return None
         principal = Principal("key", key_id, role)
         self._cache.put(digest, principal)
@@ -517,7 +540,8 @@ class TokenVerifier:
 
     The account lookup (exists, enabled, current role) is remembered per user for
     `cache_s` seconds, so disabling a user or changing their role takes effect within
-    `cache_s` in each process. `cache_s=0` turns caching off.
+    `cache_s` in each process. `cache_s=0` turns caching off. While the database is down,
+    an expired entry still answers.
     """
 
     def __init__(
@@ -539,7 +563,14 @@ class TokenVerifier:
             return None
         hit, role = self._accounts.get(claimed.id)
         if not hit:
-            role = _current_role(self._engine, claimed.id)
+            try:
+                role = _current_role(self._engine, claimed.id)
+            except Exception as exc:
+                known, role = self._accounts.last(claimed.id)
+                if not known or not is_database_down(exc):
+                    raise
+                # The database is down: the account state last read stands until it is back.
+                return None if role is None else Principal("user", claimed.id, role)
             # Only reached with a correctly signed token, so the cache cannot be flooded
             # with made-up names.
             self._accounts.put(claimed.id, role)
