@@ -104,7 +104,6 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state.refresh()
-        _publish_model_info(services)
         background.threads.append(
             _every(settings.serving_refresh_s, background.stop, lambda: _refresh(services))
         )
@@ -205,7 +204,6 @@ def _refresh(services: Services) -> None:
     before = services.state.stamp
     services.state.refresh()
     if services.state.stamp != before:
-        _publish_model_info(services)
         log.info("serving state changed: %s", services.state.stamp)
 
 
@@ -215,17 +213,6 @@ def _after_job(state: ServingState, cache: Cache) -> None:
     # When the cache is down the stamp in every key already makes old answers unreachable.
     with contextlib.suppress(CacheUnavailableError):
         cache.delete_prefix(keys.OFFERS_PREFIX)
-
-
-def _publish_model_info(services: Services) -> None:
-    state = services.state
-    services.metrics.model_info.info(
-        {
-            "offers_version": state.offers.label if state.offers else "none",
-            "churn_version": state.churn.label if state.churn else "none",
-            "stamp": state.stamp,
-        }
-    )
 
 
 def _register_gauges(services: Services) -> None:
@@ -250,9 +237,23 @@ def _register_gauges(services: Services) -> None:
             ("overflow",): float(getattr(status, "overflow", lambda: 0)()),
         }
 
+    def model_info() -> dict[tuple[str, ...], float]:
+        # A live gauge, not prometheus_client's Info: Info is not exported by the merged
+        # view of several worker processes.
+        state = services.state
+        offers = state.offers.label if state.offers else "none"
+        churn = state.churn.label if state.churn else "none"
+        return {(offers, churn, state.stamp): 1.0}
+
     services.metrics.add_live_collector(
         GaugeCollector(
             [
+                (
+                    "nextoffer_model_info",
+                    "The champion versions this API process serves (value 1).",
+                    ["offers_version", "churn_version", "stamp"],
+                    model_info,
+                ),
                 (
                     "nextoffer_churn_customers",
                     "Customers by churn band in the latest scoring.",

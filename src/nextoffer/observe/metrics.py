@@ -8,9 +8,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
-    Info,
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
@@ -29,6 +27,7 @@ class ApiMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._live_collectors: list[Collector] = []
         r = self.registry
         self.http_requests = Counter(
             "http_requests_total",
@@ -75,13 +74,6 @@ class ApiMetrics:
         self.rate_limited = Counter(
             "nextoffer_rate_limited_total", "Requests refused with 429.", registry=r
         )
-        self.model_info = Info(
-            "nextoffer_model", "The champion versions this API serves.", registry=r
-        )
-
-    def add_collector(self, collector: Collector) -> None:
-        """Register a collector that reads its values at scrape time."""
-        self.registry.register(collector)
 
     def scrape_registry(self) -> CollectorRegistry:
         """What `/metrics` renders: this registry, or the merged multiprocess view."""
@@ -94,11 +86,9 @@ class ApiMetrics:
             merged.register(collector)
         return merged
 
-    _live_collectors: list[Collector] = []  # noqa: RUF012 - replaced per instance below
-
     def add_live_collector(self, collector: Collector) -> None:
         """A collector of live state (gauges), also exported in multiprocess mode."""
-        self._live_collectors = [*self._live_collectors, collector]
+        self._live_collectors.append(collector)
         self.registry.register(collector)
 
 
@@ -131,6 +121,3 @@ class GaugeCollector(Collector):
 def gauge(value: float) -> dict[tuple[str, ...], float]:
     """A reader result for an unlabelled gauge."""
     return {(): float(value)}
-
-
-__all__ = ["ApiMetrics", "Gauge", "GaugeCollector", "gauge"]
