@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -118,12 +118,54 @@ def build_snapshot(
             *([Transaction.customer_id.between(*listed)] if listed else []),
         ),
     )
+    if len(features) <= _FEW_CUSTOMERS:
+        held, history = _small_matrices(subscriptions, acquired, features, product_ids, day)
+        return Snapshot(as_of=as_of, features=features, history=history, held=held)
     still_held = subscriptions["end_date"].isna() | (
         pd.to_datetime(subscriptions["end_date"]) >= pd.Timestamp(day)
     )
     held = _matrix(subscriptions[still_held.to_numpy()], rows, columns)
     history = _matrix(pd.concat([subscriptions, acquired], ignore_index=True), rows, columns)
     return Snapshot(as_of=as_of, features=features, history=history, held=held)
+
+
+# Up to this many customers (the live API's one) the matrices are built from plain Python
+# sets: pandas' per-call overhead, not the data, is what costs there.
+_FEW_CUSTOMERS = 64
+
+
+def _small_matrices(
+    subscriptions: pd.DataFrame,
+    acquired: pd.DataFrame,
+    features: pd.DataFrame,
+    product_ids: Sequence[str],
+    day: date,
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(held, history) exactly as the pandas path builds them, for a few customers."""
+    row_of = {str(c): i for i, c in enumerate(features["customer_id"])}
+    col_of = {str(p): j for j, p in enumerate(product_ids)}
+    held: set[tuple[int, int]] = set()
+    history: set[tuple[int, int]] = set()
+    for customer, product, _start, end in subscriptions.itertuples(index=False):
+        cell = (row_of.get(str(customer)), col_of.get(str(product)))
+        if cell[0] is None or cell[1] is None:
+            continue
+        history.add(cell)  # type: ignore[arg-type]
+        if end is None or end != end or pd.Timestamp(end) >= pd.Timestamp(day):
+            held.add(cell)  # type: ignore[arg-type]
+    for customer, product in acquired.itertuples(index=False):
+        cell = (row_of.get(str(customer)), col_of.get(str(product)))
+        if cell[0] is not None and cell[1] is not None:
+            history.add(cell)  # type: ignore[arg-type]
+    shape = (len(row_of), len(col_of))
+    return _cells(held, shape), _cells(history, shape)
+
+
+def _cells(cells: set[tuple[int, int]], shape: tuple[int, int]) -> sp.csr_matrix:
+    rows = np.fromiter((r for r, _ in cells), dtype=np.int64, count=len(cells))
+    cols = np.fromiter((c for _, c in cells), dtype=np.int64, count=len(cells))
+    data = np.ones(len(cells), dtype=np.float32)
+    return sp.csr_matrix((data, (rows, cols)), shape=shape)
 
 
 def id_range(customer_ids: pd.Series) -> tuple[str, str] | None:

@@ -1,0 +1,46 @@
+"""The few-customer path of build_snapshot builds the same matrices as the pandas path."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from nextoffer.features.training import _matrix, _positions, _small_matrices
+
+
+def test_small_path_matches_pandas_path() -> None:
+    rng = np.random.default_rng(7)
+    customers = [f"C{i}" for i in range(5)]
+    products = [f"P{j}" for j in range(8)]
+    day = date(2026, 6, 1)
+    ends = [None, date(2026, 5, 31), date(2026, 6, 1), date(2026, 7, 1), None]
+    subscriptions = pd.DataFrame(
+        {
+            "customer_id": rng.choice([*customers, "UNKNOWN"], 40),
+            "product_id": rng.choice([*products, "GONE"], 40),
+            "start_date": [date(2025, 1, 1)] * 40,
+            "end_date": [ends[i % len(ends)] for i in range(40)],
+        }
+    )
+    acquired = pd.DataFrame(
+        {
+            "customer_id": rng.choice(customers, 15),
+            "product_id": rng.choice(products, 15),
+        }
+    )
+    features = pd.DataFrame({"customer_id": customers})
+
+    held, history = _small_matrices(subscriptions, acquired, features, products, day)
+
+    rows, cols = _positions(features["customer_id"]), _positions(pd.Series(products))
+    still = subscriptions["end_date"].isna() | (
+        pd.to_datetime(subscriptions["end_date"]) >= pd.Timestamp(day)
+    )
+    expected_held = _matrix(subscriptions[still.to_numpy()], rows, cols)
+    expected_history = _matrix(pd.concat([subscriptions, acquired]), rows, cols)
+    np.testing.assert_array_equal(held.toarray(), expected_held.toarray())
+    np.testing.assert_array_equal(history.toarray(), expected_history.toarray())
+    assert held.toarray().sum() > 0
+    assert (history.toarray() >= held.toarray()).all()
