@@ -369,19 +369,82 @@ def features(
 @app.command()
 @handles_errors
 def precompute() -> None:
-    """Score every customer's offers with the champion into the precomputed table."""
+    """Score every customer's offers with the champion into the precomputed table.
+
+    With NEXTOFFER_BROKER_URL set, the chunks run as tasks on the workers
+    (`nextoffer worker`) and this command gathers them.
+    """
     from nextoffer.pipelines.jobs import JobContext, run_job
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
     wait_for_database(engine, settings.db_wait_timeout_s)
-    context = JobContext(engine, settings, _registry(settings))
     with err_console.status("precomputing offers"):
-        counts = run_job(context, "precompute", {})
+        if settings.broker_url:
+            import uuid
+
+            from nextoffer.worker.fanout import job_context
+            from nextoffer.worker.tasks import run_exclusive
+
+            context = job_context(_celery(settings), engine, _registry(settings))
+            counts = run_exclusive(context, "precompute", {}, str(uuid.uuid4()))
+        else:
+            counts = run_job(JobContext(engine, settings, _registry(settings)), "precompute", {})
     console.print(
         f"precompute: {counts['customers']:,} customers ({counts['with_offers']:,} with offers) "
         f"in {counts['chunks']} chunks with offers {counts['model_version']}",
         highlight=False,
+    )
+
+
+def _celery(settings: Settings) -> Any:
+    """The Celery app for NEXTOFFER_BROKER_URL; a ConfigError when it is empty or wrong."""
+    try:
+        from nextoffer.worker.app import make_celery
+    except ImportError:
+        raise ConfigError(
+            "NEXTOFFER_BROKER_URL needs Celery: pip install 'nextoffer[worker]'"
+        ) from None
+    return make_celery(settings)
+
+
+@app.command()
+@handles_errors
+def worker(
+    queues: Annotated[
+        str, typer.Option(help="comma-separated queues to consume")
+    ] = "etl,training,precompute,ops",
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="worker processes (default: one per CPU core, at least 2)"),
+    ] = None,
+) -> None:
+    """Run a Celery worker for background jobs (needs NEXTOFFER_BROKER_URL).
+
+    Queues: etl and training (those jobs), ops (the precompute job, which fans its chunks
+    out), precompute (the chunks). A worker on both ops and precompute needs
+    --concurrency 2 or more. For Celery's other options run
+    `celery -A nextoffer.worker.app worker ...` with the same environment.
+    """
+    import os
+
+    from nextoffer.worker.app import check_worker_queues
+
+    celery = _celery(load_settings())
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    processes = concurrency or max(2, os.cpu_count() or 2)
+    check_worker_queues(names, processes)
+    err_console.print(f"worker: queues {', '.join(names)} · {processes} processes", highlight=False)
+    # Fair scheduling (the default, stated): a task goes only to an idle pool process, which
+    # the no-deadlock argument of the precompute fan-out relies on (worker/fanout.py).
+    celery.worker_main(
+        [
+            "worker",
+            f"--queues={','.join(names)}",
+            f"--concurrency={processes}",
+            "--optimization=fair",
+            "--without-gossip",
+        ]
     )
 
 
@@ -407,6 +470,9 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
     host = host or settings.api_host
     port = port or settings.api_port
     workers = workers or settings.api_workers
+    if settings.broker_url:
+        # A bad broker URL is one line here, not a trace from every API process.
+        _celery(settings)
     engine = make_engine(settings.database_url)
     wait_for_database(engine, settings.db_wait_timeout_s)
     if migrate.current_revision(engine) != migrate.head_revision():

@@ -382,7 +382,7 @@ class JobOut(BaseModel):
 
     job_id: str
     kind: str
-    status: str = Field(description="running, succeeded or failed")
+    status: str = Field(description="queued (for a worker), running, succeeded or failed")
     started_at: datetime
     finished_at: datetime | None
     counts: dict[str, Any]

@@ -1,4 +1,4 @@
-"""Load the champion models from the registry, without knowing their versions."""
+"""Load the champion models from the registry (or one chosen version), into memory."""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ def load_offer_champion(registry: ModelRegistry) -> Champion[OfferModel]:
     return _load(registry, "offers", OfferModel.load)
 
 
+def load_offer_version(registry: ModelRegistry, version: int) -> Champion[OfferModel]:
+    """One registered offers version, loaded into memory.
+
+    Precompute chunks load the version their coordinator chose, not the champion: the
+    alias may move while a run is under way, and one run must use one model.
+    """
+    return Champion(_download_and_load(registry, "offers", version, OfferModel.load), version)
+
+
 def load_churn_champion(registry: ModelRegistry) -> Champion[ChurnModel]:
     """The churn champion, loaded into memory."""
     return _load(registry, "churn", ChurnModel.load)
@@ -42,10 +51,17 @@ def _load(registry: ModelRegistry, kind: str, loader: Callable[[Path], M]) -> Ch
     """Download the champion's files, load them, and remove the download."""
     info = registry.champion(kind)
     # An explicit version: the alias may move between reading it and downloading.
-    path = registry.download(kind, None if info is None else info.version)
-    try:
-        model = loader(path)
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    model = _download_and_load(registry, kind, None if info is None else info.version, loader)
     assert info is not None  # download raised otherwise
     return Champion(model, info.version)
+
+
+def _download_and_load(
+    registry: ModelRegistry, kind: str, version: int | None, loader: Callable[[Path], M]
+) -> M:
+    """Download a version's files, load them, and remove the download."""
+    path = registry.download(kind, version)
+    try:
+        return loader(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

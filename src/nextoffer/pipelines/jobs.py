@@ -14,7 +14,7 @@ from nextoffer.domain.errors import ConfigError
 from nextoffer.pipelines.champions import load_offer_champion
 from nextoffer.pipelines.etl import run_ingest
 from nextoffer.pipelines.features import run_features
-from nextoffer.pipelines.precompute import run_precompute
+from nextoffer.pipelines.precompute import ChunkRunner, run_precompute
 from nextoffer.pipelines.train import KINDS, run_training
 from nextoffer.registry.mlflow_registry import ModelRegistry
 from nextoffer.store.runs import recorded_run
@@ -24,11 +24,16 @@ JOB_KINDS = ("etl", "training", "precompute")
 
 @dataclass(frozen=True)
 class JobContext:
-    """What every job needs: the store, the settings and the model registry."""
+    """What every job needs: the store, the settings and the model registry.
+
+    `fan_out(model_version)` gives precompute a way to run its chunks elsewhere (Celery
+    tasks scoring with that offers version); None runs them here, one after the other.
+    """
 
     engine: Engine
     settings: Settings
     registry: ModelRegistry
+    fan_out: Callable[[int], ChunkRunner] | None = None
 
 
 def run_job(
@@ -82,12 +87,15 @@ def _training(context: JobContext, params: dict[str, Any]) -> dict[str, Any]:
 
 def _precompute(context: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     champion = load_offer_champion(context.registry)
-    result = run_precompute(context.engine, context.settings, champion)
+    run_chunks = None if context.fan_out is None else context.fan_out(champion.version)
+    result = run_precompute(context.engine, context.settings, champion, run_chunks=run_chunks)
     return {
         "customers": result.customers,
         "with_offers": result.with_offers,
         "chunks": result.chunks,
         "model_version": result.model_version,
+        # The instant every row of this run carries (`precomputed_offers.computed_at`).
+        "computed_at": None if result.computed_at is None else result.computed_at.isoformat(),
     }
 
 

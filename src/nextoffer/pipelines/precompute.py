@@ -39,6 +39,11 @@ class Chunk:
     customers: int
 
 
+ChunkRunner = Callable[[list[Chunk], datetime], Iterator[tuple[int, int]]]
+"""Runs chunks somewhere (here, or as Celery tasks) and yields (customers, with offers) of
+each as it finishes, in any order."""
+
+
 @dataclass
 class PrecomputeResult:
     """What a precompute run did."""
@@ -74,6 +79,20 @@ def plan_chunks(engine: Engine, rows_per_chunk: int) -> list[Chunk]:
         part = ids[start : start + rows_per_chunk]
         chunks.append(Chunk(part[0], part[-1], len(part)))
     return chunks
+
+
+def load_catalogue(engine: Engine, champion: Champion[OfferModel]) -> Catalogue:
+    """The product catalogue, checked to be the one the champion was trained on."""
+    with engine.connect() as conn:
+        catalogue = Catalogue.from_records(load_products(conn))
+    if tuple(catalogue.product_ids) != tuple(champion.model.products.product_ids):
+        # The model's columns are the catalogue it was trained on; a changed catalogue
+        # needs a retrain first, or offers would be scored against the wrong products.
+        raise NextOfferError(
+            "the product catalogue changed since the offers champion was trained: "
+            "run `nextoffer train` before precomputing"
+        )
+    return catalogue
 
 
 def precompute_chunk(
@@ -145,7 +164,7 @@ def run_precompute(
     champion: Champion[OfferModel],
     *,
     progress: Callable[[int, int], None] | None = None,
-    run_chunks: Callable[[list[Chunk], datetime], Iterator[tuple[int, int]]] | None = None,
+    run_chunks: ChunkRunner | None = None,
 ) -> PrecomputeResult:
     """Precompute offers for every customer with features, chunk by chunk.
 
@@ -154,15 +173,7 @@ def run_precompute(
     """
     started = time.perf_counter()
     computed_at = utcnow()
-    with engine.connect() as conn:
-        catalogue = Catalogue.from_records(load_products(conn))
-    if tuple(catalogue.product_ids) != tuple(champion.model.products.product_ids):
-        # The model's columns are the catalogue it was trained on; a changed catalogue
-        # needs a retrain first, or offers would be scored against the wrong products.
-        raise NextOfferError(
-            "the product catalogue changed since the offers champion was trained: "
-            "run `nextoffer train` before precomputing"
-        )
+    catalogue = load_catalogue(engine, champion)
     chunks = plan_chunks(engine, settings.precompute_chunk_rows)
     result = PrecomputeResult(model_version=champion.label, computed_at=computed_at)
 

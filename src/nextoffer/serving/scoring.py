@@ -129,16 +129,18 @@ def latest_churn_risk(
     conn: Connection, customer_ids: np.ndarray, *, only_listed: bool
 ) -> np.ndarray:
     """Each customer's most recent churn score (NaN when never scored)."""
-    newest = (
-        select(ChurnScore.customer_id, func.max(ChurnScore.scored_at).label("at"))
-        .group_by(ChurnScore.customer_id)
-        .subquery()
-    )
-    query = select(ChurnScore.customer_id, ChurnScore.score).join(
-        newest,
-        (ChurnScore.customer_id == newest.c.customer_id) & (ChurnScore.scored_at == newest.c.at),
-    )
     bounds = id_range(pd.Series(customer_ids)) if only_listed else None
+    newest = select(ChurnScore.customer_id, func.max(ChurnScore.scored_at).label("at"))
+    if bounds:
+        # Bounded inside the grouping too: a bound on the outer query alone is not pushed
+        # into it, and every score of every customer would be grouped for each live answer.
+        newest = newest.where(ChurnScore.customer_id.between(*bounds))
+    newest_at = newest.group_by(ChurnScore.customer_id).subquery()
+    query = select(ChurnScore.customer_id, ChurnScore.score).join(
+        newest_at,
+        (ChurnScore.customer_id == newest_at.c.customer_id)
+        & (ChurnScore.scored_at == newest_at.c.at),
+    )
     if bounds:
         query = query.where(ChurnScore.customer_id.between(*bounds))
     scores = {str(customer): float(score) for customer, score in conn.execute(query).all()}

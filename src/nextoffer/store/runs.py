@@ -28,25 +28,64 @@ class RunHandle:
     counts: dict[str, Any] = field(default_factory=dict)
 
 
+QUEUED = "queued"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+
+
 @contextmanager
 def recorded_run(engine: Engine, job: str, run_id: str | None = None) -> Iterator[RunHandle]:
     """Record a job run: `running` now, then `succeeded` or `failed` with counts and message.
 
-    `run_id` lets a caller hand out the id before the run starts (the API's job id).
+    `run_id` lets a caller hand out the id before the run starts (the API's job id). A row
+    that already has this id (queued for a worker, or left by an attempt that is being
+    retried) is taken over and restarted, so one job keeps one id through a broker.
     """
     handle = RunHandle(run_id or str(uuid.uuid4()), job)
+    start = {"status": RUNNING, "started_at": utcnow(), "counts": {}}
     with engine.begin() as conn:
-        conn.execute(
-            insert(JobRun).values(
-                run_id=handle.run_id, job=job, status="running", started_at=utcnow(), counts={}
-            )
-        )
+        taken = conn.execute(
+            update(JobRun)
+            .where(JobRun.run_id == handle.run_id)
+            .values(**start, job=job, finished_at=None, message=None)
+        ).rowcount
+        if not taken:
+            conn.execute(insert(JobRun).values(run_id=handle.run_id, job=job, **start))
     try:
         yield handle
     except BaseException as exc:
-        _finish(engine, handle, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+        _finish(engine, handle, FAILED, f"{type(exc).__name__}: {exc}"[:2000])
         raise
-    _finish(engine, handle, "succeeded", None)
+    _finish(engine, handle, SUCCEEDED, None)
+
+
+def queue_run(engine: Engine, job: str, run_id: str) -> None:
+    """Record a run handed to a worker: `queued` until a worker starts it (`recorded_run`)."""
+    with engine.begin() as conn:
+        conn.execute(
+            insert(JobRun).values(
+                run_id=run_id, job=job, status=QUEUED, started_at=utcnow(), counts={}
+            )
+        )
+
+
+def fail_run(engine: Engine, run_id: str, message: str) -> None:
+    """Mark a run failed that never got to run (its job could not be sent, or was refused)."""
+    _finish(engine, RunHandle(run_id, ""), FAILED, message[:2000])
+
+
+def unfinished_run(engine: Engine, job: str, since: datetime) -> JobRun | None:
+    """The newest run of `job` started after `since` that is still queued or running."""
+    query = (
+        select(JobRun)
+        .where(JobRun.job == job, JobRun.status.in_((QUEUED, RUNNING)), JobRun.started_at > since)
+        .order_by(JobRun.started_at.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return None if row is None else JobRun(**row._mapping)
 
 
 def _finish(engine: Engine, handle: RunHandle, status: str, message: str | None) -> None:

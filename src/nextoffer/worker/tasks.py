@@ -1,0 +1,152 @@
+"""Celery tasks: thin wrappers over `pipelines.jobs.run_job` and `precompute_chunk`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+from celery import Celery, shared_task
+from sqlalchemy.exc import OperationalError
+
+from nextoffer.domain.errors import NextOfferError
+from nextoffer.models.offer_model import OfferModel
+from nextoffer.observe.logs import correlation_id
+from nextoffer.pipelines.champions import Champion, load_offer_version
+from nextoffer.pipelines.jobs import JobContext, run_job
+from nextoffer.pipelines.precompute import Chunk, load_catalogue, precompute_chunk
+from nextoffer.registry.mlflow_registry import ModelRegistry
+from nextoffer.store.engine import make_engine
+from nextoffer.store.locks import try_lock
+from nextoffer.store.runs import RUNNING, SUCCEEDED, get_run, recorded_run
+from nextoffer.worker.app import PRECOMPUTE_CHUNK, RUN_JOB, settings_of
+from nextoffer.worker.fanout import job_context
+
+log = logging.getLogger(__name__)
+
+# A database that drops out (a restart, a failover) is waited for, not failed on: every
+# task is idempotent, so running it again from the start is safe.
+RETRY = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": True,
+    "retry_backoff_max": 300,
+    "max_retries": 5,
+}
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _task(name: str) -> Callable[[F], F]:
+    """A bound shared task, registered on every nextoffer Celery app, retried as above."""
+    return cast(Callable[[F], F], shared_task(name=name, bind=True, **RETRY))
+
+
+class JobConflictError(NextOfferError):
+    """A job of the same kind is already running."""
+
+
+@dataclass
+class _Process:
+    """What one worker process keeps between tasks: connections and the loaded model."""
+
+    context: JobContext
+    offers: dict[int, Champion[OfferModel]] = field(default_factory=dict)
+
+    def offer_model(self, version: int) -> Champion[OfferModel]:
+        """Offers `version`, loaded once per process (a run's chunks all use one version)."""
+        champion = self.offers.get(version)
+        if champion is None:
+            self.offers.clear()  # one model in memory: the version of the run under way
+            champion = self.offers[version] = load_offer_version(self.context.registry, version)
+        return champion
+
+
+_processes: dict[tuple[int, int], _Process] = {}
+
+
+def _process(app: Celery) -> _Process:
+    """The state of the current process for `app`, made on first use (not before a fork)."""
+    key = (os.getpid(), id(app))
+    if key not in _processes:
+        settings = settings_of(app)
+        engine = make_engine(settings.database_url)
+        _processes[key] = _Process(job_context(app, engine, ModelRegistry.from_settings(settings)))
+    return _processes[key]
+
+
+def run_exclusive(
+    context: JobContext, kind: str, params: Mapping[str, Any], run_id: str
+) -> dict[str, Any]:
+    """Run a job under `run_id` unless a job of its kind is running anywhere.
+
+    Safe to call again with the same run id (a broker may deliver a message twice): a run
+    that succeeded returns its counts, one still running elsewhere is left alone. One job
+    of a kind at a time is also what keeps the precompute fan-out free of deadlock
+    (worker/fanout.py).
+    """
+    engine = context.engine
+    before = get_run(engine, run_id)
+    if before is not None and before.status == SUCCEEDED:
+        return dict(before.counts or {})
+    with try_lock(engine, f"job:{kind}", context.settings.var_dir / "locks") as held:
+        if held:
+            return run_job(context, kind, params, run_id)
+    now = get_run(engine, run_id)
+    if now is not None and now.status in (RUNNING, SUCCEEDED):
+        log.warning("job %s %s was delivered twice; it is %s elsewhere", kind, run_id, now.status)
+        return dict(now.counts or {})
+    message = f"a {kind} job is already running; this one was not started"
+    with recorded_run(engine, kind, run_id):
+        raise JobConflictError(message)
+
+
+@_task(RUN_JOB)
+def run_job_task(self: Any, kind: str, params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Run job `kind` (etl, training, precompute), recorded in `job_runs` under `run_id`."""
+    token = correlation_id.set(run_id)
+    try:
+        log.info("job %s started", kind, extra={"job": kind, "pid": os.getpid()})
+        counts = run_exclusive(_process(self.app).context, kind, params, run_id)
+        log.info("job %s finished", kind, extra={"job": kind, "counts": counts})
+        return counts
+    except JobConflictError as exc:
+        log.warning("job %s refused: %s", kind, exc, extra={"job": kind})
+        return {}
+    finally:
+        correlation_id.reset(token)
+
+
+@_task(PRECOMPUTE_CHUNK)
+def precompute_chunk_task(
+    self: Any, first: str, last: str, customers: int, computed_at: str, model_version: int
+) -> list[int]:
+    """Score customers `first`..`last` with offers `model_version`; [customers, with offers]."""
+    process = _process(self.app)
+    champion = process.offer_model(model_version)
+    engine, settings = process.context.engine, process.context.settings
+    count, with_offers = precompute_chunk(
+        engine,
+        settings,
+        champion,
+        load_catalogue(engine, champion),
+        Chunk(first, last, customers),
+        datetime.fromisoformat(computed_at),
+    )
+    log.info(
+        "precompute chunk %s..%s: %d customers",
+        first,
+        last,
+        count,
+        extra={
+            "chunk": [first, last],
+            "customers": count,
+            "computed_at": computed_at,
+            "model_version": model_version,
+            "pid": os.getpid(),
+        },
+    )
+    return [count, with_offers]
