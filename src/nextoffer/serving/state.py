@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +16,12 @@ from nextoffer.domain.offers import Catalogue
 from nextoffer.features.training import load_products
 from nextoffer.models.churn import ChurnModel
 from nextoffer.models.offer_model import OfferModel
-from nextoffer.pipelines.champions import Champion, load_churn_champion, load_offer_champion
+from nextoffer.pipelines.champions import (
+    Champion,
+    load_churn_champion,
+    load_offer_champion,
+    load_offer_version,
+)
 from nextoffer.registry.mlflow_registry import ModelRegistry
 from nextoffer.store.schema import JobRun
 
@@ -78,11 +82,7 @@ class ServingState:
         with self._lock:
             found = self._pinned.get(version)
             if found is None:
-                model = self.registry.download("offers", version)
-                try:
-                    found = Champion(OfferModel.load(model), version)
-                finally:
-                    shutil.rmtree(model, ignore_errors=True)
+                found = load_offer_version(self.registry, version)
                 self._pinned[version] = found
             return found
 
