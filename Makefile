@@ -22,6 +22,7 @@ check: install  ## everything CI checks: lint, format, types, import layers, tes
 bench: install  ## benchmarks; JSON results under bench/results/
 	$(BIN)/python -m bench.etl
 	$(BIN)/python -m bench.train --customers 100000
+	$(BIN)/python -m bench.serve
 
 lock:  ## re-resolve requirements/lock.txt (needs uv)
 	uv pip compile pyproject.toml --all-extras --generate-hashes --python-version 3.11 --universal -o requirements/lock.txt
