@@ -479,10 +479,16 @@ class OfferService:
             self.cache.delete_prefix(keys.OFFERS_PREFIX)
 
     def forget(self, customer_id: str) -> None:
-        """Drop the customer's cached offers (after an impression or an accept)."""
-        label = self.state.offers.label if self.state.offers else None
+        """Drop the customer's cached offers (after an impression or an accept).
+
+        Every model that may have answered is covered: the champion and the versions
+        pinned by experiment variants.
+        """
+        labels = [self.state.offers.label if self.state.offers else None]
+        labels += [f"v{version}" for version in self.state.pinned_versions()]
+        stamp = self.state.stamp
         with contextlib.suppress(CacheUnavailableError):
-            self.cache.delete(keys.offers(customer_id, f"{self.state.stamp}.{label}"))
+            self.cache.delete(*(keys.offers(customer_id, f"{stamp}.{label}") for label in labels))
 
 
 def popular_lists(conn: Any, top: int = 20) -> dict[str, list[tuple[str, float]]]:

@@ -86,6 +86,11 @@ class ServingState:
                 self._pinned[version] = found
             return found
 
+    def pinned_versions(self) -> list[int]:
+        """The offers versions loaded for experiment variants."""
+        with self._lock:
+            return list(self._pinned)
+
     def _champion_version(self, kind: str) -> int | None:
         try:
             info = self.registry.champion(kind)
