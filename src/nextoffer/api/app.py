@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -23,8 +22,7 @@ from nextoffer.api.jobs import JobRunner
 from nextoffer.api.middleware import RequestMiddleware
 from nextoffer.api.problems import install_problem_handlers
 from nextoffer.api.routes import auth, customers, events, experiments, health, operations, products
-from nextoffer.cache import Cache, keys, make_cache
-from nextoffer.cache.base import CacheUnavailableError
+from nextoffer.cache import Cache, make_cache
 from nextoffer.config import Settings
 from nextoffer.observe.metrics import ApiMetrics, GaugeCollector, gauge
 from nextoffer.observe.tracing import setup_tracing
@@ -80,6 +78,7 @@ def create_app(
         ).inc(),
     )
     writer = EventWriter(engine, settings.spool_dir)
+    jwt_secret = resolve_jwt_secret(settings)
     services = Services(
         settings=settings,
         engine=engine,
@@ -89,13 +88,14 @@ def create_app(
         offers=offer_service,
         events=writer,
         key_verifier=ApiKeyVerifier(engine, settings.auth_cache_s),
-        token_verifier=TokenVerifier(engine, resolve_jwt_secret(settings), settings.auth_cache_s),
-        jwt_secret=resolve_jwt_secret(settings),
+        token_verifier=TokenVerifier(engine, jwt_secret, settings.auth_cache_s),
+        jwt_secret=jwt_secret,
         metrics=metrics,
         limiter=RateLimiter(cache, settings.rate_limit_per_minute),
         experiments=ExperimentBook(engine, cache, settings.serving_refresh_s),
         jobs=JobRunner(
-            JobContext(engine, settings, registry), after=lambda _kind: _after_job(state, cache)
+            JobContext(engine, settings, registry),
+            after=lambda _kind: _after_job(state, offer_service),
         ),
     )
     _register_gauges(services)
@@ -207,12 +207,10 @@ def _refresh(services: Services) -> None:
         log.info("serving state changed: %s", services.state.stamp)
 
 
-def _after_job(state: ServingState, cache: Cache) -> None:
+def _after_job(state: ServingState, offers: OfferService) -> None:
     """After a job through the API: pick up new models and data at once, drop old answers."""
     state.refresh()
-    # When the cache is down the stamp in every key already makes old answers unreachable.
-    with contextlib.suppress(CacheUnavailableError):
-        cache.delete_prefix(keys.OFFERS_PREFIX)
+    offers.invalidate()
 
 
 def _register_gauges(services: Services) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, select
 
@@ -19,13 +20,13 @@ from nextoffer.models.offer_model import OfferModel
 from nextoffer.pipelines.champions import (
     Champion,
     load_churn_champion,
-    load_offer_champion,
     load_offer_version,
 )
 from nextoffer.registry.mlflow_registry import ModelRegistry
 from nextoffer.store.schema import JobRun
 
 log = logging.getLogger(__name__)
+M = TypeVar("M")
 
 # Jobs whose completion changes what a cached answer would be. Not precompute: its rows
 # come from the same model and features, and are checked against the model version.
@@ -63,11 +64,19 @@ class ServingState:
             if offers_version is not None and (
                 self.offers is None or self.offers.version != offers_version
             ):
-                self.offers = self._load_offers(offers_version)
+                self.offers = self._reload(
+                    "offers", offers_version, self.offers, load_offer_version, self.registry
+                )
             if churn_version is not None and (
                 self.churn is None or self.churn.version != churn_version
             ):
-                self.churn = self._load_churn(churn_version)
+                self.churn = self._reload(
+                    "churn",
+                    churn_version,
+                    self.churn,
+                    lambda r, _v: load_churn_champion(r),
+                    self.registry,
+                )
             if marks is not None and (marks != self._job_marks or self.catalogue is None):
                 self._job_marks = marks
                 self.catalogue = self._read_catalogue() or self.catalogue
@@ -105,19 +114,20 @@ class ServingState:
             log.warning("model registry unreachable; serving the models in memory: %s", exc)
         self.registry_ok = ok
 
-    def _load_offers(self, version: int) -> Champion[OfferModel] | None:
+    @staticmethod
+    def _reload(
+        kind: str,
+        version: int,
+        current: Champion[M] | None,
+        load: Callable[[ModelRegistry, int], Champion[M]],
+        registry: ModelRegistry,
+    ) -> Champion[M] | None:
+        """The model of `version`, or the one in memory when it cannot be loaded."""
         try:
-            return load_offer_champion(self.registry)
+            return load(registry, version)
         except (NextOfferError, OSError, ValueError) as exc:
-            log.error("cannot load offers v%s, keeping the previous model: %s", version, exc)
-            return self.offers
-
-    def _load_churn(self, version: int) -> Champion[ChurnModel] | None:
-        try:
-            return load_churn_champion(self.registry)
-        except (NextOfferError, OSError, ValueError) as exc:
-            log.error("cannot load churn v%s, keeping the previous model: %s", version, exc)
-            return self.churn
+            log.error("cannot load %s v%s, keeping the previous model: %s", kind, version, exc)
+            return current
 
     def _read_job_marks(self) -> tuple[Any, ...] | None:
         query = (
