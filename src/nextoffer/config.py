@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic.fields import FieldInfo
@@ -137,6 +137,68 @@ class Settings(BaseSettings):
     )
     contact_cap: int = Field(3, ge=1, description="impressions of one offer allowed per window")
     contact_window_days: int = Field(30, ge=1, description="window of the contact cap, in days")
+
+    # Scheduling: Celery beat by default; Airflow's DAGs when `scheduler` says so. Crontab
+    # fields are minute hour day-of-month month day-of-week, in UTC.
+    scheduler: Literal["celery", "airflow"] = Field(
+        "celery", description="which scheduler runs the schedule; the other stays idle"
+    )
+    ingest_source: str = Field(
+        "", description="folder or s3://bucket/prefix the nightly ETL loads new files from"
+    )
+    etl_cron: str = Field("0 2 * * *", description="nightly ETL (seed: daily 02:00 UTC)")
+    retrain_cron: str = Field("0 3 * * 0", description="retraining (seed: Sunday 03:00 UTC)")
+    backup_cron: str = Field("0 */6 * * *", description="base backups (seed: every 6 hours)")
+    backup_verify_cron: str = Field("30 4 * * *", description="restore-test of the latest backup")
+    kpi_refresh_cron: str = Field("5 * * * *", description="hourly KPI and analytics refresh")
+    fallback_precompute_cron: str = Field(
+        "15 * * * *", description="refresh of segment-popular fallback lists in the cache"
+    )
+    worker_visibility_timeout_s: int = Field(
+        0,
+        ge=0,
+        description="Redis broker: seconds before an unacknowledged task goes to another "
+        "worker; 0: the longest task time limit plus 10 minutes",
+    )
+    worker_metrics_port: int = Field(
+        9101, ge=0, le=65535, description="port of a worker's /metrics; 0 turns it off"
+    )
+
+    # Backups: grandfather-father-son retention as in the seed (7 days of every backup,
+    # 4 weeks of dailies, 12 months of weeklies).
+    backup_keep_all_days: int = Field(7, ge=0, description="days every backup is kept")
+    backup_keep_daily_weeks: int = Field(4, ge=0, description="weeks one backup a day is kept")
+    backup_keep_weekly_months: int = Field(12, ge=0, description="months one backup a week is kept")
+    wal_archive: bool = Field(
+        False, description="PostgreSQL only: archive WAL to BACKUP_URL for point-in-time recovery"
+    )
+    s3_endpoint_url: str = Field(
+        "",
+        description="S3 API endpoint for s3:// URLs (MinIO: http://minio:9000); empty: AWS, "
+        "or AWS_ENDPOINT_URL; credentials come from the usual AWS_* variables",
+    )
+    wal_nextoffer_command: str = Field(
+        "",
+        description="how the PostgreSQL server runs nextoffer in the restore_command of a "
+        "point-in-time restore (its host or container may differ); empty: the nextoffer "
+        "beside this Python",
+    )
+    postgres_bin_dir: str = Field(
+        "",
+        description="folder of pg_dump, pg_restore, pg_basebackup; empty: the newest under "
+        "/usr/lib/postgresql, else PATH",
+    )
+    alertmanager_url: str = Field(
+        "", description="Alertmanager base URL; the console shows its open alerts"
+    )
+    console_secure_cookies: bool = Field(
+        True,
+        description="console cookies are Secure (__Host- prefixed): served over https only; "
+        "false for plain-http development",
+    )
+    console_session_ttl_s: int = Field(
+        8 * 3600, ge=300, description="how long a console login lasts"
+    )
 
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_json: bool = Field(True, description="JSON lines logs (false: plain text)")

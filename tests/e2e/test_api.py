@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, insert, select
 
@@ -789,6 +790,22 @@ def test_health_ready_and_metrics(api: Api) -> None:
     assert value(found, "nextoffer_model_champion_version", model="offers") == champion
     assert value(found, "nextoffer_model_registry_up") == 1
 
+    # Freshness: the last successful run of each job, as the job_runs table records it.
+    with api.engine.connect() as conn:
+        finished = dict(
+            conn.execute(
+                select(JobRun.job, func.max(JobRun.finished_at))
+                .where(JobRun.status == "succeeded")
+                .group_by(JobRun.job)
+            ).all()
+        )
+    assert {"ingest", "features", "train"} <= finished.keys()
+    for job, at in finished.items():
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        stamp = value(found, "nextoffer_job_last_success_timestamp_seconds", job=job)
+        assert math.isclose(stamp, at.timestamp(), abs_tol=1e-3), job
+        assert value(found, "nextoffer_job_last_run_status", job=job) in (0, 1)
+
 
 # --- headers, body limit ------------------------------------------------------------------
 
@@ -912,3 +929,43 @@ def test_login_token_reads_but_cannot_write_and_dies_with_the_account(api: Api) 
         "the disabled user's token to be refused",
     )
     assert_problem(api.client.get(f"/v1/customers/{customer}/offers", headers=bearer), 401)
+
+
+# --- cache rebuild ------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_cache_rebuild_refills_redis_with_the_answers_the_api_gives(postgres_api: Api) -> None:
+    import redis
+
+    from tests.e2e.conftest import REDIS_DB, REDIS_HOST, REDIS_PORT
+
+    api = postgres_api
+    cache = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+    plain, capped = api.take(2)
+    # One customer's top offer shown up to the cap since precompute: a rebuilt answer must
+    # leave it out, as the API's own precomputed path does.
+    top = ids(offers(api, capped, k=10))[0]
+    cap = setting(api, "contact_cap")
+    post_events(api, [new_event(capped, top) for _ in range(cap)])
+    try:
+        cache.flushdb()
+        expected = {c: offers(api, c, k=10) for c in (plain, capped)}
+        assert {b["source"] for b in expected.values()} == {"precomputed"}
+        assert top not in ids(expected[capped])
+
+        cache.flushdb()
+        out = run_cli(api.env, "cache", "rebuild")
+        with api.engine.connect() as conn:
+            precomputed = conn.execute(
+                select(func.count()).select_from(PrecomputedOffers)
+            ).scalar_one()
+        assert f"{precomputed:,} offer answers" in out, out
+        assert sum(1 for _ in cache.scan_iter("offers:*", count=1000)) == precomputed
+
+        for customer, before in expected.items():
+            after = offers(api, customer, k=10)
+            assert after["source"] == "cache"
+            assert after["offers"] == before["offers"]
+    finally:
+        cache.close()

@@ -18,10 +18,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine, distinct, func, select
 
@@ -29,6 +30,7 @@ from nextoffer.api.jobs import JobRunner
 from nextoffer.api.problems import ProblemError
 from nextoffer.config import Settings
 from nextoffer.domain.errors import BackendUnavailableError, NextOfferError
+from nextoffer.ops.jobs import JobConflictError, run_exclusive
 from nextoffer.pipelines.champions import load_offer_champion
 from nextoffer.pipelines.jobs import JobContext
 from nextoffer.pipelines.precompute import run_precompute
@@ -40,9 +42,9 @@ from nextoffer.store.runs import fail_run, get_run, queue_run, recorded_run
 from nextoffer.store.schema import JobRun, PrecomputedOffers, UserFeatures
 from nextoffer.worker.app import make_celery
 from nextoffer.worker.fanout import chunk_runner
-from nextoffer.worker.tasks import JobConflictError, run_exclusive
+from nextoffer.worker.schedule import RUN_SCHEDULED
 from tests.conftest import PG_HOST, PG_PORT, require_service
-from tests.e2e.server import NEXTOFFER, build_world, run_cli, world_env
+from tests.e2e.server import NEXTOFFER, build_world, free_port, run_cli, world_env
 
 # MLflow's own SQLAlchemy use, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")
@@ -52,6 +54,9 @@ CHUNK_ROWS = 200
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 # A Redis database nothing else uses, so FLUSHDB cannot hurt anyone's data.
 REDIS_DB = 12
+# The worker's cache: another database than the broker's, as make_celery insists.
+CACHE_DB = 14
+CACHE_URL = f"redis://127.0.0.1:6379/{CACHE_DB}"
 RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
 
 
@@ -176,11 +181,12 @@ class Worker:
 @pytest.fixture(scope="module")
 def worker(world: World, broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     """`nextoffer worker --concurrency 2` on every queue, ready to take tasks."""
-    env = world_env(world.var_dir, world.database_url)
+    env = world_env(world.var_dir, world.database_url, cache_url=CACHE_URL)
     env.update(
         NEXTOFFER_BROKER_URL=broker,
         NEXTOFFER_PRECOMPUTE_CHUNK_ROWS=str(CHUNK_ROWS),
         NEXTOFFER_LOG_LEVEL="INFO",
+        NEXTOFFER_WORKER_METRICS_PORT=str(free_port()),
     )
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     with log_path.open("wb") as log:
@@ -340,6 +346,95 @@ def test_a_failed_chunk_fails_the_run_with_its_reason(
         assert "9999" in str(err.value)  # the worker's own reason travels back
     finally:
         app.close()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_beat_entry_runs_its_jobs_in_order_and_the_worker_counts_them(
+    world: World, broker: str, worker: Worker
+) -> None:
+    import redis
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cache = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=CACHE_DB, decode_responses=True)
+    cache.flushdb()
+    app = make_celery(world.settings(broker))
+    since = datetime.now(UTC)
+    try:
+        app.send_task(RUN_SCHEDULED, args=["test-entry", ["kpi_refresh", "cache_rebuild"]])
+
+        def both_done() -> bool:
+            with world.engine.connect() as conn:
+                rows = conn.execute(
+                    select(JobRun).where(
+                        JobRun.job.in_(["kpi_refresh", "cache_rebuild"]),
+                        JobRun.started_at >= since,
+                        JobRun.status.in_(["succeeded", "failed"]),
+                    )
+                ).all()
+            return len(rows) == 2
+
+        _wait_until(both_done, 120, f"the scheduled jobs\n{worker.tail()}")
+        with world.engine.connect() as conn:
+            kpi, rebuild = conn.execute(
+                select(JobRun)
+                .where(JobRun.job.in_(["kpi_refresh", "cache_rebuild"]), JobRun.started_at >= since)
+                .order_by(JobRun.started_at)
+            ).all()
+            precomputed = conn.execute(select(func.count()).select_from(PrecomputedOffers)).scalar()
+            segment_of = dict(
+                conn.execute(select(UserFeatures.customer_id, UserFeatures.segment_id)).all()
+            )
+        # A chain: the second job started after the first had finished.
+        assert (kpi.job, rebuild.job) == ("kpi_refresh", "cache_rebuild")
+        assert kpi.status == rebuild.status == "succeeded", (kpi.message, rebuild.message)
+        assert rebuild.started_at >= kpi.finished_at
+        assert kpi.counts["customers"] == CUSTOMERS
+
+        # The rebuild wrote one answer per precomputed customer, and every segment, to Redis.
+        offers_keys = list(cache.scan_iter("offers:*", count=1000))
+        assert len(offers_keys) == rebuild.counts["offers"] == precomputed
+        assert rebuild.counts["segments"] == len(segment_of) == CUSTOMERS
+        customer, segment = next(iter(segment_of.items()))
+        assert json.loads(cache.get(f"user:segment:{customer}") or "{}")["segment_id"] == segment
+        assert cache.exists("segment:popular:all")
+
+        # The worker's own /metrics: tasks by state, durations, queue lengths.
+        port = int(worker.env["NEXTOFFER_WORKER_METRICS_PORT"])
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        found = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+        done = found[
+            (
+                "nextoffer_celery_tasks_total",
+                (("state", "succeeded"), ("task", "nextoffer.run_job")),
+            )
+        ]
+        with world.engine.connect() as conn:
+            on_worker = conn.execute(
+                select(func.count()).select_from(JobRun).where(JobRun.status == "succeeded")
+            ).scalar_one()
+        assert 2 <= done <= on_worker
+        assert (
+            found[
+                ("nextoffer_celery_task_duration_seconds_count", (("task", "nextoffer.run_job"),))
+            ]
+            >= done
+        )
+        queues = {
+            dict(labels)["queue"]: value
+            for (name, labels), value in found.items()
+            if name == "nextoffer_celery_queue_length"
+        }
+        assert set(queues) == {"etl", "training", "precompute", "ops"}
+        assert all(v >= 0 for v in queues.values())
+        assert ("nextoffer_celery_active_tasks", ()) in found
+    finally:
+        app.close()
+        cache.close()
 
 
 @pytest.mark.integration

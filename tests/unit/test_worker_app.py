@@ -83,3 +83,12 @@ def test_worker_command_without_a_broker_is_one_line(monkeypatch: pytest.MonkeyP
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "NEXTOFFER_BROKER_URL is empty" in lines[0], result.output
+
+
+def test_the_api_offers_exactly_the_jobs_of_the_catalogue() -> None:
+    from typing import get_args
+
+    from nextoffer.api.schemas import JobIn
+    from nextoffer.ops.jobs import ALL_KINDS
+
+    assert set(get_args(JobIn.model_fields["kind"].annotation)) == set(ALL_KINDS)

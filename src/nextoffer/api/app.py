@@ -34,6 +34,7 @@ from nextoffer.serving.events import EventWriter, start_replayer
 from nextoffer.serving.offers import OfferService
 from nextoffer.serving.state import ServingState
 from nextoffer.store.engine import make_engine
+from nextoffer.store.runs import last_outcomes, last_successes
 from nextoffer.store.schema import ChurnScore
 
 log = logging.getLogger(__name__)
@@ -243,9 +244,28 @@ def _register_gauges(services: Services) -> None:
         churn = state.churn.label if state.churn else "none"
         return {(offers, churn, state.stamp): 1.0}
 
+    def job_freshness() -> dict[tuple[str, ...], float]:
+        return {(job,): at.timestamp() for job, at in last_successes(engine).items()}
+
+    def job_outcomes() -> dict[tuple[str, ...], float]:
+        return {(job,): 1.0 if ok else 0.0 for job, ok in last_outcomes(engine).items()}
+
     services.metrics.add_live_collector(
         GaugeCollector(
             [
+                (
+                    "nextoffer_job_last_success_timestamp_seconds",
+                    "When each job (etl, ingest, features, training, precompute, backup, "
+                    "backup_verify...) last succeeded, as a Unix time; staleness alerts use it.",
+                    ["job"],
+                    job_freshness,
+                ),
+                (
+                    "nextoffer_job_last_run_status",
+                    "1 when the most recent finished run of a job succeeded, 0 when it failed.",
+                    ["job"],
+                    job_outcomes,
+                ),
                 (
                     "nextoffer_model_info",
                     "The champion versions this API process serves (value 1).",

@@ -13,7 +13,8 @@ from typing import Any
 from nextoffer.api.problems import ProblemError
 from nextoffer.domain.errors import BackendUnavailableError, ConfigError
 from nextoffer.observe.logs import correlation_id
-from nextoffer.pipelines.jobs import JOB_KINDS, JobContext, run_job
+from nextoffer.ops.jobs import ALL_KINDS, JobConflictError, run_exclusive
+from nextoffer.pipelines.jobs import JobContext
 from nextoffer.store.runs import fail_run, queue_run, unfinished_run, utcnow
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class JobRunner:
     def __init__(self, context: JobContext, after: Callable[[str], None]) -> None:
         self.context = context
         self.after = after
-        self._pool = ThreadPoolExecutor(max_workers=len(JOB_KINDS), thread_name_prefix="job")
+        self._pool = ThreadPoolExecutor(max_workers=len(ALL_KINDS), thread_name_prefix="job")
         self._running: set[str] = set()
         self._lock = threading.Lock()
         self._celery: Any = None
@@ -46,8 +47,8 @@ class JobRunner:
 
     def start(self, kind: str, params: dict[str, Any], started_by: str) -> str:
         """Start `kind`; returns the run id once the run is recorded (so it can be polled)."""
-        if kind not in JOB_KINDS:
-            raise ProblemError(422, f"unknown job {kind!r}; jobs: {', '.join(JOB_KINDS)}")
+        if kind not in ALL_KINDS:
+            raise ProblemError(422, f"unknown job {kind!r}; jobs: {', '.join(ALL_KINDS)}")
         if self._celery is not None:
             return self._send(kind, params, started_by)
         with self._lock:
@@ -62,8 +63,13 @@ class JobRunner:
             try:
                 log.info("job %s started by %s", kind, started_by, extra={"job": kind})
 
-                run_job(self.context, kind, params, run_id, after=self.after, recorded=recorded.set)
+                # The lock also keeps out a worker or `nextoffer` command running the same kind.
+                run_exclusive(
+                    self.context, kind, params, run_id, after=self.after, recorded=recorded.set
+                )
                 log.info("job %s finished", kind, extra={"job": kind})
+            except JobConflictError as exc:
+                log.warning("job %s refused: %s", kind, exc, extra={"job": kind})
             except Exception:
                 log.exception("job %s failed", kind)
             finally:

@@ -373,8 +373,22 @@ class JobIn(BaseModel):
         json_schema_extra={"examples": [{"kind": "precompute", "params": {}}]},
     )
 
-    kind: Literal["etl", "training", "precompute"]
-    params: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
+    kind: Literal[
+        "etl",
+        "training",
+        "precompute",
+        "cache_rebuild",
+        "fallback_refresh",
+        "kpi_refresh",
+        "backup",
+        "backup_prune",
+        "backup_verify",
+    ] = Field(description="one of the jobs of docs/jobs.md")
+    params: dict[str, str | int | float | bool | list[str]] = Field(
+        default_factory=dict,
+        description="etl: path (default NEXTOFFER_INGEST_SOURCE, new files only); "
+        "training: models; backup_verify: backup_id",
+    )
 
 
 class JobOut(BaseModel):

@@ -48,6 +48,10 @@ class Cache(Protocol):
         """Remove every key starting with `prefix` (not empty); the number removed."""
         ...
 
+    def keys_with_prefix(self, prefix: str) -> list[str]:
+        """Every live key starting with `prefix` (not empty), in no particular order."""
+        ...
+
     def incr(self, key: str, ttl_s: float) -> int:
         """Add one to the counter under `key`, atomically; the new value.
 

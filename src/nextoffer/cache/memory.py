@@ -116,6 +116,17 @@ class MemoryCache:
                     removed += 1
             return removed
 
+    def keys_with_prefix(self, prefix: str) -> list[str]:
+        """Every live key starting with `prefix`."""
+        check_prefix(prefix)
+        with self._lock:
+            now = self._clock()
+            return [
+                key
+                for key, (_value, expires_at) in self._entries.items()
+                if key.startswith(prefix) and (expires_at is None or now < expires_at)
+            ]
+
     def incr(self, key: str, ttl_s: float) -> int:
         """Add one to the counter under `key`; its TTL starts when it is created."""
         check_ttl(ttl_s)

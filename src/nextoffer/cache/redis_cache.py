@@ -244,6 +244,16 @@ class RedisCache:
 
         return self._run(operation)
 
+    def keys_with_prefix(self, prefix: str) -> list[str]:
+        """Every key starting with `prefix`, by SCAN; never KEYS."""
+        check_prefix(prefix)
+        pattern = _glob_escape(prefix) + "*"
+
+        def operation() -> list[str]:
+            return [str(k) for k in self._client.scan_iter(match=pattern, count=_SCAN_BATCH)]
+
+        return self._run(operation)
+
     def incr(self, key: str, ttl_s: float) -> int:
         """Add one to the counter under `key`; its TTL starts when it is created."""
         check_ttl(ttl_s)

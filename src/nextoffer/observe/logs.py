@@ -41,5 +41,7 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Alembic announces every migration step at INFO; only our own INFO lines matter.
-    logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
+    # Alembic announces every migration step at INFO, botocore where it found credentials;
+    # only our own INFO lines matter.
+    for chatty in ("alembic", "botocore", "boto3", "s3transfer"):
+        logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))

@@ -1,20 +1,28 @@
-"""The ingest job: every import file of a folder, validated, upserted and quarantined."""
+"""The ingest job: import files from a folder or an s3:// prefix, validated, upserted, ledgered."""
 
 from __future__ import annotations
 
+import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from nextoffer.config import Settings
+from nextoffer.domain.errors import InputError
+from nextoffer.ingest.entities import BY_NAME, ENTITIES
+from nextoffer.ingest.ledger import LedgerEntry, ledger_index, record_load
 from nextoffer.ingest.load import FileResult, load_file, load_known_ids
-from nextoffer.ingest.sources import SourceFile, discover
+from nextoffer.ingest.remote import download, is_remote, list_import_objects, s3_client
+from nextoffer.ingest.sources import SourceFile, discover, entity_for
 from nextoffer.ingest.validate import DuplicateTracker, ValidationContext
 from nextoffer.store.runs import recorded_run, utcnow
+from nextoffer.store.schema import QuarantinedRow
 
 REFERENCED = ("products", "customers")
 
@@ -26,6 +34,7 @@ class IngestResult:
     run_id: str
     files: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: int = 0  # files left out because the ledger has their content already
 
     @property
     def rows_read(self) -> int:
@@ -50,43 +59,202 @@ class IngestResult:
     def summary(self) -> str:
         """The one-line summary printed at the end of a run."""
         rate = self.rows_read / self.seconds if self.seconds > 0 else 0.0
+        skipped = f" · {self.skipped:,} files already loaded" if self.skipped else ""
+        if not self.files:
+            return f"ingest: no new files{skipped} · {self.seconds:.1f} s"
         return (
             f"ingest: {self.rows_read:,} rows read · {self.rows_loaded:,} loaded "
-            f"({self.rows_changed:,} new or changed) · {self.rows_quarantined:,} quarantined · "
-            f"{self.seconds:.1f} s ({rate:,.0f} rows/s)"
+            f"({self.rows_changed:,} new or changed) · {self.rows_quarantined:,} quarantined"
+            f"{skipped} · {self.seconds:.1f} s ({rate:,.0f} rows/s)"
         )
 
 
-def run_ingest(
+@dataclass(frozen=True)
+class StagedFile:
+    """An import file ready to load: where it came from, a local copy to read, its hash.
+
+    `uri` is the file's absolute path for a local source, `s3://bucket/key` for S3, and
+    keys the ledger. `path` is the file itself for a local source and a downloaded copy
+    for S3. Plain fields only, so that an Airflow task can hand it to the next one as JSON.
+    """
+
+    uri: str
+    path: str
+    entity: str
+    sha256: str
+    size: int
+    etag: str | None = None
+
+    def source_file(self) -> SourceFile:
+        """The loader's view of this file."""
+        return SourceFile(Path(self.path), BY_NAME[self.entity], self.sha256, self.size)
+
+
+@dataclass
+class Staged:
+    """The files of a source that are to be loaded, in load order, and those left out."""
+
+    source: str
+    files: list[StagedFile] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # URIs whose content is in the ledger
+    staging_dir: str | None = None  # downloaded copies (s3://), removed once loaded
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, to pass between steps that run in separate processes."""
+        return {
+            "source": self.source,
+            "files": [vars(f).copy() for f in self.files],
+            "skipped": list(self.skipped),
+            "staging_dir": self.staging_dir,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Staged:
+        """The inverse of `to_dict`."""
+        return cls(
+            source=str(data["source"]),
+            files=[StagedFile(**f) for f in data.get("files", [])],
+            skipped=[str(u) for u in data.get("skipped", [])],
+            staging_dir=data.get("staging_dir"),
+        )
+
+
+# Downloads left by runs that failed before loading them are removed after this long.
+STAGING_KEEP_S = 7 * 24 * 3600
+
+
+def stage_source(
+    engine: Engine, settings: Settings, source: str | Path, *, new_only: bool = False
+) -> Staged:
+    """Find the import files of a folder, a file or an s3:// prefix, ready to load.
+
+    `new_only` leaves out files whose URI and content (SHA-256) are in the ledger, and, for
+    S3, objects whose size and ETag are, without downloading them. With `new_only` a source
+    holding no import files is "nothing new"; without it, it is an error.
+    """
+    text = str(source)
+    if is_remote(text):
+        return _stage_remote(engine, settings, text, new_only)
+    return _stage_local(engine, Path(text), new_only)
+
+
+def _stage_local(engine: Engine, root: Path, new_only: bool) -> Staged:
+    if new_only and root.is_dir() and not any(entity_for(p) for p in root.iterdir()):
+        return Staged(str(root))  # an empty drop folder: nothing new tonight
+    files = [
+        StagedFile(str(f.path.resolve()), str(f.path), f.entity.name, f.sha256, f.size)
+        for f in discover(root)
+    ]
+    return _left_out_if_loaded(engine, Staged(str(root), files), new_only)
+
+
+def _stage_remote(engine: Engine, settings: Settings, url: str, new_only: bool) -> Staged:
+    endpoint = settings.s3_endpoint_url
+    client = s3_client(endpoint)
+    objects = list_import_objects(client, url, endpoint)
+    if not objects and not new_only:
+        names = ", ".join(e.name for e in ENTITIES)
+        raise InputError(f"{url}: no import files found (expected {names} as .csv or .parquet)")
+    index = ledger_index(engine, (o.uri for o in objects)) if new_only else None
+    staged = Staged(url)
+    todo = []
+    for obj in objects:
+        if index is not None and index.has_object(obj.uri, obj.size, obj.etag):
+            staged.skipped.append(obj.uri)
+        else:
+            todo.append(obj)
+    if not todo:
+        return staged
+    root = settings.var_dir / "staging"
+    _prune_staging(root)
+    folder = root / uuid.uuid4().hex
+    by_name = {obj.name: obj for obj in todo}
+    for obj in todo:
+        download(client, obj, folder, endpoint)
+    staged.staging_dir = str(folder)
+    for f in discover(folder):  # the same order and hashing as a local folder
+        obj = by_name[f.path.name]
+        staged.files.append(
+            StagedFile(obj.uri, str(f.path), f.entity.name, f.sha256, f.size, obj.etag)
+        )
+    staged = _left_out_if_loaded(engine, staged, new_only)
+    if not staged.files:
+        shutil.rmtree(folder, ignore_errors=True)
+        staged.staging_dir = None
+    return staged
+
+
+def _left_out_if_loaded(engine: Engine, staged: Staged, new_only: bool) -> Staged:
+    if not new_only or not staged.files:
+        return staged
+    index = ledger_index(engine, (f.uri for f in staged.files))
+    keep = [f for f in staged.files if not index.has_content(f.uri, f.sha256)]
+    staged.skipped += [f.uri for f in staged.files if index.has_content(f.uri, f.sha256)]
+    staged.files = keep
+    return staged
+
+
+def _prune_staging(root: Path) -> None:
+    if not root.is_dir():
+        return
+    cutoff = time.time() - STAGING_KEEP_S
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def load_staged(
     engine: Engine,
     settings: Settings,
-    path: Path,
+    staged: Staged,
     *,
     on_start: Callable[[list[SourceFile]], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestResult:
-    """Ingest every import file under `path` in dependency order, recording the run."""
+    """Load staged files in order, recording the run and each file in the ledger.
+
+    A file enters the ledger only once it is loaded, so a run killed half way loads the
+    rest (and re-upserts the part already loaded, which changes nothing) the next time.
+    Downloaded copies are removed after a successful run; a failed one keeps them for a
+    retry of this step.
+    """
     started = time.perf_counter()
-    sources = discover(path)
+    sources = [f.source_file() for f in staged.files]
     if on_start is not None:
         on_start(sources)
     with recorded_run(engine, "ingest") as run:
-        result = IngestResult(run_id=run.run_id)
+        result = IngestResult(run_id=run.run_id, skipped=len(staged.skipped))
         now = utcnow() + timedelta(seconds=settings.ingest_clock_skew_s)
-        known = {name: load_known_ids(engine, name) for name in REFERENCED}
-        for source in sources:
+        known = {name: load_known_ids(engine, name) for name in REFERENCED} if sources else {}
+        for staged_file, source in zip(staged.files, sources, strict=True):
             ctx = ValidationContext(now=now, known=known, duplicates=DuplicateTracker())
-            result.files.append(
-                load_file(
-                    engine,
-                    source,
-                    ctx,
-                    run_id=run.run_id,
-                    block_bytes=settings.ingest_block_bytes,
-                    quarantine_dir=settings.quarantine_dir,
-                    progress=progress,
-                )
+            loaded = load_file(
+                engine,
+                source,
+                ctx,
+                run_id=run.run_id,
+                block_bytes=settings.ingest_block_bytes,
+                quarantine_dir=settings.quarantine_dir,
+                progress=progress,
             )
+            if is_remote(staged_file.uri):
+                _name_remote_source(engine, staged_file)
+                loaded.source = staged_file.uri
+            record_load(
+                engine,
+                LedgerEntry(
+                    uri=staged_file.uri,
+                    sha256=staged_file.sha256,
+                    size=staged_file.size,
+                    entity=staged_file.entity,
+                    run_id=run.run_id,
+                    rows_read=loaded.rows_read,
+                    rows_loaded=loaded.rows_loaded,
+                    rows_quarantined=loaded.rows_quarantined,
+                    etag=staged_file.etag,
+                ),
+            )
+            result.files.append(loaded)
         result.seconds = time.perf_counter() - started
         run.counts = {
             "rows_read": result.rows_read,
@@ -94,5 +262,40 @@ def run_ingest(
             "rows_changed": result.rows_changed,
             "rows_quarantined": result.rows_quarantined,
             "files": len(result.files),
+            "files_skipped": result.skipped,
         }
+    if staged.staging_dir:
+        shutil.rmtree(staged.staging_dir, ignore_errors=True)
     return result
+
+
+def _name_remote_source(engine: Engine, staged_file: StagedFile) -> None:
+    """Quarantined rows of a downloaded file name the s3:// object, not the temporary copy."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(QuarantinedRow)
+            .where(
+                QuarantinedRow.source_sha256 == staged_file.sha256,
+                QuarantinedRow.entity == staged_file.entity,
+                QuarantinedRow.source == staged_file.path,
+            )
+            .values(source=staged_file.uri)
+        )
+
+
+def run_ingest(
+    engine: Engine,
+    settings: Settings,
+    path: str | Path,
+    *,
+    new_only: bool = False,
+    on_start: Callable[[list[SourceFile]], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> IngestResult:
+    """Ingest every import file of a folder, a file or an s3:// prefix, recording the run.
+
+    Files load in dependency order; each loaded file is written to the ledger. With
+    `new_only`, files whose content the ledger already has are left out.
+    """
+    staged = stage_source(engine, settings, path, new_only=new_only)
+    return load_staged(engine, settings, staged, on_start=on_start, progress=progress)

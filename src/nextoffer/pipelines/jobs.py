@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -14,6 +13,7 @@ from nextoffer.domain.errors import ConfigError
 from nextoffer.pipelines.champions import load_offer_champion
 from nextoffer.pipelines.etl import run_ingest
 from nextoffer.pipelines.features import run_features
+from nextoffer.pipelines.nightly import nightly_steps
 from nextoffer.pipelines.precompute import ChunkRunner, run_precompute
 from nextoffer.pipelines.train import KINDS, run_training
 from nextoffer.registry.mlflow_registry import ModelRegistry
@@ -36,6 +36,10 @@ class JobContext:
     fan_out: Callable[[int], ChunkRunner] | None = None
 
 
+Runner = Callable[[JobContext, dict[str, Any]], dict[str, Any]]
+"""A job: its context and parameters in, its counts (recorded with the run) out."""
+
+
 def run_job(
     context: JobContext,
     kind: str,
@@ -43,18 +47,21 @@ def run_job(
     run_id: str | None = None,
     after: Callable[[str], None] | None = None,
     recorded: Callable[[], None] | None = None,
+    runners: Mapping[str, Runner] | None = None,
 ) -> dict[str, Any]:
     """Run one job, recorded in `job_runs` under `run_id`; returns its counts.
 
     `recorded()` is called once the run's row exists (a caller may then hand out the id);
-    `after(kind)` once the job succeeded (the API uses it to refresh its state).
+    `after(kind)` once the job succeeded (the API uses it to refresh its state). `runners`
+    is the catalogue to look `kind` up in (nextoffer.ops.jobs adds operations' jobs).
     """
-    if kind not in JOB_KINDS:
-        raise ConfigError(f"unknown job {kind!r}; jobs: {', '.join(JOB_KINDS)}")
+    catalogue = PIPELINE_JOBS if runners is None else runners
+    if kind not in catalogue:
+        raise ConfigError(f"unknown job {kind!r}; jobs: {', '.join(catalogue)}")
     with recorded_run(context.engine, kind, run_id) as run:
         if recorded is not None:
             recorded()
-        run.counts = _RUNNERS[kind](context, dict(params))
+        run.counts = catalogue[kind](context, dict(params))
     if after is not None:
         after(kind)
     return run.counts
@@ -63,8 +70,16 @@ def run_job(
 def _etl(context: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     path = params.get("path")
     if not path:
-        raise ConfigError("an etl job needs params.path: the folder or file to ingest")
-    ingested = run_ingest(context.engine, context.settings, Path(str(path)))
+        if not context.settings.ingest_source:
+            raise ConfigError(
+                "an etl job needs params.path (the folder or file to ingest) or "
+                "NEXTOFFER_INGEST_SOURCE (where the nightly ETL finds new files)"
+            )
+        # The scheduled run: only the source's new files, then features. Precompute and the
+        # cache refill follow as jobs of their own in the schedule's chain.
+        steps = nightly_steps(context.engine, context.settings, context.registry, cache=False)
+        return steps.counts()
+    ingested = run_ingest(context.engine, context.settings, str(path))
     features = run_features(context.engine, context.settings)
     return {
         "rows_read": ingested.rows_read,
@@ -99,7 +114,7 @@ def _precompute(context: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_RUNNERS: dict[str, Callable[[JobContext, dict[str, Any]], dict[str, Any]]] = {
+PIPELINE_JOBS: dict[str, Runner] = {
     "etl": _etl,
     "training": _training,
     "precompute": _precompute,

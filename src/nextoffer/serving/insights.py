@@ -162,11 +162,16 @@ def segment_of(engine: Engine, cache: Cache, customer_id: str) -> SegmentAnswer:
         size=int(segment.size) if segment else 0,
         features_as_of=_utc(row.as_of),
     )
+    with contextlib.suppress(CacheUnavailableError):
+        cache.set(key, dump_segment(answer), keys.HOT_TTL_S)
+    return answer
+
+
+def dump_segment(answer: SegmentAnswer) -> str:
+    """A segment answer as the JSON text cached under `user:segment:{id}`."""
     data = asdict(answer)
     data["features_as_of"] = answer.features_as_of.isoformat()
-    with contextlib.suppress(CacheUnavailableError):
-        cache.set(key, json.dumps(data), keys.HOT_TTL_S)
-    return answer
+    return json.dumps(data)
 
 
 def list_products(
@@ -187,7 +192,7 @@ def list_products(
     with Session(engine) as session:
         total = int(session.execute(count).scalar_one())
         rows = session.scalars(query.order_by(Product.product_id).limit(limit).offset(offset))
-        return total, [_product_view(r) for r in rows]
+        return total, [product_view(r) for r in rows]
 
 
 def similar_products(
@@ -237,7 +242,9 @@ def similar_products(
     return name, out
 
 
-def _product_view(p: Product) -> ProductView:
+def product_view(p: Product) -> ProductView:
+    """A catalogue row in the API's shape (eligibility lists split)."""
+
     def split(text: str | None) -> list[str]:
         return [s for s in (text or "").split("|") if s]
 

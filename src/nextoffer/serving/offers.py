@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -163,7 +163,7 @@ class OfferService:
     ) -> OffersAnswer:
         notes: list[str] = []
         label = champion.label if champion else None
-        key = keys.offers(customer_id, f"{self.state.stamp}.{label}")
+        key = offers_key(customer_id, self.state.stamp, label)
         cached = self._cache_get(key, notes)
         if cached is not None:
             offers = load_offers(cached)
@@ -215,11 +215,7 @@ class OfferService:
             offers = [OfferView.from_dict(o) for o in stored]
             # Precomputed rows are hours old: respect contacts and accepts made since.
             shown, accepted = self._recent_responses(conn, customer_id)
-        return [
-            o
-            for o in offers
-            if shown.get(o.product_id, 0) < self.policy.contact_cap and o.product_id not in accepted
-        ]
+        return still_allowed(offers, shown, accepted, self.policy.contact_cap)
 
     def _live(self, customer_id: str, champion: Champion[OfferModel]) -> list[OfferView] | None:
         catalogue = self.state.catalogue
@@ -488,7 +484,23 @@ class OfferService:
         labels += [f"v{version}" for version in self.state.pinned_versions()]
         stamp = self.state.stamp
         with contextlib.suppress(CacheUnavailableError):
-            self.cache.delete(*(keys.offers(customer_id, f"{stamp}.{label}") for label in labels))
+            self.cache.delete(*(offers_key(customer_id, stamp, label) for label in labels))
+
+
+def still_allowed(
+    offers: Sequence[OfferView], shown: Mapping[str, int], accepted: set[str], contact_cap: int
+) -> list[OfferView]:
+    """Stored offers minus those shown `contact_cap` times or accepted since they were scored."""
+    return [
+        o
+        for o in offers
+        if shown.get(o.product_id, 0) < contact_cap and o.product_id not in accepted
+    ]
+
+
+def offers_key(customer_id: str, stamp: str, label: str | None) -> str:
+    """The cache key of a customer's champion answer under the serving state's stamp."""
+    return keys.offers(customer_id, f"{stamp}.{label}")
 
 
 def popular_lists(conn: Any, top: int = 20) -> dict[str, list[tuple[str, float]]]:

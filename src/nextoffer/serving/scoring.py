@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -42,8 +42,21 @@ class OfferView:
     model_version: str
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (the stored and cached shape)."""
-        return asdict(self)
+        """JSON-able form (the stored and cached shape), in field order.
+
+        Spelled out rather than `dataclasses.asdict`, which deep-copies recursively and was
+        most of the time of a cache rebuild (a million offers at 100 000 customers).
+        """
+        return {
+            "product_id": self.product_id,
+            "name": self.name,
+            "category": self.category,
+            "score": self.score,
+            "propensity": self.propensity,
+            "expected_value": self.expected_value,
+            "reasons": list(self.reasons),
+            "model_version": self.model_version,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OfferView:

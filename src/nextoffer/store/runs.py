@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from nextoffer.store.schema import JobRun
 
@@ -111,3 +111,34 @@ def last_runs(engine: Engine, job: str | None = None, limit: int = 20) -> list[J
         query = query.where(JobRun.job == job)
     with engine.connect() as conn:
         return [JobRun(**row._mapping) for row in conn.execute(query)]
+
+
+def last_successes(engine: Engine) -> dict[str, datetime]:
+    """When each job last finished successfully (the freshness that staleness alerts watch)."""
+    query = (
+        select(JobRun.job, func.max(JobRun.finished_at))
+        .where(JobRun.status == SUCCEEDED)
+        .group_by(JobRun.job)
+    )
+    with engine.connect() as conn:
+        return {job: _aware(at) for job, at in conn.execute(query) if at is not None}
+
+
+def last_outcomes(engine: Engine) -> dict[str, bool]:
+    """Whether each job's most recent finished run succeeded."""
+    newest = (
+        select(JobRun.job, func.max(JobRun.finished_at).label("at"))
+        .where(JobRun.status.in_((SUCCEEDED, FAILED)))
+        .group_by(JobRun.job)
+        .subquery()
+    )
+    query = select(JobRun.job, JobRun.status).join(
+        newest, (JobRun.job == newest.c.job) & (JobRun.finished_at == newest.c.at)
+    )
+    with engine.connect() as conn:
+        return {job: status == SUCCEEDED for job, status in conn.execute(query)}
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every time the store writes is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

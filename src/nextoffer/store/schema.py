@@ -85,7 +85,15 @@ class Customer(Base):
     data_gb_month: Mapped[float | None] = mapped_column(Float)
     voice_min_month: Mapped[float | None] = mapped_column(Float)
 
-    __table_args__ = (Index("ix_customers_display_name", "display_name"),)
+    # text_pattern_ops on PostgreSQL: the console's name search is a LIKE 'prefix%', which
+    # a default-collation index cannot serve (migration 0004).
+    __table_args__ = (
+        Index(
+            "ix_customers_display_name",
+            "display_name",
+            postgresql_ops={"display_name": "text_pattern_ops"},
+        ),
+    )
 
 
 class Subscription(Base):
@@ -103,6 +111,8 @@ class Subscription(Base):
     __table_args__ = (
         Index("ix_subscriptions_customer_id", "customer_id", "end_date"),
         Index("ix_subscriptions_product_id", "product_id"),
+        # Holders of a product today, counted from the index alone (the console, 0004).
+        Index("ix_subscriptions_product_end", "product_id", "end_date"),
     )
 
 
@@ -162,6 +172,9 @@ class ChurnLabel(Base):
     as_of: Mapped[date] = mapped_column(Date, primary_key=True)
     churned: Mapped[bool] = mapped_column(Boolean)
     churn_date: Mapped[date | None] = mapped_column(Date)
+
+    # The latest label window's churn rate, counted from the index alone (the console, 0004).
+    __table_args__ = (Index("ix_churn_labels_as_of", "as_of", "churned"),)
 
 
 class Segment(Base):
@@ -278,6 +291,36 @@ class QuarantinedRow(Base):
     __table_args__ = (
         UniqueConstraint("source_sha256", "entity", "line", name="uq_quarantine_source_line"),
         Index("ix_quarantine_entity_at", "entity", "quarantined_at"),
+    )
+
+
+class IngestLedgerEntry(Base):
+    """A source file the ETL loaded: where from, which content, when, by which run, counts.
+
+    Keyed on (uri, sha256): the same content from the same place is loaded once; a changed
+    file (new hash) gets a row of its own when it is loaded again.
+    """
+
+    __tablename__ = "ingest_ledger"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    uri: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    # The object's ETag for s3:// sources: an unchanged object is skipped without download.
+    etag: Mapped[str | None] = mapped_column(String(200))
+    entity: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[str] = mapped_column(String(36))
+    loaded_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    rows_read: Mapped[int] = mapped_column(BigInteger)
+    rows_loaded: Mapped[int] = mapped_column(BigInteger)
+    rows_quarantined: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("uri", "sha256", name="uq_ingest_ledger_uri_sha256"),
+        Index("ix_ingest_ledger_loaded_at", "loaded_at"),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery, signals
 from kombu import Exchange, Queue
@@ -11,6 +12,7 @@ from kombu import Exchange, Queue
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
 from nextoffer.observe.logs import configure_logging
+from nextoffer.worker.schedule import RUN_SCHEDULED, beat_schedule
 
 BROKER_SETTING = "NEXTOFFER_BROKER_URL"
 
@@ -62,15 +64,37 @@ def route_task(
     """Celery router: chunks to `precompute`, a job to the queue of its kind."""
     if name == PRECOMPUTE_CHUNK:
         return {"queue": "precompute"}
+    if name == RUN_SCHEDULED:
+        return {"queue": "ops"}
     if name == RUN_JOB:
         kind = args[0] if args else kwargs.get("kind", "")
         return {"queue": job_queue(str(kind))}
     return None
 
 
+def check_separate_redis(settings: Settings) -> None:
+    """Refuse a cache and a broker in one Redis database: cache eviction would drop tasks."""
+    cache, broker = settings.cache_url, settings.broker_url
+    if not (cache.startswith(("redis://", "rediss://")) and broker_kind(broker) == "redis"):
+        return
+    if _redis_database(cache) == _redis_database(broker):
+        raise ConfigError(
+            "NEXTOFFER_CACHE_URL and NEXTOFFER_BROKER_URL point at the same Redis database: "
+            "the cache evicts keys under memory pressure and would drop queued tasks; use "
+            "another database number or (better) another Redis with maxmemory-policy noeviction"
+        )
+
+
+def _redis_database(url: str) -> tuple[str, int, str]:
+    parts = urlsplit(url)
+    database = parts.path.strip("/") or "0"
+    return (parts.hostname or "localhost", parts.port or 6379, database)
+
+
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for `settings.broker_url`; connects to nothing until used."""
     kind = broker_kind(settings.broker_url)
+    check_separate_redis(settings)
     soft, hard = time_limits("ops")
     app = Celery("nextoffer", set_as_current=False)
     app.conf.update(
@@ -95,12 +119,22 @@ def make_celery(settings: Settings) -> Celery:
         task_time_limit=hard,
         task_soft_time_limit=soft,
         broker_connection_retry_on_startup=True,
+        # Beat: crontabs in UTC (the seed's 02:00 / Sunday 03:00 are UTC), entries from
+        # settings, its state file in the writable var folder.
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule=beat_schedule(settings),
+        beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
+        # Beat answers `celery inspect ping`, which is its container's health check.
+        beat_enable_remote_control=True,
         # Our JSON-lines logging (setup_logging below), not Celery's own format.
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
     )
     if kind == "redis":
-        app.conf.broker_transport_options = {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT_S}
+        app.conf.broker_transport_options = {
+            "visibility_timeout": settings.worker_visibility_timeout_s or REDIS_VISIBILITY_TIMEOUT_S
+        }
     app.nextoffer_settings = settings
 
     def json_logging(**_kwargs: Any) -> None:
@@ -124,19 +158,25 @@ def settings_of(app: Celery) -> Settings:
     return settings
 
 
-def send_job(app: Celery, kind: str, params: Mapping[str, Any], run_id: str) -> None:
-    """Queue job `kind` for a worker, under `run_id` (the job_runs row of the run)."""
+def job_signature(app: Celery, kind: str, params: Mapping[str, Any], run_id: str) -> Any:
+    """The message that runs job `kind` under `run_id` on its queue, with its time limits."""
     queue = job_queue(kind)
     soft, hard = time_limits(queue)
-    app.send_task(
+    return app.signature(
         RUN_JOB,
         args=[kind, dict(params), run_id],
         queue=queue,
         soft_time_limit=soft,
         time_limit=hard,
+        immutable=True,
         # The job_runs row is the record; a result nobody reads would pile up on the broker.
         ignore_result=True,
     )
+
+
+def send_job(app: Celery, kind: str, params: Mapping[str, Any], run_id: str) -> None:
+    """Queue job `kind` for a worker, under `run_id` (the job_runs row of the run)."""
+    job_signature(app, kind, params, run_id).apply_async()
 
 
 def check_worker_queues(queues: Sequence[str], concurrency: int) -> None:

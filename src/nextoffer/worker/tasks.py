@@ -1,29 +1,29 @@
-"""Celery tasks: thin wrappers over `pipelines.jobs.run_job` and `precompute_chunk`."""
+"""Celery tasks: thin wrappers over `ops.jobs`, precompute chunks, and beat's entries."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from celery import Celery, shared_task
+from celery import Celery, chain, shared_task
 from sqlalchemy.exc import OperationalError
 
-from nextoffer.domain.errors import NextOfferError
 from nextoffer.models.offer_model import OfferModel
 from nextoffer.observe.logs import correlation_id
+from nextoffer.ops.jobs import JobConflictError, run_exclusive
 from nextoffer.pipelines.champions import Champion, load_offer_version
-from nextoffer.pipelines.jobs import JobContext, run_job
+from nextoffer.pipelines.jobs import JobContext
 from nextoffer.pipelines.precompute import Chunk, load_catalogue, precompute_chunk
 from nextoffer.registry.mlflow_registry import ModelRegistry
 from nextoffer.store.engine import make_engine
-from nextoffer.store.locks import try_lock
-from nextoffer.store.runs import RUNNING, SUCCEEDED, get_run, recorded_run
-from nextoffer.worker.app import PRECOMPUTE_CHUNK, RUN_JOB, settings_of
+from nextoffer.worker.app import PRECOMPUTE_CHUNK, RUN_JOB, job_signature, settings_of
 from nextoffer.worker.fanout import job_context
+from nextoffer.worker.schedule import RUN_SCHEDULED
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _task(name: str) -> Callable[[F], F]:
     """A bound shared task, registered on every nextoffer Celery app, retried as above."""
     return cast(Callable[[F], F], shared_task(name=name, bind=True, **RETRY))
-
-
-class JobConflictError(NextOfferError):
-    """A job of the same kind is already running."""
 
 
 @dataclass
@@ -76,32 +72,6 @@ def _process(app: Celery) -> _Process:
         engine = make_engine(settings.database_url)
         _processes[key] = _Process(job_context(app, engine, ModelRegistry.from_settings(settings)))
     return _processes[key]
-
-
-def run_exclusive(
-    context: JobContext, kind: str, params: Mapping[str, Any], run_id: str
-) -> dict[str, Any]:
-    """Run a job under `run_id` unless a job of its kind is running anywhere.
-
-    Safe to call again with the same run id (a broker may deliver a message twice): a run
-    that succeeded returns its counts, one still running elsewhere is left alone. One job
-    of a kind at a time is also what keeps the precompute fan-out free of deadlock
-    (worker/fanout.py).
-    """
-    engine = context.engine
-    before = get_run(engine, run_id)
-    if before is not None and before.status == SUCCEEDED:
-        return dict(before.counts or {})
-    with try_lock(engine, f"job:{kind}", context.settings.var_dir / "locks") as held:
-        if held:
-            return run_job(context, kind, params, run_id)
-    now = get_run(engine, run_id)
-    if now is not None and now.status in (RUNNING, SUCCEEDED):
-        log.warning("job %s %s was delivered twice; it is %s elsewhere", kind, run_id, now.status)
-        return dict(now.counts or {})
-    message = f"a {kind} job is already running; this one was not started"
-    with recorded_run(engine, kind, run_id):
-        raise JobConflictError(message)
 
 
 @_task(RUN_JOB)
@@ -150,3 +120,32 @@ def precompute_chunk_task(
         },
     )
     return [count, with_offers]
+
+
+@_task(RUN_SCHEDULED)
+def run_scheduled_task(self: Any, entry: str, jobs: list[str]) -> list[str]:
+    """Start a beat entry's jobs as a chain (each on its queue); the run ids, or [] if idle.
+
+    Quick: it only sends messages. Each job gets a fresh run id here (beat's arguments are
+    the same every time). With NEXTOFFER_SCHEDULER=airflow this does nothing: one
+    scheduler is in charge, and this check holds even if a beat was left running.
+    """
+    settings = settings_of(self.app)
+    if settings.scheduler != "celery":
+        log.info(
+            "schedule %s skipped: NEXTOFFER_SCHEDULER=%s is in charge",
+            entry,
+            settings.scheduler,
+            extra={"entry": entry},
+        )
+        return []
+    run_ids = [str(uuid.uuid4()) for _ in jobs]
+    steps = [
+        job_signature(self.app, kind, {}, run_id)
+        for kind, run_id in zip(jobs, run_ids, strict=True)
+    ]
+    chain(*steps).apply_async()
+    log.info(
+        "schedule %s started %s", entry, ", ".join(jobs), extra={"entry": entry, "runs": run_ids}
+    )
+    return run_ids

@@ -71,7 +71,7 @@ def promote(
 
 @router.post("/jobs", response_model=JobOut, status_code=202, summary="Start a job")
 def start_job(body: JobIn, services: ServicesDep, caller: Operator) -> JobOut:
-    """Start ETL (params.path), training (params.models) or precompute in the background."""
+    """Start a job in the background (one of a kind at a time); poll it by its id."""
     run_id = services.jobs.start(body.kind, dict(body.params), f"{caller.kind}:{caller.id}")
     return _job(services, run_id)
 

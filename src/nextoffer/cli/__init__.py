@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import DownloadColumn, MofNCompleteColumn
 from rich.table import Table
 from sqlalchemy import Engine
 
+from nextoffer.cli.common import console, err_console, handles_errors, load_settings, progress
 from nextoffer.config import Settings
-from nextoffer.domain.errors import ConfigError, NextOfferError
+from nextoffer.domain.errors import ConfigError
 from nextoffer.domain.roles import Role, parse_role
-from nextoffer.observe.logs import configure_logging
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine, safe_url, wait_for_database
-
-console = Console()
-err_console = Console(stderr=True)
 
 app = typer.Typer(
     help=(
@@ -46,48 +32,6 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema: migrate up or down, show the current revision.")
 app.add_typer(db_app, name="db")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def handles_errors(func: F) -> F:
-    """Turn a NextOfferError into one red line and exit code 1, never a stack trace."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except NextOfferError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def load_settings() -> Settings:
-    """Settings from the environment, with a readable message when one is invalid."""
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"NEXTOFFER_{where.upper()}: {first['msg']}") from None
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    configure_logging(settings.log_level, json_lines=settings.log_json)
-    return settings
-
-
-def _progress(*columns: Any) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        *columns,
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=False,
-    )
 
 
 @app.command()
@@ -106,7 +50,7 @@ def generate(
     """
     from nextoffer.synth.generator import generate_world
 
-    with _progress(MofNCompleteColumn()) as bar:
+    with progress(MofNCompleteColumn()) as bar:
         task = bar.add_task("generate", total=customers)
         result = generate_world(
             out, customers, seed, progress=lambda done: bar.update(task, completed=done)
@@ -302,25 +246,33 @@ def users_disable(username: Annotated[str, typer.Argument(help="account to disab
 @app.command()
 @handles_errors
 def ingest(
-    path: Annotated[Path, typer.Argument(help="folder of import files, or one file")],
+    path: Annotated[
+        str, typer.Argument(help="folder of import files, one file, or s3://bucket/prefix")
+    ],
+    new_only: Annotated[
+        bool,
+        typer.Option("--new-only", help="skip files the ledger has loaded (same place, content)"),
+    ] = False,
 ) -> None:
     """Validate and load import files; bad rows go to quarantine with their reason.
 
     Files are recognised by name (products, customers, subscriptions, transactions,
     events, churn_labels; .csv, .csv.gz or .parquet) and loaded in dependency order.
-    Re-running the same input changes nothing.
+    Re-running the same input changes nothing. An s3:// prefix (S3 or MinIO at
+    NEXTOFFER_S3_ENDPOINT_URL, credentials from AWS_*) is read like a folder.
     """
     from nextoffer.pipelines.etl import run_ingest
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
     wait_for_database(engine, settings.db_wait_timeout_s)
-    with _progress(DownloadColumn()) as bar:
+    with progress(DownloadColumn()) as bar:
         task = bar.add_task("ingest", total=None)
         result = run_ingest(
             engine,
             settings,
             path,
+            new_only=new_only,
             on_start=lambda files: bar.update(task, total=sum(f.size for f in files)),
             progress=lambda n: bar.advance(task, n),
         )
@@ -374,22 +326,23 @@ def precompute() -> None:
     With NEXTOFFER_BROKER_URL set, the chunks run as tasks on the workers
     (`nextoffer worker`) and this command gathers them.
     """
-    from nextoffer.pipelines.jobs import JobContext, run_job
+    import uuid
+
+    from nextoffer.ops.jobs import run_exclusive
+    from nextoffer.pipelines.jobs import JobContext
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
     wait_for_database(engine, settings.db_wait_timeout_s)
     with err_console.status("precomputing offers"):
         if settings.broker_url:
-            import uuid
-
             from nextoffer.worker.fanout import job_context
-            from nextoffer.worker.tasks import run_exclusive
 
             context = job_context(_celery(settings), engine, _registry(settings))
-            counts = run_exclusive(context, "precompute", {}, str(uuid.uuid4()))
         else:
-            counts = run_job(JobContext(engine, settings, _registry(settings)), "precompute", {})
+            context = JobContext(engine, settings, _registry(settings))
+        # The job lock: no second precompute (CLI, API or worker) runs at the same time.
+        counts = run_exclusive(context, "precompute", {}, str(uuid.uuid4()))
     console.print(
         f"precompute: {counts['customers']:,} customers ({counts['with_offers']:,} with offers) "
         f"in {counts['chunks']} chunks with offers {counts['model_version']}",
@@ -418,6 +371,12 @@ def worker(
         int | None,
         typer.Option(min=1, help="worker processes (default: one per CPU core, at least 2)"),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="port of /metrics (default NEXTOFFER_WORKER_METRICS_PORT; 0: off)"
+        ),
+    ] = None,
 ) -> None:
     """Run a Celery worker for background jobs (needs NEXTOFFER_BROKER_URL).
 
@@ -430,11 +389,25 @@ def worker(
 
     from nextoffer.worker.app import check_worker_queues
 
-    celery = _celery(load_settings())
+    settings = load_settings()
+    celery = _celery(settings)
     names = [q.strip() for q in queues.split(",") if q.strip()]
     processes = concurrency or max(2, os.cpu_count() or 2)
     check_worker_queues(names, processes)
-    err_console.print(f"worker: queues {', '.join(names)} · {processes} processes", highlight=False)
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    if port:
+        import socket
+
+        from nextoffer.worker.metrics import start_worker_metrics
+
+        # Host name and pid: replicas sharing the var volume often have the same pid.
+        folder = f"prometheus-worker-{socket.gethostname()}-{os.getpid()}"
+        start_worker_metrics(celery, port, settings.var_dir / folder)
+    err_console.print(
+        f"worker: queues {', '.join(names)} · {processes} processes"
+        + (f" · metrics on :{port}" if port else ""),
+        highlight=False,
+    )
     # Fair scheduling (the default, stated): a task goes only to an idle pool process, which
     # the no-deadlock argument of the precompute fan-out relies on (worker/fanout.py).
     celery.worker_main(
@@ -446,6 +419,32 @@ def worker(
             "--without-gossip",
         ]
     )
+
+
+@app.command()
+@handles_errors
+def beat() -> None:
+    """Run Celery beat: the schedule of nightly ETL, retraining, backups and refreshes.
+
+    Run exactly one. Times are crontabs in UTC from NEXTOFFER_*_CRON; with
+    NEXTOFFER_SCHEDULER=airflow it runs idle (Airflow's DAGs are in charge).
+    """
+    from nextoffer.worker.schedule import ENTRIES
+
+    settings = load_settings()
+    celery = _celery(settings)
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    if settings.scheduler != "celery":
+        err_console.print(
+            f"beat: idle — NEXTOFFER_SCHEDULER={settings.scheduler} is in charge", highlight=False
+        )
+    else:
+        for entry in ENTRIES:
+            cron = getattr(settings, entry.setting)
+            err_console.print(
+                f"beat: {entry.name:<18} {cron:<14} UTC  {' → '.join(entry.jobs)}", highlight=False
+            )
+    celery.Beat(loglevel=settings.log_level).run()
 
 
 @app.command()
@@ -487,7 +486,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     err_console.print(f"serving on http://{host}:{port} ({workers} worker(s))", highlight=False)
     uvicorn.run(
-        "nextoffer.api.main:app",
+        "nextoffer.web.main:app",
         host=host,
         port=port,
         workers=workers,
@@ -512,7 +511,7 @@ def quickstart(
     started = time.perf_counter()
     generate(out=data, customers=customers, seed=seed)
     db_upgrade(revision="head", timeout=None)
-    ingest(path=data)
+    ingest(path=str(data))
     features(as_of=None)
     train(models="offers,churn", params=None, score=True)
     precompute()
@@ -899,3 +898,16 @@ def models_rollback(kind: Annotated[str, typer.Argument(help="offers or churn")]
     """Point KIND's champion back at the previous champion."""
     decision = _registry(load_settings()).rollback(kind)
     console.print(_decision_line(decision), highlight=False, soft_wrap=True)
+
+
+from nextoffer.cli import etl as _etl  # noqa: E402
+
+app.add_typer(_etl.etl_app, name="etl")
+
+from nextoffer.cli import backup as _backup  # noqa: E402
+
+app.add_typer(_backup.app, name="backup")
+
+from nextoffer.cli import ops as _ops  # noqa: E402
+
+_ops.register(app)

@@ -1,0 +1,1 @@
+"""Operations: backups, restore, verification, retention, cache rebuild, DR drill, doctor."""

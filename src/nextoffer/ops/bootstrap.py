@@ -1,0 +1,73 @@
+"""`nextoffer bootstrap`: database, buckets, schema and a first admin key, safe to run again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import make_url
+
+from nextoffer.config import Settings
+from nextoffer.domain.roles import Role
+from nextoffer.ops.objectstore import open_prefix
+from nextoffer.serving.accounts import create_api_key, list_api_keys
+from nextoffer.store import migrate
+from nextoffer.store.engine import make_engine, wait_for_database
+
+
+@dataclass
+class BootstrapResult:
+    """What bootstrap did; `admin_key` is set only when it created one (shown once)."""
+
+    steps: list[str] = field(default_factory=list)
+    admin_key: str | None = None
+
+
+def create_database_if_missing(database_url: str) -> bool:
+    """PostgreSQL: create the URL's database through the server's `postgres` database."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql" or not url.database:
+        return False
+    import psycopg  # the postgres extra; SQLite installs never get here
+    from psycopg import sql
+
+    admin = url.set(database="postgres", drivername="postgresql")
+    conninfo = admin.render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (url.database,)
+        ).fetchone()
+        if exists:
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database)))
+    return True
+
+
+def bootstrap(settings: Settings, admin_name: str = "bootstrap admin") -> BootstrapResult:
+    """Create what a fresh deployment lacks; each step leaves alone what exists."""
+    result = BootstrapResult()
+    if create_database_if_missing(settings.database_url):
+        result.steps.append("created the database")
+    for url, setting in (
+        (settings.artifacts_url, "NEXTOFFER_ARTIFACTS_URL"),
+        (settings.backup_url, "NEXTOFFER_BACKUP_URL"),
+    ):
+        store = open_prefix(url, endpoint_url=settings.s3_endpoint_url, setting=setting)
+        if store.ensure():
+            result.steps.append(f"created {store.describe()}")
+    engine = make_engine(settings.database_url)
+    try:
+        wait_for_database(engine, settings.db_wait_timeout_s)
+        before = migrate.current_revision(engine)
+        migrate.upgrade(engine)
+        after = migrate.current_revision(engine)
+        if before != after:
+            result.steps.append(f"migrated the schema {before or 'from nothing'} → {after}")
+        admins = [k for k in list_api_keys(engine) if k.role == Role.ADMIN and not k.revoked]
+        if not admins:
+            _record, key = create_api_key(engine, admin_name, Role.ADMIN)
+            result.admin_key = key
+            result.steps.append("created the first admin key")
+    finally:
+        engine.dispose()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return result

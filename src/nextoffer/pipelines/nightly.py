@@ -1,0 +1,177 @@
+"""The nightly ETL: new files from the ingest source → load → features → offers precompute.
+
+Each step is a function of its own, so that Airflow runs them as separate tasks
+(`dags/daily_etl.py`) and Celery beat or the CLI runs them in one go (`run_nightly_etl`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+
+from nextoffer.config import Settings
+from nextoffer.domain.errors import ConfigError
+from nextoffer.pipelines.etl import IngestResult, Staged, load_staged, stage_source
+from nextoffer.store.runs import recorded_run
+
+# Features, precompute and the registry are imported where they are used: scikit-learn,
+# the models and MLflow take seconds to import, and under Airflow every step is a process
+# of its own that needs only some of them.
+if TYPE_CHECKING:
+    from nextoffer.pipelines.features import FeaturesResult
+    from nextoffer.pipelines.precompute import PrecomputeResult
+    from nextoffer.registry.mlflow_registry import ModelRegistry
+
+
+def ingest_source(settings: Settings, source: str | None = None) -> str:
+    """The source to read: the one given, else NEXTOFFER_INGEST_SOURCE."""
+    chosen = source or settings.ingest_source
+    if not chosen:
+        raise ConfigError(
+            "NEXTOFFER_INGEST_SOURCE is empty: set it to the folder or s3://bucket/prefix "
+            "that new import files arrive in"
+        )
+    return chosen
+
+
+def extract(engine: Engine, settings: Settings, source: str | None = None) -> Staged:
+    """Step 1: the source's files that are not in the ledger, downloaded if remote."""
+    return stage_source(engine, settings, ingest_source(settings, source), new_only=True)
+
+
+def load(engine: Engine, settings: Settings, staged: Staged) -> IngestResult:
+    """Step 2: validate and upsert the staged files (bad rows to quarantine), ledger them."""
+    return load_staged(engine, settings, staged)
+
+
+def recalculate_features(engine: Engine, settings: Settings) -> FeaturesResult:
+    """Step 3: every customer's features and segment, from the data now stored."""
+    from nextoffer.pipelines.features import run_features
+
+    return run_features(engine, settings)
+
+
+def update_cache(
+    engine: Engine, settings: Settings, registry: ModelRegistry
+) -> PrecomputeResult | None:
+    """Step 4: every customer's offers with the champion; None when there is no champion yet.
+
+    Cached answers need no purge: their keys carry a stamp of the last features run and the
+    champion versions, so the new features make the API read fresh ones (cache/keys.py).
+    """
+    from nextoffer.pipelines.champions import load_offer_champion
+    from nextoffer.pipelines.precompute import run_precompute
+
+    if registry.champion("offers") is None:
+        return None
+    with recorded_run(engine, "precompute") as run:
+        result = run_precompute(engine, settings, load_offer_champion(registry))
+        run.counts = {
+            "customers": result.customers,
+            "with_offers": result.with_offers,
+            "chunks": result.chunks,
+            "model_version": result.model_version,
+        }
+    return result
+
+
+@dataclass
+class NightlyResult:
+    """What one nightly ETL did; `features` and `precompute` are None when nothing was new."""
+
+    source: str
+    skipped: int
+    ingest: IngestResult | None = None
+    features: FeaturesResult | None = None
+    precompute: PrecomputeResult | None = None
+    cache_step: bool = True
+    seconds: float = 0.0
+
+    @property
+    def files_loaded(self) -> int:
+        """New or changed files loaded by this run."""
+        return 0 if self.ingest is None else len(self.ingest.files)
+
+    def counts(self) -> dict[str, Any]:
+        """The run's counts, as recorded in `job_runs`."""
+        ingest = self.ingest
+        return {
+            "files_loaded": self.files_loaded,
+            "files_skipped": self.skipped,
+            "rows_read": 0 if ingest is None else ingest.rows_read,
+            "rows_loaded": 0 if ingest is None else ingest.rows_loaded,
+            "rows_changed": 0 if ingest is None else ingest.rows_changed,
+            "rows_quarantined": 0 if ingest is None else ingest.rows_quarantined,
+            "customers_featured": 0 if self.features is None else self.features.customers,
+            "customers_precomputed": 0 if self.precompute is None else self.precompute.customers,
+        }
+
+    def summary(self) -> str:
+        """The one-line summary printed at the end of a run."""
+        if not self.files_loaded:
+            return (
+                f"etl: nothing new in {self.source} ({self.skipped:,} files already loaded) "
+                f"· {self.seconds:.1f} s"
+            )
+        c = self.counts()
+        parts = [
+            f"etl: {c['files_loaded']:,} new files from {self.source}",
+            f"{c['rows_loaded']:,} rows loaded ({c['rows_changed']:,} new or changed)",
+            f"{c['rows_quarantined']:,} quarantined",
+            f"features for {c['customers_featured']:,} customers",
+        ]
+        if self.precompute is not None:
+            parts.append(f"offers {self.precompute.model_version} precomputed")
+        elif self.cache_step:
+            parts.append("no offers champion yet: precompute skipped")
+        return " · ".join([*parts, f"{self.seconds:.1f} s"])
+
+
+def nightly_steps(
+    engine: Engine,
+    settings: Settings,
+    registry: ModelRegistry,
+    source: str | None = None,
+    *,
+    cache: bool = True,
+) -> NightlyResult:
+    """The four steps in one process; with nothing new, features and precompute are skipped.
+
+    The load step runs even then: it records an `ingest` run with no files (and the
+    number left out), so every night leaves a trace. `cache=False` leaves out step 4, for
+    callers that run precompute as a job of its own (Celery beat's chain).
+    """
+    started = time.perf_counter()
+    staged = extract(engine, settings, source)
+    result = NightlyResult(source=staged.source, skipped=len(staged.skipped), cache_step=cache)
+    result.ingest = load(engine, settings, staged)
+    if result.ingest.files:
+        result.features = recalculate_features(engine, settings)
+        if cache:
+            result.precompute = update_cache(engine, settings, registry)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def run_nightly_etl(
+    engine: Engine,
+    settings: Settings,
+    source: str | None = None,
+    *,
+    registry: ModelRegistry | None = None,
+) -> NightlyResult:
+    """The nightly ETL from `source` (default NEXTOFFER_INGEST_SOURCE), recorded as `etl`.
+
+    A night with no new files records its runs (`etl`, `ingest`) and changes no data.
+    """
+    if registry is None:
+        from nextoffer.registry.mlflow_registry import ModelRegistry
+
+        registry = ModelRegistry.from_settings(settings)
+    with recorded_run(engine, "etl") as run:
+        result = nightly_steps(engine, settings, registry, source)
+        run.counts = result.counts()
+    return result

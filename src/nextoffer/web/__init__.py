@@ -1,0 +1,1 @@
+"""The operator console: server-rendered pages on the API app, behind the API's user accounts."""

@@ -1,0 +1,70 @@
+"""Mounts the console on the API app: page routes, static files and the console's error pages."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+
+from nextoffer.api.deps import Services
+from nextoffer.config import Settings
+from nextoffer.web.auth import ConsoleAuth
+from nextoffer.web.console import (
+    STATIC,
+    STATIC_PREFIX,
+    Console,
+    LoginRequiredError,
+    PageError,
+    error_page,
+    login_redirect,
+    make_templates,
+)
+from nextoffer.web.pages import customers, data, experiments, models, overview, products, session
+
+ROUTERS = (
+    session.router,
+    overview.router,
+    customers.router,
+    products.router,
+    experiments.router,
+    models.router,
+    data.router,
+)
+
+
+def mount_console(app: FastAPI, settings: Settings) -> FastAPI:
+    """Add the console's pages and static files to an app built by `create_app`.
+
+    The pages use the app's own services (engine, cache, offers, registry, limiter), so
+    what they show is what the API answers. No middleware is added: the API's hot path is
+    untouched, and the console's routes stay out of the OpenAPI document.
+    """
+    services: Services = app.state.services
+    console = Console(
+        services=services,
+        settings=settings,
+        auth=ConsoleAuth(
+            services.engine,
+            services.jwt_secret,
+            secure=settings.console_secure_cookies,
+            ttl_s=settings.console_session_ttl_s,
+            cache_s=settings.auth_cache_s,
+        ),
+        templates=make_templates(),
+    )
+    app.state.console = console
+    for router in ROUTERS:
+        app.include_router(router)
+    app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC), name="console-static")
+
+    async def to_login(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LoginRequiredError)
+        return login_redirect(exc.next_path)
+
+    async def page_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PageError)
+        return error_page(request, console, exc)
+
+    app.add_exception_handler(LoginRequiredError, to_login)
+    app.add_exception_handler(PageError, page_error)
+    return app

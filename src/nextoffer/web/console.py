@@ -1,0 +1,297 @@
+"""What every console page shares: the app's services, templates, sign-in checks, rendering."""
+
+from __future__ import annotations
+
+import hmac
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
+
+import jinja2
+from fastapi import Depends, Form, Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from nextoffer import __version__
+from nextoffer.api.deps import Services
+from nextoffer.api.problems import ProblemError
+from nextoffer.config import Settings
+from nextoffer.domain.roles import Role
+from nextoffer.store.runs import utcnow
+from nextoffer.web.auth import CSRF_FIELD, ConsoleAuth, ConsoleSession, FlashKind
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+STATIC_PREFIX = "/static"
+
+NAV = (
+    ("/", "Overview"),
+    ("/customers", "Customers"),
+    ("/products", "Products"),
+    ("/experiments", "Experiments"),
+    ("/models", "Models"),
+    ("/data", "Data & jobs"),
+)
+
+T = TypeVar("T")
+
+
+class LoginRequiredError(Exception):
+    """No valid session: the page answers with a redirect to /login."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+class PageError(Exception):
+    """An error shown as a page: status, a short title and a sentence saying what to do."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+
+
+class Memo:
+    """Heavy aggregates kept for `ttl_s` seconds per process, so reloads cost nothing.
+
+    Only for numbers that move slowly (customer counts, churn bands, uptake); the offer
+    rates are read live on every load.
+    """
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._values: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str, compute: Callable[[], T], ttl_s: float | None = None) -> T:
+        """The value under `key`, computed now when absent or older than its time to live.
+
+        `ttl_s` overrides the default, for values whose key already says when they change
+        (a scoring's instant, a day).
+        """
+        now = self._clock()
+        with self._lock:
+            found = self._values.get(key)
+        if found is not None and found[0] > now:
+            value: T = found[1]
+            return value
+        value = compute()
+        with self._lock:
+            if len(self._values) > 1000:
+                self._values.clear()
+            self._values[key] = (now + (self.ttl_s if ttl_s is None else ttl_s), value)
+        return value
+
+
+@dataclass
+class Console:
+    """The console's state, built once by `mount_console` and kept on `app.state.console`."""
+
+    services: Services
+    settings: Settings
+    auth: ConsoleAuth
+    templates: Jinja2Templates
+    memo: Memo = field(default_factory=lambda: Memo(30.0))
+
+
+def get_console(request: Request) -> Console:
+    """The console of the app serving this request."""
+    console: Console = request.app.state.console
+    return console
+
+
+ConsoleDep = Annotated[Console, Depends(get_console)]
+
+
+def signed_in(request: Request, console: ConsoleDep) -> ConsoleSession:
+    """The signed-in person; otherwise the page redirects to /login and back afterwards."""
+    session = console.auth.session(request)
+    if session is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequiredError(target)
+    # The API's per-person budget: a script driving the console is limited like one
+    # driving the API.
+    limit(console, f"user:{session.username}")
+    request.state.console_session = session
+    return session
+
+
+SessionDep = Annotated[ConsoleSession, Depends(signed_in)]
+
+
+def form_session(
+    session: SessionDep,
+    csrf_token: Annotated[str, Form(alias=CSRF_FIELD, max_length=200)] = "",
+) -> ConsoleSession:
+    """The signed-in person of a form post whose CSRF token matches their session."""
+    if not hmac.compare_digest(csrf_token.encode(), session.csrf.encode()):
+        raise PageError(
+            403,
+            "Form refused",
+            "The form's security token is missing or out of date. Reload the page and try again.",
+        )
+    return session
+
+
+FormSessionDep = Annotated[ConsoleSession, Depends(form_session)]
+
+
+def limit(console: Console, principal: str) -> None:
+    """Count one request against the API's rate limiter; a 429 page when over."""
+    services = console.services
+    try:
+        services.limiter.check(principal, services.metrics)
+    except ProblemError as exc:
+        raise PageError(429, "Too many requests", exc.detail) from None
+
+
+def needs(session: ConsoleSession, role: Role, action: str) -> None:
+    """Refuse with a 403 page unless the person's role allows `action`."""
+    if not session.can(role):
+        raise PageError(
+            403,
+            "Not allowed",
+            f"{action} needs the {role.value} role; you are signed in as "
+            f"{session.username} ({session.role.value}).",
+        )
+
+
+def render(
+    request: Request,
+    console: Console,
+    template: str,
+    context: dict[str, Any],
+    status: int = 200,
+) -> HTMLResponse:
+    """A page: the template with the person, their CSRF token, the menu and any flash."""
+    session: ConsoleSession | None = getattr(request.state, "console_session", None)
+    flash = console.auth.read_flash(request)
+    page = {
+        "user": session,
+        "csrf": session.csrf if session else "",
+        "csrf_field": CSRF_FIELD,
+        "nav": NAV,
+        "path": request.url.path,
+        "flash": flash,
+        "now": utcnow(),
+        **context,
+    }
+    response = console.templates.TemplateResponse(request, template, page, status_code=status)
+    if flash is not None:
+        console.auth.drop_flash(response)
+    # Pages show customer data: never kept by a shared cache or the back-forward cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def redirect(
+    console: Console, url: str, message: str | None = None, kind: FlashKind = "ok"
+) -> RedirectResponse:
+    """303 to `url` (after a form), with a message for the next page."""
+    response = RedirectResponse(url, status_code=303)
+    if message:
+        console.auth.flash(response, message, kind)
+    return response
+
+
+def login_redirect(next_path: str) -> RedirectResponse:
+    """303 to the login page, coming back to `next_path` afterwards."""
+    return RedirectResponse(f"/login?next={quote(next_path, safe='/')}", status_code=303)
+
+
+def error_page(request: Request, console: Console, exc: PageError) -> Response:
+    """An error as a page with its status."""
+    return render(
+        request, console, "error.html", {"title": exc.title, "detail": exc.detail}, exc.status
+    )
+
+
+# --- template filters -----------------------------------------------------------------
+
+
+def _num(value: float | int | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.2f}"
+    return f"{int(value):,}"
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value * 100:.{digits}f} %"
+
+
+def _money(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.2f}"
+
+
+def _when(value: datetime | date | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, datetime):
+        # No-break spaces: a time never wraps inside a narrow table cell.
+        return value.strftime("%Y-%m-%d\u00a0%H:%M\u00a0UTC")
+    return value.isoformat()
+
+
+def _age(value: datetime | None, now: datetime | None = None) -> str:
+    if value is None:
+        return "never"
+    delta = (now or utcnow()) - value
+    seconds = delta.total_seconds()
+    if seconds < 0:
+        return "just now"
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min ago"
+    if delta < timedelta(hours=48):
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{delta.days} days ago"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def static_url(name: str) -> str:
+    """A static file's URL, with the version so a new release is fetched afresh."""
+    return f"{STATIC_PREFIX}/{name}?v={__version__}"
+
+
+def make_templates() -> Jinja2Templates:
+    """The Jinja2 environment: autoescaped, strict about undefined names, with filters."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        num=_num, pct=_pct, money=_money, when=_when, age=_age, duration=_duration, score=_score
+    )
+    env.globals.update(static=static_url, version=__version__)
+    return Jinja2Templates(env=env)

@@ -1,0 +1,180 @@
+"""Customer 360: search by id or name; profile, holdings, history, churn risk, offers, responses."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Form, Path, Query, Request
+from starlette.responses import RedirectResponse, Response
+
+from nextoffer.api.schemas import ID_PATTERN
+from nextoffer.domain.errors import NotFoundError
+from nextoffer.domain.roles import Role
+from nextoffer.domain.vocabulary import EventType
+from nextoffer.serving import insights
+from nextoffer.serving.events import OfferEvent
+from nextoffer.store.runs import utcnow
+from nextoffer.web import queries
+from nextoffer.web.charts import Series, line_chart, percent
+from nextoffer.web.console import (
+    ConsoleDep,
+    FormSessionDep,
+    PageError,
+    SessionDep,
+    needs,
+    redirect,
+    render,
+)
+
+router = APIRouter(include_in_schema=False)
+
+PAGE = 25
+HISTORY = 52
+RECENT = 10
+RESPONSES = {
+    EventType.OFFER_ACCEPT.value: "accept",
+    EventType.OFFER_DECLINE.value: "decline",
+}
+
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+@router.get("/customers")
+def search(
+    request: Request,
+    console: ConsoleDep,
+    _session: SessionDep,
+    q: Annotated[str, Query(max_length=100)] = "",
+    after_name: Annotated[str | None, Query(max_length=200)] = None,
+    after_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """Search: an exact id opens the customer; other text is a name prefix, paged by name."""
+    engine = console.services.engine
+    text = q.strip()
+    if text and queries.customer_exists(engine, text):
+        return RedirectResponse(f"/customers/{quote(text, safe='')}", status_code=303)
+    after = (after_name, after_id) if after_name is not None and after_id is not None else None
+    hits = queries.search_customers(engine, text, after=after, limit=PAGE + 1) if text else []
+    more = None
+    if len(hits) > PAGE:
+        hits = hits[:PAGE]
+        last = hits[-1]
+        more = "?" + urlencode(
+            {"q": text, "after_name": last.display_name, "after_id": last.customer_id}
+        )
+    return render(
+        request,
+        console,
+        "customers.html",
+        {"title": "Customers", "q": text, "hits": hits, "more": more, "paged": after is not None},
+    )
+
+
+@router.get("/customers/{customer_id}")
+def customer(
+    request: Request, console: ConsoleDep, session: SessionDep, customer_id: CustomerId
+) -> Response:
+    """Everything about one customer, with the offers exactly as the API answers them."""
+    services = console.services
+    engine = services.engine
+    profile = queries.profile(engine, customer_id)
+    if profile is None:
+        raise PageError(404, "No such customer", f"There is no customer with id {customer_id}.")
+    try:
+        segment = insights.segment_of(engine, services.cache, customer_id)
+    except NotFoundError:
+        segment = None
+    try:
+        risk = insights.churn_risk(engine, services.state, customer_id, HISTORY)
+    except NotFoundError:
+        risk = None
+    # The same calls as GET /v1/customers/{id}/offers: the experiment's sticky variant, then
+    # the answer chain (cache, precomputed, live, popular) with the default k.
+    assignment = services.experiments.variant_for(customer_id, None)
+    experiment, variant = assignment if assignment else (None, None)
+    answer = services.offers.offers(
+        customer_id,
+        k=services.settings.default_offers_k,
+        channel=None,
+        variant=variant,
+        experiment_id=experiment.experiment_id if experiment else None,
+    )
+    for note in answer.notes:
+        services.metrics.degraded_answers.labels(note).inc()
+    today = utcnow().date()
+    risk_chart = None
+    if risk is not None and risk.history:
+        points = risk.history
+        # Scorings within a day or two are told apart by their time, not their date.
+        short = (points[-1].scored_at - points[0].scored_at).days < 2
+        risk_chart = line_chart(
+            [p.scored_at.strftime("%H:%M" if short else "%d %b") for p in points],
+            [Series("churn probability", [p.score for p in risk.history])],
+            title="Churn risk history",
+            y_format=percent,
+            width=380,
+            height=170,
+        )
+    return render(
+        request,
+        console,
+        "customer.html",
+        {
+            "title": profile.display_name,
+            "profile": profile,
+            "segment": segment,
+            "risk": risk,
+            "risk_chart": risk_chart,
+            "answer": answer,
+            "holdings": queries.holdings(engine, customer_id, today),
+            "transactions": queries.recent_transactions(engine, customer_id, RECENT),
+            "events": queries.recent_events(engine, customer_id, RECENT),
+            "can_respond": session.can(Role.WRITER),
+        },
+    )
+
+
+@router.post("/customers/{customer_id}/events")
+def respond(
+    console: ConsoleDep,
+    session: FormSessionDep,
+    customer_id: CustomerId,
+    product_id: Annotated[str, Form(max_length=64)] = "",
+    event_type: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    """Record the customer's accept or decline of an offer, through the API's events path."""
+    needs(session, Role.WRITER, "Recording an accept or decline")
+    services = console.services
+    back = f"/customers/{quote(customer_id, safe='')}"
+    if event_type not in RESPONSES:
+        raise PageError(422, "Unknown response", "Choose accept or decline.")
+    # As POST /v1/events does: tag the running experiment's variant of this customer, so
+    # the experiment's results count what its variant caused.
+    assignment = services.experiments.variant_for(customer_id, None)
+    try:
+        event = OfferEvent(
+            event_id=str(uuid.uuid4()),
+            customer_id=customer_id,
+            event_type=EventType(event_type),
+            product_id=product_id,
+            ts=utcnow(),
+            experiment_id=assignment[0].experiment_id if assignment else None,
+            variant=assignment[1].name if assignment else None,
+        )
+    except ValueError as exc:
+        raise PageError(422, "Not recorded", str(exc)) from None
+    result = services.events.record([event])
+    if result.rejected:
+        return redirect(console, back, f"Not recorded: {result.rejected[0].reason}", "error")
+    services.metrics.events.labels(
+        event.event_type, event.experiment_id or "", event.variant or ""
+    ).inc()
+    if result.spooled:
+        services.metrics.events_spooled.inc(result.spooled)
+    # The customer's cached answer is dropped, as after an API event: an accepted product
+    # leaves the next answer at once.
+    services.offers.forget(customer_id)
+    how = "kept in the spool until the database is back" if result.spooled else "recorded"
+    return redirect(console, back, f"{RESPONSES[event_type].capitalize()} of {product_id} {how}.")

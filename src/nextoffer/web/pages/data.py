@@ -1,0 +1,180 @@
+"""Data and jobs: runs with status, counts and duration; freshness; quarantined rows and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from starlette.responses import Response, StreamingResponse
+
+from nextoffer.api.problems import ProblemError
+from nextoffer.domain.errors import NextOfferError
+from nextoffer.domain.roles import Role
+from nextoffer.pipelines.jobs import JOB_KINDS
+from nextoffer.pipelines.train import KINDS
+from nextoffer.store.runs import SUCCEEDED
+from nextoffer.web import queries
+from nextoffer.web.console import (
+    ConsoleDep,
+    FormSessionDep,
+    SessionDep,
+    needs,
+    redirect,
+    render,
+)
+
+router = APIRouter(include_in_schema=False)
+
+RUNS_PAGE = 20
+QUARANTINE_PAGE = 25
+# A cell starting with one of these is a formula to a spreadsheet; quarantined rows are
+# untrusted input, so such cells get a leading apostrophe in the CSV (OWASP's advice).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@router.get("/data")
+def data(
+    request: Request,
+    console: ConsoleDep,
+    session: SessionDep,
+    job: Annotated[str, Query(max_length=32)] = "",
+    runs_before: Annotated[str, Query(max_length=100)] = "",
+    entity: Annotated[str, Query(max_length=32)] = "",
+    rows_before: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    """Job runs and quarantined rows, each paged by key, with freshness at the top."""
+    engine = console.services.engine
+    before = _run_key(runs_before)
+    runs = queries.runs_page(engine, job=job or None, before=before, limit=RUNS_PAGE + 1)
+    more_runs = None
+    if len(runs) > RUNS_PAGE:
+        runs = runs[:RUNS_PAGE]
+        key = f"{runs[-1].started_at.isoformat()}|{runs[-1].run_id}"
+        more_runs = "?" + urlencode({"job": job, "runs_before": key, "entity": entity})
+    rows = queries.quarantine_page(
+        engine, entity=entity or None, before_id=rows_before, limit=QUARANTINE_PAGE + 1
+    )
+    more_rows = None
+    if len(rows) > QUARANTINE_PAGE:
+        rows = rows[:QUARANTINE_PAGE]
+        more_rows = "?" + urlencode({"job": job, "entity": entity, "rows_before": rows[-1].id})
+    freshness = [
+        (label, queries.latest_run(engine, names, SUCCEEDED), queries.latest_run(engine, names))
+        for label, names in queries.FRESHNESS_JOBS
+    ]
+    return render(
+        request,
+        console,
+        "data.html",
+        {
+            "title": "Data and jobs",
+            "runs": runs,
+            "more_runs": more_runs,
+            "job": job,
+            "jobs": console.memo.get("job_names", lambda: queries.job_names(engine)),
+            "rows": rows,
+            "more_rows": more_rows,
+            "entity": entity,
+            "counts": console.memo.get(
+                "quarantine_counts", lambda: queries.quarantine_counts(engine)
+            ),
+            "freshness": freshness,
+            "churn_scored_at": queries.latest_churn_scored_at(engine),
+            "can_start": session.can(Role.OPERATOR),
+            "job_kinds": JOB_KINDS,
+            "model_kinds": KINDS,
+            "ingest_source": bool(console.settings.ingest_source),
+            "csv_link": "/data/quarantine.csv"
+            + (f"?{urlencode({'entity': entity})}" if entity else ""),
+        },
+    )
+
+
+def _run_key(text: str) -> tuple[datetime, str] | None:
+    started, _, run_id = text.partition("|")
+    if not started or not run_id:
+        return None
+    try:
+        return datetime.fromisoformat(started), run_id
+    except ValueError:
+        return None
+
+
+@router.get("/data/quarantine.csv")
+def quarantine_csv(
+    console: ConsoleDep,
+    _session: SessionDep,
+    entity: Annotated[str, Query(max_length=32)] = "",
+) -> Response:
+    """Every quarantined row (of `entity`, when given) as CSV, streamed in chunks."""
+    engine = console.services.engine
+
+    def lines() -> Iterator[bytes]:
+        buffer = io.StringIO()
+        out = csv.writer(buffer)
+        out.writerow(queries.QUARANTINE_COLUMNS)
+        for count, row in enumerate(queries.quarantine_rows(engine, entity=entity or None), 1):
+            out.writerow(
+                [
+                    row.id,
+                    row.entity,
+                    _cell(row.source),
+                    row.line,
+                    _cell(row.reason),
+                    _cell(row.raw),
+                    row.run_id,
+                    row.quarantined_at.isoformat(),
+                ]
+            )
+            if count % 500 == 0:
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue().encode()
+
+    name = f"quarantine-{entity}.csv" if entity else "quarantine.csv"
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _cell(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+@router.post("/data/jobs")
+def start_job(
+    console: ConsoleDep,
+    session: FormSessionDep,
+    kind: Annotated[str, Form(max_length=32)] = "",
+    models: Annotated[list[str] | None, Form(max_length=16)] = None,
+) -> Response:
+    """Start ETL, training or precompute in the background, as `POST /v1/jobs` does."""
+    needs(session, Role.OPERATOR, "Starting a job")
+    params: dict[str, object] = {}
+    if kind == "etl":
+        if not console.settings.ingest_source:
+            return redirect(
+                console, "/data", "ETL needs NEXTOFFER_INGEST_SOURCE: the folder to load", "error"
+            )
+        params["path"] = console.settings.ingest_source
+    elif kind == "training":
+        chosen = [m for m in (models or []) if m in KINDS]
+        params["models"] = chosen or list(KINDS)
+    try:
+        run_id = console.services.jobs.start(kind, params, f"user:{session.username}")
+    except ProblemError as exc:
+        return redirect(console, "/data", f"Not started: {exc.detail}", "error")
+    except NextOfferError as exc:
+        return redirect(console, "/data", f"Not started: {exc}", "error")
+    return redirect(console, "/data", f"Started {kind} job {run_id}.")

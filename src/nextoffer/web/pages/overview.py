@@ -1,0 +1,84 @@
+"""The overview: size, offer acceptance and CTR over time, churn risk, job ages, open alerts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from nextoffer.store.runs import SUCCEEDED, utcnow
+from nextoffer.web import queries
+from nextoffer.web.alerts import open_alerts
+from nextoffer.web.charts import Series, line_chart, percent, plain
+from nextoffer.web.console import ConsoleDep, SessionDep, render
+
+router = APIRouter(include_in_schema=False)
+
+RATE_DAYS = 30
+CHURN_TTL_S = 3600.0
+JOBS = (
+    ("ETL", queries.ETL_JOBS),
+    ("training", queries.TRAINING_JOBS),
+    ("backup", queries.BACKUP_JOBS),
+)
+
+
+@router.get("/")
+def overview(request: Request, console: ConsoleDep, _session: SessionDep) -> Response:
+    """The overview page."""
+    engine = console.services.engine
+    now = utcnow()
+    # Read live on every load: an accept recorded a moment ago moves the rate at once.
+    rates = queries.offer_rates(engine, now, RATE_DAYS)
+    totals = console.memo.get("totals", lambda: queries.totals(engine))
+    # Revenue at risk joins every high-band customer: computed once per scoring (and label
+    # window), not once per page load.
+    marks = queries.churn_marks(engine)
+    churn = console.memo.get(
+        f"churn:{marks}", lambda: queries.churn_summary(engine), ttl_s=CHURN_TTL_S
+    )
+    alerts = console.memo.get("alerts", lambda: open_alerts(console.settings.alertmanager_url))
+    jobs = [
+        (
+            label,
+            queries.latest_run(engine, names, SUCCEEDED),
+            queries.latest_run(engine, names),
+        )
+        for label, names in JOBS
+    ]
+    labels = [d.day.strftime("%d %b") for d in rates.days]
+    rate_chart = line_chart(
+        labels,
+        [
+            Series("CTR (clicks / impressions)", [d.ctr for d in rates.days]),
+            Series("acceptance (accepts / impressions)", [d.acceptance for d in rates.days]),
+        ],
+        title=f"Offer CTR and acceptance per day, last {RATE_DAYS} days",
+        y_format=percent,
+    )
+    volume_chart = line_chart(
+        labels,
+        [
+            Series("impressions", [float(d.impressions) for d in rates.days]),
+            Series("accepts", [float(d.accepts) for d in rates.days]),
+        ],
+        title=f"Offer impressions and accepts per day, last {RATE_DAYS} days",
+        y_format=plain,
+        height=200,
+    )
+    return render(
+        request,
+        console,
+        "overview.html",
+        {
+            "title": "Overview",
+            "rates": rates,
+            "rate_days": RATE_DAYS,
+            "totals": totals,
+            "churn": churn,
+            "jobs": jobs,
+            "alerts": alerts,
+            "rate_chart": rate_chart,
+            "volume_chart": volume_chart,
+            "serving": console.services.state,
+        },
+    )

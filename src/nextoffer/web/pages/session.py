@@ -1,0 +1,92 @@
+"""Log in and out: the API's user accounts and passwords, throttled like `POST /v1/auth/token`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response
+
+from nextoffer.serving.accounts import PASSWORD_MAX, authenticate
+from nextoffer.web.auth import CSRF_FIELD, safe_next
+from nextoffer.web.console import ConsoleDep, FormSessionDep, PageError, limit, render
+
+router = APIRouter(include_in_schema=False)
+
+
+def _form(
+    request: Request, console: ConsoleDep, next_path: str, error: str, status: int
+) -> Response:
+    # Signed double submit: the nonce goes into a cookie, its MAC into the form.
+    nonce, token = console.auth.new_login_nonce()
+    response = render(
+        request,
+        console,
+        "login.html",
+        {"title": "Sign in", "next": safe_next(next_path), "error": error, "login_csrf": token},
+        status,
+    )
+    console.auth.set_login_nonce(response, nonce)
+    return response
+
+
+@router.get("/login")
+def login_page(
+    request: Request,
+    console: ConsoleDep,
+    next_path: Annotated[str, Query(alias="next", max_length=2000)] = "/",
+) -> Response:
+    """The login form (or straight on, when already signed in)."""
+    if console.auth.session(request) is not None:
+        return RedirectResponse(safe_next(next_path), status_code=303)
+    return _form(request, console, next_path, "", 200)
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    console: ConsoleDep,
+    username: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[str, Form(max_length=PASSWORD_MAX)] = "",
+    csrf_token: Annotated[str, Form(alias=CSRF_FIELD, max_length=200)] = "",
+    next_path: Annotated[str, Form(alias="next", max_length=2000)] = "/",
+) -> Response:
+    """Check the password; on success a session cookie and back to where the person was."""
+    if not console.auth.login_form_ok(request, csrf_token):
+        raise PageError(
+            403,
+            "Form refused",
+            "The login form's security token is missing or out of date. Reload the page and "
+            "try again.",
+        )
+    client = request.client.host if request.client else "unknown"
+    # The same counters as POST /v1/auth/token: guessing through the console or the API
+    # draws on one budget per address and per username.
+    limit(console, f"login:{client}")
+    limit(console, f"login-user:{username.lower()}")
+    # argon2 takes tens of milliseconds of CPU on purpose: off the event loop.
+    principal = await run_in_threadpool(
+        authenticate, console.services.engine, username.strip(), password
+    )
+    if principal is None:
+        return await run_in_threadpool(
+            _form,
+            request,
+            console,
+            next_path,
+            "Wrong username or password, or the account is disabled.",
+            401,
+        )
+    response = RedirectResponse(safe_next(next_path), status_code=303)
+    console.auth.set_session(response, console.auth.issue(principal))
+    console.auth.clear_login_nonce(response)
+    return response
+
+
+@router.post("/logout")
+def logout(console: ConsoleDep, _session: FormSessionDep) -> Response:
+    """Forget the session cookie and go to the login page."""
+    response = RedirectResponse("/login", status_code=303)
+    console.auth.clear_session(response)
+    return response
