@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -82,6 +83,27 @@ def nextoffer_for_postgres() -> str:
 
 
 @pytest.fixture
+def checkout_traversable() -> Iterator[None]:
+    """Let the postgres user reach this checkout's code while the test runs.
+
+    A checkout in a private folder (`mktemp -d` makes it 0700, as a CI clone may be) cannot
+    be entered by the postgres server, which runs our `wal-push` as its archive command;
+    only the search bit is added (no listing), and each folder gets its mode back after.
+    """
+    changed: list[tuple[Path, int]] = []
+    for folder in [ROOT, *ROOT.parents]:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+            changed.append((folder, stat.S_IMODE(mode)))
+    try:
+        yield
+    finally:
+        for folder, mode in changed:
+            folder.chmod(mode)
+
+
+@pytest.fixture
 def clusters() -> Iterator[tuple[PostgresCluster, PostgresCluster]]:
     """A primary cluster, and an empty folder for the one recovered from its backups."""
     bin_dir = postgres_bin_dir()
@@ -118,6 +140,7 @@ def wait_for(check: object, what: str, log: PostgresCluster, timeout_s: float = 
         time.sleep(0.2)
 
 
+@pytest.mark.usefixtures("checkout_traversable")
 def test_restore_to_a_time_between_two_base_backups(
     clusters: tuple[PostgresCluster, PostgresCluster], store_root: Path, tmp_path: Path
 ) -> None:
