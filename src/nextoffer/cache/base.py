@@ -76,6 +76,19 @@ class CacheUnavailableError(BackendUnavailableError):
         super().__init__(CACHE_SETTING, target, detail)
 
 
+def same_redis_database(first: str, second: str) -> bool:
+    """True when two URLs name one database of one Redis server (host, port, db number)."""
+
+    def where(url: str) -> tuple[str, str | None, int, str] | None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss"):
+            return None
+        return parts.scheme, parts.hostname, parts.port or 6379, parts.path.strip("/") or "0"
+
+    found = where(first)
+    return found is not None and found == where(second)
+
+
 def safe_cache_url(url: str) -> str:
     """The URL with any password (in the user part or the query) masked, fit for messages."""
     try:

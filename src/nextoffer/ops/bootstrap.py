@@ -8,10 +8,13 @@ from sqlalchemy import make_url
 
 from nextoffer.config import Settings
 from nextoffer.domain.roles import Role
+from nextoffer.ops import pgtools
 from nextoffer.ops.objectstore import open_prefix
 from nextoffer.serving.accounts import create_api_key, list_api_keys
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine, wait_for_database
+
+DATABASE_SETTING = "NEXTOFFER_DATABASE_URL"
 
 
 @dataclass
@@ -27,18 +30,9 @@ def create_database_if_missing(database_url: str) -> bool:
     url = make_url(database_url)
     if url.get_backend_name() != "postgresql" or not url.database:
         return False
-    import psycopg  # the postgres extra; SQLite installs never get here
-    from psycopg import sql
-
-    admin = url.set(database="postgres", drivername="postgresql")
-    conninfo = admin.render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (url.database,)
-        ).fetchone()
-        if exists:
-            return False
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database)))
+    if pgtools.database_exists(url, DATABASE_SETTING):
+        return False
+    pgtools.create_database(url, DATABASE_SETTING)
     return True
 
 

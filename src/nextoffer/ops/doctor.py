@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from nextoffer.cache import make_cache
-from nextoffer.cache.base import safe_cache_url
+from nextoffer.cache.base import safe_cache_url, same_redis_database
 from nextoffer.config import Settings
 from nextoffer.ops.objectstore import open_prefix
 from nextoffer.registry.mlflow_registry import ModelRegistry
@@ -123,23 +123,11 @@ def _broker(settings: Settings) -> Check:
         with Connection(settings.broker_url, connect_timeout=TIMEOUT_S) as conn:
             conn.ensure_connection(max_retries=1, timeout=TIMEOUT_S)
             where = str(conn.as_uri())  # the password masked
-        if settings.cache_url.split("://")[0] in ("redis", "rediss") and _same_redis(settings):
+        if same_redis_database(settings.broker_url, settings.cache_url):
             raise RuntimeError("the broker shares a Redis database with NEXTOFFER_CACHE_URL")
         return where
 
     return _timed("broker", "NEXTOFFER_BROKER_URL", probe)
-
-
-def _same_redis(settings: Settings) -> bool:
-    from urllib.parse import urlsplit
-
-    def where(url: str) -> tuple[str | None, int, str]:
-        parts = urlsplit(url)
-        return parts.hostname, parts.port or 6379, parts.path.strip("/") or "0"
-
-    return settings.broker_url.startswith(("redis://", "rediss://")) and where(
-        settings.broker_url
-    ) == where(settings.cache_url)
 
 
 @contextmanager

@@ -193,22 +193,16 @@ def database_exists(url: str | URL, setting: str) -> bool:
 
 def create_database(url: str | URL, setting: str) -> None:
     """Create the database named in `url` (template0, owned by the connecting user)."""
-    parsed = psycopg_url(url, setting)
-    admin = parsed.set(database="postgres")
-    engine = _admin_engine(admin)
-    name = '"' + str(parsed.database).replace('"', '""') + '"'
-    try:
-        with (
-            _connecting(admin, setting),
-            engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
-        ):
-            conn.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE template0")
-    finally:
-        engine.dispose()
+    _on_server(url, setting, "CREATE DATABASE {name} TEMPLATE template0")
 
 
 def drop_database(url: str | URL, setting: str) -> None:
     """Drop the database named in `url`, closing its sessions (a scratch database)."""
+    _on_server(url, setting, "DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _on_server(url: str | URL, setting: str, statement: str) -> None:
+    """Run a database-level `statement` ({name}: the quoted name) from the `postgres` DB."""
     parsed = psycopg_url(url, setting)
     admin = parsed.set(database="postgres")
     engine = _admin_engine(admin)
@@ -218,7 +212,7 @@ def drop_database(url: str | URL, setting: str) -> None:
             _connecting(admin, setting),
             engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
         ):
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.exec_driver_sql(statement.format(name=name))
     finally:
         engine.dispose()
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery import Celery, signals
 from kombu import Exchange, Queue
 
+from nextoffer.cache.base import same_redis_database
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
 from nextoffer.observe.logs import configure_logging
@@ -74,21 +74,12 @@ def route_task(
 
 def check_separate_redis(settings: Settings) -> None:
     """Refuse a cache and a broker in one Redis database: cache eviction would drop tasks."""
-    cache, broker = settings.cache_url, settings.broker_url
-    if not (cache.startswith(("redis://", "rediss://")) and broker_kind(broker) == "redis"):
-        return
-    if _redis_database(cache) == _redis_database(broker):
+    if same_redis_database(settings.cache_url, settings.broker_url):
         raise ConfigError(
             "NEXTOFFER_CACHE_URL and NEXTOFFER_BROKER_URL point at the same Redis database: "
             "the cache evicts keys under memory pressure and would drop queued tasks; use "
             "another database number or (better) another Redis with maxmemory-policy noeviction"
         )
-
-
-def _redis_database(url: str) -> tuple[str, int, str]:
-    parts = urlsplit(url)
-    database = parts.path.strip("/") or "0"
-    return (parts.hostname or "localhost", parts.port or 6379, database)
 
 
 def make_celery(settings: Settings) -> Celery:
