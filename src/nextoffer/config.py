@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         "sqlite:///./var/nextoffer.db",
         description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db",
     )
+    database_direct_url: str = Field(
+        "",
+        description="the database without a transaction pooler, for job locks (session "
+        "advisory locks do not hold through pgbouncer in transaction mode); empty: "
+        "NEXTOFFER_DATABASE_URL",
+    )
     cache_url: str = Field("memory://", description="memory:// or redis://host:port/db")
     broker_url: str = Field("", description="Celery broker; empty runs tasks inline")
     registry_uri: str = Field("sqlite:///./var/mlflow.db", description="MLflow tracking URI")
@@ -201,7 +207,11 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
-    log_json: bool = Field(True, description="JSON lines logs (false: plain text)")
+    log_json: bool | Literal["auto"] = Field(
+        "auto",
+        description="JSON lines logs: true, false (plain text), or auto (JSON unless stderr "
+        "is a terminal)",
+    )
 
     @property
     def quarantine_dir(self) -> Path:

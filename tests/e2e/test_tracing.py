@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from sqlalchemy import Engine, select
 
-from nextoffer.api.app import create_app
+from nextoffer.asgi import create_app
 from nextoffer.config import Settings
 from nextoffer.domain.roles import Role
 from nextoffer.observe.tracing import REQUEST_ID_ATTRIBUTE

@@ -31,10 +31,10 @@ from nextoffer.domain.errors import BackendUnavailableError, ConfigError, NotFou
 from nextoffer.ops import tablestats
 from nextoffer.ops.backup import create_backup, list_backups, prune_backups
 from nextoffer.ops.manifest import BackupError, Manifest, base_key, file_sha256
-from nextoffer.ops.objectstore import FileStore, ObjectStore, S3Store, open_prefix
 from nextoffer.ops.restore import restore_backup
 from nextoffer.ops.verify import verify_backup
 from nextoffer.pipelines.etl import run_ingest
+from nextoffer.storage import FileStore, ObjectStore, S3Store, open_prefix
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
 from nextoffer.store.schema import JobRun

@@ -11,6 +11,13 @@ from sqlalchemy import Engine, insert
 
 from nextoffer.store.engine import make_engine
 from nextoffer.store.migrate import upgrade
+from nextoffer.store.reads import catalogue as catalogue_reads
+from nextoffer.store.reads import churn as churn_reads
+from nextoffer.store.reads import customers as customers_reads
+from nextoffer.store.reads import jobs as jobs_reads
+from nextoffer.store.reads import kpis as kpis_reads
+from nextoffer.store.reads import offers as offers_reads
+from nextoffer.store.reads import quarantine as quarantine_reads
 from nextoffer.store.schema import (
     ChurnLabel,
     ChurnScore,
@@ -21,7 +28,6 @@ from nextoffer.store.schema import (
     QuarantinedRow,
     Subscription,
 )
-from nextoffer.web import queries
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -209,7 +215,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 def test_offer_rates_count_the_window_by_day(engine: Engine) -> None:
-    rates = queries.offer_rates(engine, NOW, days=30)
+    rates = offers_reads.offer_rates(engine, NOW, days=30)
     assert (rates.impressions, rates.clicks, rates.accepts, rates.declines) == (10, 2, 3, 1)
     assert rates.acceptance == pytest.approx(0.3)
     assert rates.ctr == pytest.approx(0.2)
@@ -221,8 +227,10 @@ def test_offer_rates_count_the_window_by_day(engine: Engine) -> None:
 
 
 def test_totals_and_churn_summary(engine: Engine) -> None:
-    assert queries.totals(engine) == queries.Totals(customers=5, products=2, active_products=1)
-    churn = queries.churn_summary(engine)
+    assert kpis_reads.totals(engine) == kpis_reads.Totals(
+        customers=5, products=2, active_products=1
+    )
+    churn = churn_reads.churn_summary(engine)
     assert churn.bands == {"high": 2, "low": 1}
     assert churn.high_risk == 2
     assert churn.revenue_at_risk == pytest.approx(10 + 11)  # ARPU of C1 and C2
@@ -231,14 +239,14 @@ def test_totals_and_churn_summary(engine: Engine) -> None:
 
 
 def test_name_search_ignores_case_and_pages_by_key(engine: Engine) -> None:
-    found = {h.customer_id for h in queries.search_customers(engine, "hana")}
+    found = {h.customer_id for h in customers_reads.search_customers(engine, "hana")}
     assert found == {"C1", "C2", "C4"}  # not C3 (Hank) nor C5 (Hana is not first)
-    assert [h.customer_id for h in queries.search_customers(engine, "HANA h")] == ["C1"]
-    assert [h.customer_id for h in queries.search_customers(engine, "hank m")] == ["C3"]
-    assert queries.search_customers(engine, "100%") == []
-    first = queries.search_customers(engine, "hana", limit=2)
+    assert [h.customer_id for h in customers_reads.search_customers(engine, "HANA h")] == ["C1"]
+    assert [h.customer_id for h in customers_reads.search_customers(engine, "hank m")] == ["C3"]
+    assert customers_reads.search_customers(engine, "100%") == []
+    first = customers_reads.search_customers(engine, "hana", limit=2)
     last = first[-1]
-    rest = queries.search_customers(
+    rest = customers_reads.search_customers(
         engine, "hana", after=(last.display_name, last.customer_id), limit=2
     )
     assert len(first) == 2 and len(rest) == 1
@@ -246,53 +254,60 @@ def test_name_search_ignores_case_and_pages_by_key(engine: Engine) -> None:
 
 
 def test_customer_reads(engine: Engine) -> None:
-    profile = queries.profile(engine, "C2")
+    profile = customers_reads.profile(engine, "C2")
     assert profile is not None and profile.display_name == "hana Ito"
-    assert queries.profile(engine, "nobody") is None
-    assert queries.customer_exists(engine, "C1") and not queries.customer_exists(engine, "C9")
-    assert sorted(h.product_id for h in queries.holdings(engine, "C1", TODAY)) == ["P1", "P2"]
-    assert queries.holdings(engine, "C2", TODAY) == []  # ended yesterday
-    events = queries.recent_events(engine, "C1", limit=3)
+    assert customers_reads.profile(engine, "nobody") is None
+    assert customers_reads.customer_exists(engine, "C1") and not customers_reads.customer_exists(
+        engine, "C9"
+    )
+    assert sorted(h.product_id for h in customers_reads.holdings(engine, "C1", TODAY)) == [
+        "P1",
+        "P2",
+    ]
+    assert customers_reads.holdings(engine, "C2", TODAY) == []  # ended yesterday
+    events = customers_reads.recent_events(engine, "C1", limit=3)
     assert [e.ts for e in events] == sorted((e.ts for e in events), reverse=True)
     assert events[0].ts == NOW - timedelta(hours=1)
 
 
 def test_uptake_counts_holders_today(engine: Engine) -> None:
-    assert queries.product_uptake(engine, ["P1", "P2", "P9"], TODAY) == {
+    assert catalogue_reads.product_uptake(engine, ["P1", "P2", "P9"], TODAY) == {
         "P1": 2,  # C1, and C3 whose end is still ahead
         "P2": 1,
         "P9": 0,
     }
-    view = queries.product(engine, "P2")
+    view = catalogue_reads.product(engine, "P2")
     assert view is not None and view.active is False
-    assert queries.product(engine, "nope") is None
+    assert catalogue_reads.product(engine, "nope") is None
 
 
 def test_quarantine_pages_and_download_cover_every_row_once(engine: Engine) -> None:
-    assert queries.quarantine_counts(engine) == {"customers": 2, "events": 3}
+    assert quarantine_reads.quarantine_counts(engine) == {"customers": 2, "events": 3}
     seen: list[int] = []
     before = None
     while True:
-        page = queries.quarantine_page(engine, before_id=before, limit=2)
+        page = quarantine_reads.quarantine_page(engine, before_id=before, limit=2)
         if not page:
             break
         seen += [r.id for r in page]
         before = page[-1].id
     assert seen == sorted(seen, reverse=True) and len(seen) == 5
-    assert [r.id for r in queries.quarantine_rows(engine, chunk=2)] == sorted(seen)
-    assert {r.entity for r in queries.quarantine_page(engine, entity="customers")} == {"customers"}
-    assert len(list(queries.quarantine_rows(engine, entity="events", chunk=2))) == 3
+    assert [r.id for r in quarantine_reads.quarantine_rows(engine, chunk=2)] == sorted(seen)
+    assert {r.entity for r in quarantine_reads.quarantine_page(engine, entity="customers")} == {
+        "customers"
+    }
+    assert len(list(quarantine_reads.quarantine_rows(engine, entity="events", chunk=2))) == 3
 
 
 def test_runs_newest_first_by_key_and_latest_success(engine: Engine) -> None:
-    first = queries.runs_page(engine, limit=3)
+    first = jobs_reads.runs_page(engine, limit=3)
     assert [r.run_id for r in first] == ["R4", "R3", "R2"]
     assert first[0].duration_s == pytest.approx(60)
-    rest = queries.runs_page(engine, before=(first[-1].started_at, first[-1].run_id), limit=3)
+    rest = jobs_reads.runs_page(engine, before=(first[-1].started_at, first[-1].run_id), limit=3)
     assert [r.run_id for r in rest] == ["R1", "R0"]
-    etl = queries.latest_run(engine, queries.ETL_JOBS)
+    etl = jobs_reads.latest_run(engine, jobs_reads.ETL_JOBS)
     assert etl is not None and etl.run_id == "R2" and etl.status == "failed"
-    ok = queries.latest_run(engine, queries.ETL_JOBS, "succeeded")
+    ok = jobs_reads.latest_run(engine, jobs_reads.ETL_JOBS, "succeeded")
     assert ok is not None and ok.run_id == "R0"
-    assert queries.latest_run(engine, queries.BACKUP_JOBS) is None
-    assert queries.job_names(engine) == ["etl", "features", "ingest", "train", "training"]
+    assert jobs_reads.latest_run(engine, jobs_reads.BACKUP_JOBS) is None
+    assert jobs_reads.job_names(engine) == ["etl", "features", "ingest", "train", "training"]

@@ -26,9 +26,9 @@ from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError, NotFoundError
 from nextoffer.ops.backup import create_backup
 from nextoffer.ops.manifest import BackupError
-from nextoffer.ops.objectstore import FileStore
 from nextoffer.ops.restore import restore_backup
 from nextoffer.ops.wal import wal_fetch, wal_key, wal_push
+from nextoffer.storage import FileStore
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
 from tests.e2e.private_servers import PG_USER, PostgresCluster, postgres_bin_dir, require

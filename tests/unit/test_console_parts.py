@@ -18,11 +18,11 @@ from starlette.responses import Response
 
 from nextoffer.domain.roles import Role
 from nextoffer.serving.accounts import Principal, issue_token
+from nextoffer.store.reads.customers import name_variants
 from nextoffer.web.alerts import open_alerts
 from nextoffer.web.auth import ConsoleAuth, console_key, safe_next
 from nextoffer.web.charts import Bar, Interval, Series, bar_chart, interval_chart, line_chart
 from nextoffer.web.console import Memo, make_templates
-from nextoffer.web.queries import name_variants
 
 SVG = "{http://www.w3.org/2000/svg}"
 

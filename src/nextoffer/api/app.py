@@ -1,39 +1,27 @@
-"""The FastAPI app factory: wires settings to the store, cache, registry and serving services."""
+"""The HTTP API's half of the app: its routes, problem documents, middleware and gauges."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from opentelemetry.sdk.trace.export import SpanExporter
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from starlette.routing import BaseRoute
 
 from nextoffer import __version__
-from nextoffer.api.deps import ExperimentBook, RateLimiter, Services
-from nextoffer.api.jobs import JobRunner
 from nextoffer.api.middleware import RequestMiddleware
 from nextoffer.api.problems import install_problem_handlers
 from nextoffer.api.routes import auth, customers, events, experiments, health, operations, products
-from nextoffer.cache import Cache, make_cache
-from nextoffer.config import Settings
-from nextoffer.observe.metrics import ApiMetrics, GaugeCollector, gauge
+from nextoffer.observe.metrics import GaugeCollector, gauge
 from nextoffer.observe.tracing import setup_tracing
-from nextoffer.pipelines.jobs import JobContext
+from nextoffer.platform import Platform
 from nextoffer.registry.gauges import ModelQualityCollector
-from nextoffer.registry.mlflow_registry import ModelRegistry
-from nextoffer.serving.accounts import ApiKeyVerifier, TokenVerifier, resolve_jwt_secret
-from nextoffer.serving.events import EventWriter, start_replayer
-from nextoffer.serving.offers import OfferService
-from nextoffer.serving.state import ServingState
-from nextoffer.store.engine import make_engine
 from nextoffer.store.runs import last_outcomes, last_successes
 from nextoffer.store.schema import ChurnScore
 
@@ -47,95 +35,27 @@ RFC 9457 problem documents carrying the request id.
 """
 
 
-@dataclass
-class Background:
-    """Threads the app runs beside requests: state refresh and spool replay."""
+API_METADATA: dict[str, Any] = {
+    "title": "nextoffer",
+    "version": __version__,
+    "description": DESCRIPTION,
+    "openapi_tags": [
+        {"name": "customers", "description": "offers, churn risk and segment per customer"},
+        {"name": "products", "description": "the catalogue and similar products"},
+        {"name": "events", "description": "impressions, clicks, accepts and declines"},
+        {"name": "experiments", "description": "A/B tests of offer strategies"},
+        {"name": "operations", "description": "models and jobs (operator, admin)"},
+        {"name": "auth", "description": "log in for a bearer token"},
+        {"name": "health", "description": "liveness, readiness, metrics (open)"},
+    ],
+}
+"""The FastAPI arguments that describe the API in its OpenAPI document."""
 
-    stop: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
 
-
-def create_app(
-    settings: Settings,
-    *,
-    engine: Engine | None = None,
-    cache: Cache | None = None,
-    span_exporter: SpanExporter | None = None,
-) -> FastAPI:
-    """Build the app. Backends are created here but not contacted until startup."""
-    engine = engine or make_engine(settings.database_url, pool_size=10)
-    cache = cache or make_cache(settings.cache_url)
-    registry = ModelRegistry.from_settings(settings)
-    metrics = ApiMetrics()
-    state = ServingState(engine, registry)
-    offer_service = OfferService(
-        engine,
-        cache,
-        state,
-        settings,
-        on_source=lambda source: metrics.offers_served.labels(source).inc(),
-        on_cache=lambda hit: metrics.cache_requests.labels(
-            "error" if hit is None else "hit" if hit else "miss"
-        ).inc(),
-    )
-    writer = EventWriter(engine, settings.spool_dir)
-    jwt_secret = resolve_jwt_secret(settings)
-    services = Services(
-        settings=settings,
-        engine=engine,
-        cache=cache,
-        registry=registry,
-        state=state,
-        offers=offer_service,
-        events=writer,
-        key_verifier=ApiKeyVerifier(engine, settings.auth_cache_s),
-        token_verifier=TokenVerifier(engine, jwt_secret, settings.auth_cache_s),
-        jwt_secret=jwt_secret,
-        metrics=metrics,
-        limiter=RateLimiter(cache, settings.rate_limit_per_minute),
-        experiments=ExperimentBook(engine, cache, settings.serving_refresh_s),
-        jobs=JobRunner(
-            JobContext(engine, settings, registry),
-            after=lambda _kind: _after_job(state, offer_service),
-        ),
-    )
-    _register_gauges(services)
-    background = Background()
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        state.refresh()
-        background.threads.append(
-            _every(settings.serving_refresh_s, background.stop, lambda: _refresh(services))
-        )
-        background.threads.append(start_replayer(writer, settings.spool_replay_s, background.stop))
-        log.info(
-            "serving offers %s, churn %s; cache %s",
-            state.offers.label if state.offers else "none",
-            state.churn.label if state.churn else "none",
-            cache.name,
-        )
-        yield
-        background.stop.set()
-        services.jobs.shutdown()
-        cache.close()
-
-    app = FastAPI(
-        title="nextoffer",
-        version=__version__,
-        description=DESCRIPTION,
-        lifespan=lifespan,
-        openapi_tags=[
-            {"name": "customers", "description": "offers, churn risk and segment per customer"},
-            {"name": "products", "description": "the catalogue and similar products"},
-            {"name": "events", "description": "impressions, clicks, accepts and declines"},
-            {"name": "experiments", "description": "A/B tests of offer strategies"},
-            {"name": "operations", "description": "models and jobs (operator, admin)"},
-            {"name": "auth", "description": "log in for a bearer token"},
-            {"name": "health", "description": "liveness, readiness, metrics (open)"},
-        ],
-    )
-    app.state.services = services
+def install_api(app: FastAPI, platform: Platform) -> None:
+    """Add the API's routes, problem documents, CORS and /metrics gauges to `app`."""
+    settings = platform.settings
+    app.state.platform = platform
     install_problem_handlers(app)
     for router in (
         customers.router,
@@ -157,10 +77,26 @@ def create_app(
             expose_headers=["X-Request-ID", "Retry-After"],
             max_age=600,
         )
-    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
-    # Added last so its server span wraps everything, the request-id middleware included.
-    setup_tracing(app, engine, endpoint=settings.otlp_endpoint, exporter=span_exporter)
-    return app
+    _register_gauges(platform)
+
+
+def install_edges(
+    app: FastAPI, platform: Platform, span_exporter: SpanExporter | None = None
+) -> None:
+    """Request ids, metrics, body limits and tracing around every route of `app`.
+
+    Called after every route is in place, so the server span wraps everything, the
+    request-id middleware included.
+    """
+    settings = platform.settings
+    app.add_middleware(
+        RequestMiddleware,
+        metrics=platform.services.metrics,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    setup_tracing(
+        app, platform.services.engine, endpoint=settings.otlp_endpoint, exporter=span_exporter
+    )
 
 
 def document_roles(routes: Sequence[BaseRoute]) -> None:
@@ -188,33 +124,8 @@ def _walk(dependant: Dependant) -> Iterator[Dependant]:
         yield from _walk(dep)
 
 
-def _every(interval_s: float, stop: threading.Event, work: object) -> threading.Thread:
-    def loop() -> None:
-        while not stop.wait(interval_s):
-            try:
-                work()  # type: ignore[operator]
-            except Exception:
-                log.exception("background refresh failed")
-
-    thread = threading.Thread(target=loop, name="serving-refresh", daemon=True)
-    thread.start()
-    return thread
-
-
-def _refresh(services: Services) -> None:
-    before = services.state.stamp
-    services.state.refresh()
-    if services.state.stamp != before:
-        log.info("serving state changed: %s", services.state.stamp)
-
-
-def _after_job(state: ServingState, offers: OfferService) -> None:
-    """After a job through the API: pick up new models and data at once, drop old answers."""
-    state.refresh()
-    offers.invalidate()
-
-
-def _register_gauges(services: Services) -> None:
+def _register_gauges(platform: Platform) -> None:
+    services = platform.services
     engine = services.engine
 
     def churn_bands() -> dict[tuple[str, ...], float]:

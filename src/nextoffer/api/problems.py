@@ -14,8 +14,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nextoffer.domain.errors import (
     BackendUnavailableError,
     ConfigError,
+    ConflictError,
+    InvalidRequestError,
     NextOfferError,
     NotFoundError,
+    RateLimitedError,
     RegistryError,
 )
 
@@ -99,6 +102,24 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFoundError)
     async def _not_found(request: Request, exc: NotFoundError) -> JSONResponse:
         return problem(request, 404, str(exc))
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(request: Request, exc: ConflictError) -> JSONResponse:
+        return problem(request, 409, str(exc), kind="conflict")
+
+    @app.exception_handler(InvalidRequestError)
+    async def _unprocessable(request: Request, exc: InvalidRequestError) -> JSONResponse:
+        return problem(request, 422, str(exc), kind=exc.kind, extra=exc.extra)
+
+    @app.exception_handler(RateLimitedError)
+    async def _limited(request: Request, exc: RateLimitedError) -> JSONResponse:
+        return problem(
+            request,
+            429,
+            str(exc),
+            kind="rate-limited",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
 
     @app.exception_handler(RegistryError)
     async def _registry(request: Request, exc: RegistryError) -> JSONResponse:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,64}$"
+from nextoffer.domain.vocabulary import ID_PATTERN
 
 
 class OfferOut(BaseModel):

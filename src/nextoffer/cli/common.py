@@ -1,4 +1,4 @@
-"""What every `nextoffer` subcommand shares: consoles, settings loading, error handling."""
+"""What every `nextoffer` subcommand shares: consoles, settings, errors, Celery, tables."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError, NextOfferError
@@ -59,3 +60,47 @@ def progress(*columns: Any) -> Progress:
         console=err_console,
         transient=False,
     )
+
+
+def celery_app(settings: Settings) -> Any:
+    """The Celery app for NEXTOFFER_BROKER_URL; a ConfigError when it is empty or wrong."""
+    try:
+        from nextoffer.worker.app import make_celery
+    except ImportError:
+        raise ConfigError(
+            "NEXTOFFER_BROKER_URL needs Celery: pip install 'nextoffer[worker]'"
+        ) from None
+    return make_celery(settings)
+
+
+def print_json(payload: Any) -> None:
+    """PAYLOAD as indented JSON on standard output, unstyled."""
+    import json
+
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+def metrics_table(title: str, rows: dict[str, dict[str, float]], columns: list[str]) -> Table:
+    """One row per model, one right-aligned column per metric (`_at_` shown as `@`)."""
+    table = Table(title=title, box=None, title_justify="left")
+    table.add_column("model")
+    for column in columns:
+        table.add_column(column.replace("_at_", "@"), justify="right")
+    for name, values in rows.items():
+        table.add_row(name, *(_fmt(values.get(c)) for c in columns))
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def open_registry(settings: Settings) -> Any:
+    """The MLflow model registry the settings name."""
+    from nextoffer.registry.mlflow_registry import ModelRegistry
+
+    return ModelRegistry.from_settings(settings)

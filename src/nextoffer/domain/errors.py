@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class NextOfferError(Exception):
     """Base for every error that carries a message meant for the person running nextoffer."""
@@ -31,3 +33,38 @@ class RegistryError(NextOfferError):
 
 class NotFoundError(NextOfferError):
     """A record asked for by its id (an experiment, a customer...) does not exist."""
+
+
+class ConflictError(NextOfferError):
+    """The request clashes with the current state (an experiment already running...)."""
+
+
+class InvalidRequestError(NextOfferError):
+    """A request is well-formed but asks for something that cannot be done as given.
+
+    `kind` names the problem type an API answers with; `extra` adds fields to it (e.g. the
+    rejected rows of a batch).
+    """
+
+    def __init__(
+        self, message: str, *, kind: str | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.extra = extra or {}
+
+
+class RateLimitedError(NextOfferError):
+    """A caller went over its requests per minute; it may retry after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class JobConflictError(ConflictError):
+    """A job of the same name is already running; this start was refused and not recorded."""
+
+
+class UnknownJobError(InvalidRequestError):
+    """A job was asked for by a name the catalogue does not have."""

@@ -1,39 +1,40 @@
-"""Business arbitration: turn per-product propensities into the next-best offers shown."""
+"""Business arbitration: turn per-product propensities into the next-best offers shown.
+
+The catalogue lives in `domain.catalogue`, the chosen offers (`OfferSlate`, `Offer`) in
+`domain.slate`; this module holds the customers, the policy and the rules between them, and
+re-exports the others so callers need one import.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-from nextoffer.domain.vocabulary import ProductCategory
-
-BoolArray = npt.NDArray[np.bool_]
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-AnyArray = npt.NDArray[Any]
-
-CATEGORIES: Final[tuple[str, ...]] = tuple(c.value for c in ProductCategory)
-"""Column order of `Customers.held_categories` (the import format's category vocabulary)."""
-
-CATEGORY_LABELS: Final[Mapping[str, str]] = {
-    ProductCategory.MOBILE_PLAN.value: "mobile plan",
-    ProductCategory.BROADBAND_PLAN.value: "broadband",
-    ProductCategory.ADDON.value: "add-ons",
-    ProductCategory.DEVICE.value: "device",
-    ProductCategory.BUNDLE.value: "bundle",
-}
-
-HIGH_INTEREST_SHARE: Final = 0.10
-"""An offer is "high predicted interest" when in the top 10 % of the customer's propensities."""
-
-MAX_REASONS: Final = 3
+from nextoffer.domain.catalogue import (
+    CATEGORIES,
+    AnyArray,
+    BoolArray,
+    Catalogue,
+    FloatArray,
+    IntArray,
+)
+from nextoffer.domain.slate import (
+    HIGH_INTEREST_SHARE,
+    REASON_COMPLEMENT,
+    REASON_INTEREST,
+    REASON_RETENTION,
+    REASON_VALUE,
+    Offer,
+    OfferSlate,
+    dump_offers,
+    load_offers,
+)
 
 # Rows are processed in blocks of about this many cells: temporaries stay in cache-sized
 # chunks and memory stays flat for 1 M customers, while one customer is simply a block of 1.
@@ -41,229 +42,6 @@ _BLOCK_CELLS: Final = 1 << 18
 # Up to this many products a stable full sort per row beats partition + sort (measured:
 # 29 vs 44 ns per cell at 40 products, 80 vs 16 ns at 2 000); both give identical results.
 _FULL_SORT_MAX_PRODUCTS: Final = 64
-# Above this many distinct values a dimension's codes come from np.unique, not == per value.
-_EQ_LOOKUP_MAX_VALUES: Final = 32
-
-_TRUE = frozenset({"true", "yes", "1", "t", "y"})
-_FALSE = frozenset({"false", "no", "0", "f", "n", ""})
-
-# Reason flags, one bit each, stored per offer; the strings are built only when asked for.
-_R_RETENTION: Final = 1
-_R_INTEREST: Final = 2
-_R_VALUE: Final = 4
-_R_COMPLEMENT: Final = 8
-_FLAG_SPACE: Final = 16
-# reason_table numbers its keys with a bincount up to this key space, else with np.unique.
-_DENSE_KEY_SPACE: Final = 1 << 22
-
-
-def _as_bool(value: Any, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return default if text == "" else False
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-def _as_set(value: Any) -> frozenset[str]:
-    # The products table stores these lists pipe-separated; empty means "no restriction".
-    if value is None:
-        return frozenset()
-    if isinstance(value, str):
-        parts: Iterable[Any] = value.split("|")
-    elif isinstance(value, Iterable):
-        parts = value
-    else:
-        raise ValueError(f"not a |-separated list: {value!r}")
-    return frozenset(s for s in (str(p).strip() for p in parts) if s)
-
-
-def _as_optional(value: Any) -> str | None:
-    text = "" if value is None else str(value).strip()
-    return text or None
-
-
-def _as_float(value: Any, default: float) -> float:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return default
-    if isinstance(value, Decimal):
-        return float(value)
-    return float(value)
-
-
-@dataclass(frozen=True, eq=False)
-class _SetRule:
-    """One "value must be in the product's list (empty = any)" rule as a lookup table.
-
-    `allowed` has one row per value mentioned by some product and a last row for every other
-    value, which only unrestricted products allow.
-    """
-
-    values: tuple[str, ...]
-    lookup: Mapping[str, int]
-    allowed: BoolArray
-
-    @classmethod
-    def build(cls, sets: Sequence[frozenset[str]]) -> _SetRule:
-        """The table for one column of product lists."""
-        values = tuple(sorted(frozenset[str]().union(*sets)))
-        allowed = np.array(
-            [[not s or v in s for s in sets] for v in values] + [[not s for s in sets]],
-            dtype=np.bool_,
-        ).reshape(len(values) + 1, len(sets))
-        return cls(values, {v: i for i, v in enumerate(values)}, allowed)
-
-    def codes(self, column: AnyArray) -> IntArray:
-        """Row of `allowed` for each value of a customer column."""
-        codes = np.full(column.shape[0], len(self.values), dtype=np.int64)
-        if len(self.values) <= _EQ_LOOKUP_MAX_VALUES:
-            for i, value in enumerate(self.values):
-                codes[column == value] = i
-            return codes
-        uniques, inverse = np.unique(column.astype(str), return_inverse=True)
-        lut = np.array([self.lookup.get(str(u), len(self.values)) for u in uniques], np.int64)
-        return lut[inverse.reshape(-1)]
-
-    def row(self, value: str) -> BoolArray:
-        """Which products allow one value."""
-        row: BoolArray = self.allowed[self.lookup.get(value, len(self.values))]
-        return row
-
-
-@dataclass(frozen=True, eq=False)
-class Catalogue:
-    """The product catalogue as column arrays over products, built once from the products table.
-
-    Build it from the whole table, inactive products included: customers still hold them,
-    and what they hold decides `requires_category`. Money is in the table's currency units.
-    """
-
-    product_ids: AnyArray
-    names: AnyArray
-    categories: AnyArray
-    price: FloatArray
-    margin: FloatArray
-    contract_types: list[frozenset[str]]
-    regions: list[frozenset[str]]
-    channels: list[frozenset[str]]
-    min_tenure_months: FloatArray
-    requires_category: list[str | None]
-    is_retention: BoolArray
-    active: BoolArray
-    _index: dict[str, int] = field(init=False, repr=False)
-    category_code: IntArray = field(init=False, repr=False)
-    """Position of each product's category in `CATEGORIES`."""
-    requires_code: IntArray = field(init=False, repr=False)
-    """Position of the required category in `CATEGORIES`; -1 when nothing is required."""
-    reference_margin: float = field(init=False)
-    """Median margin of the active products with a positive margin (1.0 if there are none)."""
-    _contract_rule: _SetRule = field(init=False, repr=False)
-    _region_rule: _SetRule = field(init=False, repr=False)
-    _channel_rule: _SetRule = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        n = len(self.product_ids)
-        put = object.__setattr__  # frozen: derived columns are set once, here
-        put(self, "product_ids", np.asarray(self.product_ids, dtype=str))
-        put(self, "names", np.asarray(self.names, dtype=str))
-        put(self, "categories", np.asarray(self.categories, dtype=str))
-        for name in ("price", "margin", "min_tenure_months"):
-            put(self, name, np.asarray(getattr(self, name), dtype=np.float64))
-        for name in ("is_retention", "active"):
-            put(self, name, np.asarray(getattr(self, name), dtype=np.bool_))
-        columns = (
-            self.names,
-            self.categories,
-            self.price,
-            self.margin,
-            self.contract_types,
-            self.regions,
-            self.channels,
-            self.min_tenure_months,
-            self.requires_category,
-            self.is_retention,
-            self.active,
-        )
-        if any(len(c) != n for c in columns) or self.product_ids.ndim != 1:
-            raise ValueError("every catalogue column must have one value per product")
-        index = {str(pid): i for i, pid in enumerate(self.product_ids)}
-        if len(index) != n:
-            raise ValueError("duplicate product_id in the catalogue")
-        for arr, what in ((self.price, "price"), (self.margin, "margin")):
-            if not np.all(np.isfinite(arr) & (arr >= 0)):
-                raise ValueError(f"every {what} must be a finite number >= 0")
-        unknown = {str(c) for c in self.categories} | {r for r in self.requires_category if r}
-        unknown -= set(CATEGORIES)
-        if unknown:
-            raise ValueError(f"unknown product categories: {sorted(unknown)}")
-        put(self, "_index", index)
-        codes = [CATEGORIES.index(str(c)) for c in self.categories]
-        put(self, "category_code", np.array(codes, dtype=np.int64).reshape(n))
-        requires = [CATEGORIES.index(r) if r else -1 for r in self.requires_category]
-        put(self, "requires_code", np.array(requires, dtype=np.int64).reshape(n))
-        positive = self.margin[self.active & (self.margin > 0)]
-        put(self, "reference_margin", float(np.median(positive)) if positive.size else 1.0)
-        put(self, "_contract_rule", _SetRule.build(self.contract_types))
-        put(self, "_region_rule", _SetRule.build(self.regions))
-        put(self, "_channel_rule", _SetRule.build(self.channels))
-
-    @classmethod
-    def from_records(cls, records: Sequence[Mapping[str, Any]]) -> Catalogue:
-        """Build from rows keyed by the products table's column names.
-
-        Values may be typed (Decimal, bool, None) as read from the database or text as read
-        from the import file; eligibility lists are `|`-separated, empty meaning any.
-        """
-        return cls(
-            product_ids=np.array([str(r["product_id"]) for r in records], dtype=str),
-            names=np.array([str(r.get("name") or r["product_id"]) for r in records], dtype=str),
-            categories=np.array([str(r["category"]) for r in records], dtype=str),
-            price=np.array([_as_float(r.get("price"), 0.0) for r in records], np.float64),
-            margin=np.array([_as_float(r.get("margin"), 0.0) for r in records], np.float64),
-            contract_types=[_as_set(r.get("contract_types")) for r in records],
-            regions=[_as_set(r.get("regions")) for r in records],
-            channels=[_as_set(r.get("channels")) for r in records],
-            min_tenure_months=np.array(
-                [_as_float(r.get("min_tenure_months"), 0.0) for r in records], np.float64
-            ),
-            requires_category=[_as_optional(r.get("requires_category")) for r in records],
-            is_retention=np.array(
-                [_as_bool(r.get("is_retention_offer"), False) for r in records], np.bool_
-            ),
-            active=np.array([_as_bool(r.get("active"), True) for r in records], np.bool_),
-        )
-
-    @property
-    def n_products(self) -> int:
-        """Number of products (columns of every customers × products matrix)."""
-        return int(self.product_ids.shape[0])
-
-    def index(self, product_id: str) -> int:
-        """Column of a product; KeyError when the catalogue does not have it."""
-        try:
-            return self._index[product_id]
-        except KeyError:
-            raise KeyError(f"unknown product_id {product_id!r}") from None
-
-    def holdings(self, product_ids: Iterable[str]) -> BoolArray:
-        """A boolean row over products, true for the given ids (one customer's `held`)."""
-        row = np.zeros(self.n_products, dtype=np.bool_)
-        for pid in product_ids:
-            row[self.index(pid)] = True
-        return row
-
-    def channel_allowed(self, channel: str | None) -> BoolArray:
-        """Which products may be offered in a channel; None means any channel (no filter)."""
-        if channel is None:
-            return np.ones(self.n_products, dtype=np.bool_)
-        return self._channel_rule.row(channel)
 
 
 @dataclass(frozen=True, eq=False)
@@ -378,145 +156,6 @@ class OfferPolicy:
 DEFAULT_POLICY: Final = OfferPolicy()
 
 
-@dataclass(frozen=True)
-class Offer:
-    """One offer of a slate, resolved to catalogue values (for an API answer)."""
-
-    product_id: str
-    name: str
-    category: str
-    score: float
-    propensity: float
-    expected_value: float
-    reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True, eq=False)
-class OfferSlate:
-    """The offers chosen per customer: customers × k arrays, best first.
-
-    Empty slots (fewer than k eligible offers) have product index -1 and NaN values.
-    Reasons are kept as compact codes and turned into strings only for what is asked.
-    """
-
-    product_index: IntArray
-    score: FloatArray
-    propensity: FloatArray
-    expected_value: FloatArray
-    catalogue: Catalogue = field(repr=False)
-    reason_flags: npt.NDArray[np.uint8] = field(repr=False)
-    """Bit set per offer: which built-in reasons apply."""
-    reason_code: npt.NDArray[np.int32] | None = field(repr=False)
-    """Per offer, the caller's extra reason code (index into `reason_texts`), -1 for none."""
-    reason_texts: tuple[str, ...] = field(repr=False)
-    _cache: dict[tuple[int, int, int], tuple[str, ...]] = field(
-        default_factory=dict, init=False, repr=False
-    )
-
-    @property
-    def n_customers(self) -> int:
-        """Number of customers (rows)."""
-        return int(self.product_index.shape[0])
-
-    @property
-    def k(self) -> int:
-        """Slots per customer."""
-        return int(self.product_index.shape[1])
-
-    def reasons(self, i: int, j: int) -> list[str]:
-        """Why customer i got offer j: at most 3 short strings, most important first."""
-        product = int(self.product_index[i, j])
-        if product < 0:
-            return []
-        code = -1 if self.reason_code is None else int(self.reason_code[i, j])
-        return list(self._strings(product, int(self.reason_flags[i, j]), code))
-
-    def _strings(self, product: int, flags: int, code: int) -> tuple[str, ...]:
-        key = (product, flags, code)
-        hit = self._cache.get(key)
-        if hit is None:
-            hit = _reason_strings(self.catalogue, self.reason_texts, product, flags, code)
-            self._cache[key] = hit
-        return hit
-
-    def offers(self, i: int) -> list[Offer]:
-        """Customer i's offers, best first, padding left out."""
-        cat = self.catalogue
-        out = []
-        for j in range(self.k):
-            p = int(self.product_index[i, j])
-            if p < 0:
-                break
-            out.append(
-                Offer(
-                    product_id=str(cat.product_ids[p]),
-                    name=str(cat.names[p]),
-                    category=str(cat.categories[p]),
-                    score=float(self.score[i, j]),
-                    propensity=float(self.propensity[i, j]),
-                    expected_value=float(self.expected_value[i, j]),
-                    reasons=tuple(self.reasons(i, j)),
-                )
-            )
-        return out
-
-    def reason_table(self) -> tuple[npt.NDArray[np.int32], list[tuple[str, ...]]]:
-        """Reasons for every offer at once: an id per slot (-1 = padding) and the id's strings.
-
-        Reasons depend only on (product, flags, code), so a batch job stores ids and a small
-        table instead of building strings for millions of offers.
-        """
-        n_codes = len(self.reason_texts) + 1
-        codes = (
-            np.zeros(self.product_index.shape, np.int64)
-            if self.reason_code is None
-            else self.reason_code.astype(np.int64) + 1
-        )
-        stride = _FLAG_SPACE * n_codes
-        key = ((self.product_index + 1) * stride + self.reason_flags * n_codes + codes).ravel()
-        space = (self.catalogue.n_products + 1) * stride
-        if space <= _DENSE_KEY_SPACE:
-            # Linear time: mark the keys present, number them in key order.
-            present = np.bincount(key, minlength=space) > 0
-            uniques = np.flatnonzero(present)
-            inverse = (np.cumsum(present) - 1)[key]
-        else:
-            uniques, inverse = np.unique(key, return_inverse=True)
-        ids = inverse.reshape(self.product_index.shape).astype(np.int32)
-        if uniques.size and uniques[0] == 0:
-            # Key 0 is padding (no product, flags or code): drop it, so padding becomes -1.
-            uniques = uniques[1:]
-            ids -= 1
-        table: list[tuple[str, ...]] = []
-        for u in uniques.tolist():
-            product, rest = divmod(int(u), stride)
-            flags, code = divmod(rest, n_codes)
-            table.append(self._strings(product - 1, flags, code - 1))
-        return ids, table
-
-
-def _reason_strings(
-    cat: Catalogue, texts: Sequence[str], product: int, flags: int, code: int
-) -> tuple[str, ...]:
-    # Fixed priority, so the same offer always reads the same and the top 3 are the strongest.
-    out: list[str] = []
-    if flags & _R_RETENTION:
-        out.append("retention offer: high churn risk")
-    if flags & _R_INTEREST:
-        share = round(HIGH_INTEREST_SHARE * 100)
-        out.append(f"high predicted interest (top {share} % of this customer's scores)")
-    if code >= 0:
-        out.append(texts[code])
-    if flags & _R_VALUE:
-        out.append(f"high value: margin {cat.margin[product]:.2f}")
-    if flags & _R_COMPLEMENT:
-        required = cat.requires_category[product] or ""
-        out.append(f"complements your {CATEGORY_LABELS.get(required, required)}")
-    if not out:
-        out.append("best remaining match for this customer")
-    return tuple(out[:MAX_REASONS])
-
-
 def contact_counts(
     customer_index: npt.ArrayLike,
     product_index: npt.ArrayLike,
@@ -571,8 +210,8 @@ def _plan(
     requires_col = np.where(catalogue.requires_code >= 0, catalogue.requires_code, n_cat)
     return _Plan(
         static_ok=catalogue.active & catalogue.channel_allowed(channel),
-        contract_codes=catalogue._contract_rule.codes(customers.contract_type),
-        region_codes=catalogue._region_rule.codes(customers.region),
+        contract_codes=catalogue.contract_rule.codes(customers.contract_type),
+        region_codes=catalogue.region_rule.codes(customers.region),
         # NaN >= x is false: unknown risk is not at risk.
         at_risk=customers.churn_risk >= policy.high_churn_risk,
         category_onehot=onehot,
@@ -589,8 +228,8 @@ def _eligible_block(
     policy: OfferPolicy,
 ) -> BoolArray:
     held = customers.held[rows]
-    ok = catalogue._contract_rule.allowed[plan.contract_codes[rows]]
-    ok &= catalogue._region_rule.allowed[plan.region_codes[rows]]
+    ok = catalogue.contract_rule.allowed[plan.contract_codes[rows]]
+    ok &= catalogue.region_rule.allowed[plan.region_codes[rows]]
     ok &= plan.static_ok
     ok &= customers.tenure_months[rows, None] >= catalogue.min_tenure_months
     ok &= ~held
@@ -735,11 +374,11 @@ def arbitrate(
             np.where(np.isnan(p), -np.inf, p), n_products - n_interest, axis=1
         )[:, n_products - n_interest, None]
         flags = np.zeros(cols.shape, np.uint8)
-        flags[catalogue.is_retention[safe] & at_risk[:, None]] |= _R_RETENTION
-        flags[(chosen_p >= interest_floor) & (chosen_p > 0)] |= _R_INTEREST
+        flags[catalogue.is_retention[safe] & at_risk[:, None]] |= REASON_RETENTION
+        flags[(chosen_p >= interest_floor) & (chosen_p > 0)] |= REASON_INTEREST
         if policy.value_weight > 0:
-            flags[high_value[safe]] |= _R_VALUE
-        flags[catalogue.requires_code[safe] >= 0] |= _R_COMPLEMENT
+            flags[high_value[safe]] |= REASON_VALUE
+        flags[catalogue.requires_code[safe] >= 0] |= REASON_COMPLEMENT
         flags[~valid] = 0
         flags_out[rows, :width] = flags
         if codes is not None and code_out is not None:
@@ -773,6 +412,8 @@ __all__ = [
     "OfferSlate",
     "arbitrate",
     "contact_counts",
+    "dump_offers",
     "eligibility",
+    "load_offers",
     "value_factor",
 ]

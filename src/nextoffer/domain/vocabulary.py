@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,64}$"
+"""What an id (customer, product, event) may look like, wherever one comes in."""
+
 
 class ProductCategory(StrEnum):
     """What kind of thing a product is; drives eligibility and holdings features."""

@@ -35,8 +35,8 @@ from nextoffer.ops.manifest import (
     new_backup_id,
     write_manifest,
 )
-from nextoffer.ops.objectstore import ObjectStore, open_prefix
 from nextoffer.ops.retention import RetentionPolicy, gfs_keep
+from nextoffer.storage import ObjectStore, open_prefix
 from nextoffer.store.engine import is_postgres, make_engine, safe_url, wait_for_database
 from nextoffer.store.locks import try_lock
 from nextoffer.store.runs import recorded_run, utcnow

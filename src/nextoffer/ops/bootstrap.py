@@ -9,8 +9,8 @@ from sqlalchemy import make_url
 from nextoffer.config import Settings
 from nextoffer.domain.roles import Role
 from nextoffer.ops import pgtools
-from nextoffer.ops.objectstore import open_prefix
 from nextoffer.serving.accounts import create_api_key, list_api_keys
+from nextoffer.storage import open_prefix
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine, wait_for_database
 

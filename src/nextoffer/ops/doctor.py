@@ -16,8 +16,8 @@ from sqlalchemy import text
 from nextoffer.cache import make_cache
 from nextoffer.cache.base import safe_cache_url, same_redis_database
 from nextoffer.config import Settings
-from nextoffer.ops.objectstore import open_prefix
 from nextoffer.registry.mlflow_registry import ModelRegistry
+from nextoffer.storage import open_prefix
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine, safe_url
 

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ValidationError
 
 from nextoffer.domain.errors import NextOfferError, NotFoundError
-from nextoffer.ops.objectstore import ObjectStore
+from nextoffer.storage import ObjectStore
 
 MANIFEST = "manifest.json"
 BASE = "base/"

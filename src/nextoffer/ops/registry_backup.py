@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from nextoffer.config import Settings
 from nextoffer.ops import pgtools, sqlitefiles
 from nextoffer.ops.manifest import ArtifactVersion, BackupError, RegistryPart
-from nextoffer.ops.objectstore import ObjectStore, open_prefix
+from nextoffer.storage import ObjectStore, open_prefix
 
 if TYPE_CHECKING:
     from nextoffer.registry.mlflow_registry import ModelRegistry

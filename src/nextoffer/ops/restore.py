@@ -26,7 +26,7 @@ from nextoffer.ops.manifest import (
     list_manifests,
     pick_manifest,
 )
-from nextoffer.ops.objectstore import ObjectStore, file_url_path
+from nextoffer.storage import ObjectStore, file_url_path
 from nextoffer.store.engine import make_engine, safe_url
 from nextoffer.store.runs import SUCCEEDED, utcnow
 from nextoffer.store.schema import JobRun

@@ -29,7 +29,7 @@ from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
 from nextoffer.ops import pgtools
 from nextoffer.ops.manifest import WAL, BackupError, Manifest, PhysicalPart
-from nextoffer.ops.objectstore import ObjectStore, file_url_path
+from nextoffer.storage import ObjectStore, file_url_path
 
 DATABASE_SETTING = "NEXTOFFER_DATABASE_URL"
 PHYSICAL_DIR = "pgdata"

@@ -18,10 +18,11 @@ from nextoffer.domain.errors import InputError
 from nextoffer.ingest.entities import BY_NAME, ENTITIES
 from nextoffer.ingest.ledger import LedgerEntry, ledger_index, record_load
 from nextoffer.ingest.load import FileResult, load_file, load_known_ids
-from nextoffer.ingest.remote import download, is_remote, list_import_objects, s3_client
+from nextoffer.ingest.remote import download, is_remote, list_import_objects
 from nextoffer.ingest.sources import SourceFile, discover, entity_for
 from nextoffer.ingest.validate import DuplicateTracker, ValidationContext
-from nextoffer.store.runs import recorded_run, utcnow
+from nextoffer.storage import s3_client
+from nextoffer.store.runs import utcnow
 from nextoffer.store.schema import QuarantinedRow
 
 REFERENCED = ("products", "customers")
@@ -67,6 +68,17 @@ class IngestResult:
             f"({self.rows_changed:,} new or changed) · {self.rows_quarantined:,} quarantined"
             f"{skipped} · {self.seconds:.1f} s ({rate:,.0f} rows/s)"
         )
+
+    def counts(self) -> dict[str, Any]:
+        """The run's counts, as its job records them in `job_runs`."""
+        return {
+            "rows_read": self.rows_read,
+            "rows_loaded": self.rows_loaded,
+            "rows_changed": self.rows_changed,
+            "rows_quarantined": self.rows_quarantined,
+            "files": len(self.files),
+            "files_skipped": self.skipped,
+        }
 
 
 @dataclass(frozen=True)
@@ -208,10 +220,14 @@ def load_staged(
     settings: Settings,
     staged: Staged,
     *,
+    run_id: str | None = None,
     on_start: Callable[[list[SourceFile]], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestResult:
-    """Load staged files in order, recording the run and each file in the ledger.
+    """Load staged files in order, recording each file in the ledger under `run_id`.
+
+    `run_id` is the job run this load belongs to (nextoffer.jobs records the run itself);
+    without one, a fresh id ties the ledger and quarantine rows together.
 
     A file enters the ledger only once it is loaded, so a run killed half way loads the
     rest (and re-upserts the part already loaded, which changes nothing) the next time.
@@ -222,48 +238,39 @@ def load_staged(
     sources = [f.source_file() for f in staged.files]
     if on_start is not None:
         on_start(sources)
-    with recorded_run(engine, "ingest") as run:
-        result = IngestResult(run_id=run.run_id, skipped=len(staged.skipped))
-        now = utcnow() + timedelta(seconds=settings.ingest_clock_skew_s)
-        known = {name: load_known_ids(engine, name) for name in REFERENCED} if sources else {}
-        for staged_file, source in zip(staged.files, sources, strict=True):
-            ctx = ValidationContext(now=now, known=known, duplicates=DuplicateTracker())
-            loaded = load_file(
-                engine,
-                source,
-                ctx,
-                run_id=run.run_id,
-                block_bytes=settings.ingest_block_bytes,
-                quarantine_dir=settings.quarantine_dir,
-                progress=progress,
-            )
-            if is_remote(staged_file.uri):
-                _name_remote_source(engine, staged_file)
-                loaded.source = staged_file.uri
-            record_load(
-                engine,
-                LedgerEntry(
-                    uri=staged_file.uri,
-                    sha256=staged_file.sha256,
-                    size=staged_file.size,
-                    entity=staged_file.entity,
-                    run_id=run.run_id,
-                    rows_read=loaded.rows_read,
-                    rows_loaded=loaded.rows_loaded,
-                    rows_quarantined=loaded.rows_quarantined,
-                    etag=staged_file.etag,
-                ),
-            )
-            result.files.append(loaded)
-        result.seconds = time.perf_counter() - started
-        run.counts = {
-            "rows_read": result.rows_read,
-            "rows_loaded": result.rows_loaded,
-            "rows_changed": result.rows_changed,
-            "rows_quarantined": result.rows_quarantined,
-            "files": len(result.files),
-            "files_skipped": result.skipped,
-        }
+    result = IngestResult(run_id=run_id or str(uuid.uuid4()), skipped=len(staged.skipped))
+    now = utcnow() + timedelta(seconds=settings.ingest_clock_skew_s)
+    known = {name: load_known_ids(engine, name) for name in REFERENCED} if sources else {}
+    for staged_file, source in zip(staged.files, sources, strict=True):
+        ctx = ValidationContext(now=now, known=known, duplicates=DuplicateTracker())
+        loaded = load_file(
+            engine,
+            source,
+            ctx,
+            run_id=result.run_id,
+            block_bytes=settings.ingest_block_bytes,
+            quarantine_dir=settings.quarantine_dir,
+            progress=progress,
+        )
+        if is_remote(staged_file.uri):
+            _name_remote_source(engine, staged_file)
+            loaded.source = staged_file.uri
+        record_load(
+            engine,
+            LedgerEntry(
+                uri=staged_file.uri,
+                sha256=staged_file.sha256,
+                size=staged_file.size,
+                entity=staged_file.entity,
+                run_id=result.run_id,
+                rows_read=loaded.rows_read,
+                rows_loaded=loaded.rows_loaded,
+                rows_quarantined=loaded.rows_quarantined,
+                etag=staged_file.etag,
+            ),
+        )
+        result.files.append(loaded)
+    result.seconds = time.perf_counter() - started
     if staged.staging_dir:
         shutil.rmtree(staged.staging_dir, ignore_errors=True)
     return result
@@ -289,13 +296,17 @@ def run_ingest(
     path: str | Path,
     *,
     new_only: bool = False,
+    run_id: str | None = None,
     on_start: Callable[[list[SourceFile]], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestResult:
-    """Ingest every import file of a folder, a file or an s3:// prefix, recording the run.
+    """Ingest every import file of a folder, a file or an s3:// prefix.
 
     Files load in dependency order; each loaded file is written to the ledger. With
-    `new_only`, files whose content the ledger already has are left out.
+    `new_only`, files whose content the ledger already has are left out. The job run is
+    recorded by whoever started it (nextoffer.jobs), not here.
     """
     staged = stage_source(engine, settings, path, new_only=new_only)
-    return load_staged(engine, settings, staged, on_start=on_start, progress=progress)
+    return load_staged(
+        engine, settings, staged, run_id=run_id, on_start=on_start, progress=progress
+    )

@@ -16,15 +16,8 @@ from nextoffer.domain.errors import NextOfferError
 from nextoffer.domain.offers import Catalogue
 from nextoffer.features.training import current_features, load_products
 from nextoffer.models.offer_model import OfferModel
-from nextoffer.pipelines.champions import Champion
-from nextoffer.serving.scoring import (
-    contacts_in_window,
-    latest_churn_risk,
-    load_block,
-    policy_from_settings,
-    score_snapshot,
-    slate_views,
-)
+from nextoffer.scoring.champions import Champion
+from nextoffer.scoring.offers import policy_from_settings, read_block, score_block
 from nextoffer.store.bulk import upsert_frame
 from nextoffer.store.runs import utcnow
 from nextoffer.store.schema import PrecomputedOffers, UserFeatures
@@ -111,34 +104,27 @@ def precompute_chunk(
     per customer, and customers no longer in the range disappear with the old rows.
     """
     policy = policy_from_settings(settings)
-    model, version = champion.model, champion.label
     with engine.connect() as conn:
         features = current_features(conn, between=(chunk.first, chunk.last))
         if features.empty:
             return 0, 0
-        snapshot = load_block(
+        inputs = read_block(
             conn,
-            model,
-            computed_at,
+            champion.model,
+            catalogue,
+            policy,
             features,
+            computed_at,
             segments=settings.segments,
             seed=settings.random_seed,
-            only_listed=True,
         )
-        ids = snapshot.customer_ids
-        contacts = contacts_in_window(
-            conn, ids, catalogue, policy.window_start(computed_at), only_listed=True
-        )
-        risk = latest_churn_risk(conn, ids, only_listed=True)
-    slate = score_snapshot(
-        model, catalogue, policy, snapshot, contacts, risk, k=settings.precompute_k
-    )
-    offers = [[o.to_dict() for o in slate_views(slate, i, version)] for i in range(len(ids))]
+    block = score_block(champion, catalogue, policy, inputs, k=settings.precompute_k)
+    ids, offers = block.customer_ids, block.offers
     frame = pd.DataFrame(
         {
             "customer_id": ids,
-            "offers": [json.dumps(o) for o in offers],
-            "model_version": version,
+            "offers": [json.dumps([o.to_dict() for o in row]) for row in offers],
+            "model_version": champion.label,
             "computed_at": pd.Timestamp(computed_at),
         }
     )

@@ -24,6 +24,7 @@ from nextoffer.features.builder import MODEL_FEATURES, build_features
 from nextoffer.features.training import churn_labels, current_features
 from nextoffer.models.churn import DEFAULT_GRID, ChurnModel, logistic_baseline, tune_churn_params
 from nextoffer.models.tabular import TableSchema, infer_columns
+from nextoffer.scoring.churn import churn_frame
 
 LABEL = "churned"
 # What the churn model sees: every customer feature. `segment_id` is left out: it is
@@ -57,11 +58,6 @@ class ChurnTraining:
     label_as_of: str
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def churn_frame(features: pd.DataFrame) -> pd.DataFrame:
-    """The model's input columns, in order."""
-    return features.loc[:, list(CHURN_FEATURES)].reset_index(drop=True)
 
 
 def train_churn(

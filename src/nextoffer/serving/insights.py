@@ -1,17 +1,15 @@
-"""Read-side answers besides offers: churn risk and its history, segment, products, similar."""
+"""Read-side answers besides offers: churn risk and its history, segment, similar products."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session
 
 from nextoffer.cache import Cache, CacheUnavailableError, keys
 from nextoffer.domain.errors import NotFoundError
@@ -19,7 +17,12 @@ from nextoffer.features.training import current_features
 from nextoffer.models.offer_model import POPULARITY_KINDS
 from nextoffer.pipelines.score_churn import score_customers
 from nextoffer.serving.state import ServingState
-from nextoffer.store.schema import ChurnScore, Customer, Product, Segment, UserFeatures
+from nextoffer.store.reads import catalogue as catalogue_reads
+from nextoffer.store.reads import churn as churn_reads
+from nextoffer.store.reads import customers
+
+if TYPE_CHECKING:
+    from nextoffer.store import Engine
 
 HISTORY_POINTS = 52
 # Recommenders whose scores say "customers who hold X also take Y", best first.
@@ -62,25 +65,6 @@ class SegmentAnswer:
 
 
 @dataclass(frozen=True)
-class ProductView:
-    """A catalogue entry with its eligibility rules."""
-
-    product_id: str
-    name: str
-    category: str
-    price: float
-    margin: float
-    upfront_price: float
-    contract_types: list[str]
-    min_tenure_months: int
-    regions: list[str]
-    channels: list[str]
-    requires_category: str | None
-    is_retention_offer: bool
-    active: bool
-
-
-@dataclass(frozen=True)
 class SimilarProduct:
     """A product often taken by the holders of another one."""
 
@@ -94,23 +78,13 @@ def churn_risk(
     engine: Engine, state: ServingState, customer_id: str, history: int = HISTORY_POINTS
 ) -> ChurnRisk:
     """Latest score with its top reasons (explained now when batch scoring skipped them)."""
-    with Session(engine) as session:
-        rows = list(
-            session.scalars(
-                select(ChurnScore)
-                .where(ChurnScore.customer_id == customer_id)
-                .order_by(ChurnScore.scored_at.desc())
-                .limit(history)
-            )
-        )
-        conn = session.connection()
+    with engine.connect() as conn:
+        rows = churn_reads.score_history(conn, customer_id, history)
         if not rows:
             _require_customer(conn, customer_id)
             raise NotFoundError(f"customer {customer_id!r} has no churn score yet")
         latest = rows[0]
         reasons = latest.top_reasons
-        if isinstance(reasons, str):
-            reasons = json.loads(reasons)
         if not reasons and state.churn is not None:
             # Batch scoring explains only the medium and high bands; explain on demand.
             features = current_features(conn, [customer_id])
@@ -118,15 +92,12 @@ def churn_risk(
                 reasons = score_customers(
                     state.churn.model, features, (0.0, 0.0), explained_bands=None
                 )["top_reasons"].iloc[0]
-    points = [
-        RiskPoint(_utc(r.scored_at), float(r.score), r.band, r.model_version)
-        for r in reversed(rows)
-    ]
+    points = [RiskPoint(r.scored_at, r.score, r.band, r.model_version) for r in reversed(rows)]
     return ChurnRisk(
         customer_id=customer_id,
-        score=float(latest.score),
+        score=latest.score,
         band=latest.band,
-        scored_at=_utc(latest.scored_at),
+        scored_at=latest.scored_at,
         model_version=latest.model_version,
         top_reasons=list(reasons or []),
         history=points,
@@ -144,24 +115,12 @@ def segment_of(engine: Engine, cache: Cache, customer_id: str) -> SegmentAnswer:
         data = json.loads(cached)
         data["features_as_of"] = datetime.fromisoformat(data["features_as_of"])
         return SegmentAnswer(**data)
-    with Session(engine) as session:
-        row = session.execute(
-            select(UserFeatures.segment_id, UserFeatures.as_of, Segment)
-            .join(Segment, Segment.segment_id == UserFeatures.segment_id, isouter=True)
-            .where(UserFeatures.customer_id == customer_id)
-        ).first()
-        if row is None or row.segment_id is None:
-            _require_customer(session.connection(), customer_id)
+    with engine.connect() as conn:
+        record = customers.segment_of(conn, customer_id)
+        if record is None:
+            _require_customer(conn, customer_id)
             raise NotFoundError(f"customer {customer_id!r} has no segment yet (run features)")
-        segment = row[2]
-    answer = SegmentAnswer(
-        customer_id=customer_id,
-        segment_id=int(row.segment_id),
-        name=segment.name if segment else f"segment {row.segment_id}",
-        description=segment.description if segment else "",
-        size=int(segment.size) if segment else 0,
-        features_as_of=_utc(row.as_of),
-    )
+    answer = segment_answer(record)
     with contextlib.suppress(CacheUnavailableError):
         cache.set(key, dump_segment(answer), keys.HOT_TTL_S)
     return answer
@@ -174,27 +133,6 @@ def dump_segment(answer: SegmentAnswer) -> str:
     return json.dumps(data)
 
 
-def list_products(
-    engine: Engine,
-    *,
-    category: str | None = None,
-    active: bool | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> tuple[int, list[ProductView]]:
-    """(total matching, one page of products) ordered by product id."""
-    query = select(Product)
-    count = select(func.count()).select_from(Product)
-    for column, value in ((Product.category, category), (Product.active, active)):
-        if value is not None:
-            query = query.where(column == value)
-            count = count.where(column == value)
-    with Session(engine) as session:
-        total = int(session.execute(count).scalar_one())
-        rows = session.scalars(query.order_by(Product.product_id).limit(limit).offset(offset))
-        return total, [product_view(r) for r in rows]
-
-
 def similar_products(
     engine: Engine, state: ServingState, product_id: str, k: int
 ) -> tuple[str, list[SimilarProduct]]:
@@ -204,10 +142,8 @@ def similar_products(
     the champion carries (item-kNN, else EASE, else ALS); the answer is what such a customer
     would be recommended next.
     """
-    with engine.connect() as conn:
-        exists = conn.execute(select(Product.product_id).where(Product.product_id == product_id))
-        if exists.first() is None:
-            raise NotFoundError(f"no product {product_id!r}")
+    if not catalogue_reads.product_exists(engine, product_id):
+        raise NotFoundError(f"no product {product_id!r}")
     champion = state.offers
     if champion is None:
         raise NotFoundError("no offers model yet: similar products come from a trained model")
@@ -242,34 +178,18 @@ def similar_products(
     return name, out
 
 
-def product_view(p: Product) -> ProductView:
-    """A catalogue row in the API's shape (eligibility lists split)."""
-
-    def split(text: str | None) -> list[str]:
-        return [s for s in (text or "").split("|") if s]
-
-    return ProductView(
-        product_id=p.product_id,
-        name=p.name,
-        category=p.category,
-        price=float(p.price),
-        margin=float(p.margin),
-        upfront_price=float(p.upfront_price or 0),
-        contract_types=split(p.contract_types),
-        min_tenure_months=int(p.min_tenure_months or 0),
-        regions=split(p.regions),
-        channels=split(p.channels),
-        requires_category=p.requires_category,
-        is_retention_offer=bool(p.is_retention_offer),
-        active=bool(p.active),
+def segment_answer(record: customers.SegmentRecord) -> SegmentAnswer:
+    """A stored segment membership as the answer served and cached."""
+    return SegmentAnswer(
+        customer_id=record.customer_id,
+        segment_id=record.segment_id,
+        name=record.name,
+        description=record.description,
+        size=record.size,
+        features_as_of=record.features_as_of,
     )
 
 
 def _require_customer(conn: Any, customer_id: str) -> None:
-    found = conn.execute(select(Customer.customer_id).where(Customer.customer_id == customer_id))
-    if found.first() is None:
+    if not customers.customer_exists(conn, customer_id):
         raise NotFoundError(f"no customer {customer_id!r}")
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

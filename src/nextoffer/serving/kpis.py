@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-
-from sqlalchemy import Engine, func, select
+from typing import TYPE_CHECKING
 
 from nextoffer.domain.vocabulary import EventType
+from nextoffer.store.reads import churn, kpis, offers
 from nextoffer.store.runs import utcnow
-from nextoffer.store.schema import ChurnScore, Customer, Event, Subscription
+
+if TYPE_CHECKING:
+    from nextoffer.store import Engine
 
 WINDOW_DAYS = 30
 
@@ -41,36 +43,23 @@ def compute_kpis(engine: Engine, window_days: int = WINDOW_DAYS) -> Kpis:
     """Aggregate the KPIs: a handful of indexed aggregate queries, no table loaded."""
     since = utcnow() - timedelta(days=window_days)
     with engine.connect() as conn:
-        customers = conn.execute(select(func.count()).select_from(Customer)).scalar_one()
-        active = conn.execute(
-            select(func.count()).select_from(Subscription).where(Subscription.end_date.is_(None))
-        ).scalar_one()
-        by_type = dict(
-            conn.execute(
-                select(Event.event_type, func.count())
-                .where(Event.ts >= since, Event.event_type.like("offer_%"))
-                .group_by(Event.event_type)
-            ).all()
-        )
-        latest = select(func.max(ChurnScore.scored_at)).scalar_subquery()
-        high_risk, at_risk = conn.execute(
-            select(func.count(), func.coalesce(func.sum(Customer.arpu), 0))
-            .select_from(ChurnScore)
-            .join(Customer, Customer.customer_id == ChurnScore.customer_id)
-            .where(ChurnScore.scored_at == latest, ChurnScore.band == "high")
-        ).one()
-    impressions = int(by_type.get(EventType.OFFER_IMPRESSION.value, 0))
-    clicks = int(by_type.get(EventType.OFFER_CLICK.value, 0))
-    accepts = int(by_type.get(EventType.OFFER_ACCEPT.value, 0))
+        customers = kpis.customer_count(conn)
+        active = kpis.open_subscriptions(conn)
+        by_type = offers.offer_event_counts(conn, since)
+        high_risk = churn.band_counts(conn).get(churn.HIGH_BAND, 0)
+        at_risk = churn.revenue_at_risk(conn)
+    impressions = by_type[EventType.OFFER_IMPRESSION.value]
+    clicks = by_type[EventType.OFFER_CLICK.value]
+    accepts = by_type[EventType.OFFER_ACCEPT.value]
     return Kpis(
-        customers=int(customers),
-        active_subscriptions=int(active),
+        customers=customers,
+        active_subscriptions=active,
         impressions=impressions,
         clicks=clicks,
         accepts=accepts,
-        declines=int(by_type.get(EventType.OFFER_DECLINE.value, 0)),
+        declines=by_type[EventType.OFFER_DECLINE.value],
         ctr=clicks / impressions if impressions else 0.0,
         acceptance_rate=accepts / impressions if impressions else 0.0,
-        high_risk_customers=int(high_risk),
-        revenue_at_risk=float(at_risk or 0),
+        high_risk_customers=high_risk,
+        revenue_at_risk=at_risk,
     )

@@ -1,18 +1,22 @@
-"""The offers answer chain: cache → precomputed → live champion → segment popular → popular."""
+"""The offers answer chain: cache → precomputed → live champion → segment popular → popular.
+
+Every answer carries `domain.offers.Offer`s: the shape precompute stores, the cache holds
+and the API's `OfferOut` reads. pandas is imported inside the steps that need a feature
+frame (live scoring, the popular fallback), never when this module is imported.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,23 +24,21 @@ from nextoffer.cache import Cache, CacheUnavailableError, keys
 from nextoffer.config import Settings
 from nextoffer.domain.errors import NotFoundError
 from nextoffer.domain.experiments import Strategy, Variant
-from nextoffer.domain.offers import Customers, OfferPolicy, arbitrate
-from nextoffer.domain.vocabulary import EventType
-from nextoffer.features.training import ACQUISITIONS
-from nextoffer.models.offer_model import OfferModel
-from nextoffer.pipelines.champions import Champion
-from nextoffer.serving.scoring import (
-    HELD_COLUMNS,
-    OfferView,
-    contacts_in_window,
-    customer_features,
+from nextoffer.domain.offers import (
+    Customers,
+    Offer,
+    OfferPolicy,
+    arbitrate,
     dump_offers,
-    latest_churn_risk,
-    load_block,
     load_offers,
+)
+from nextoffer.domain.vocabulary import EventType
+from nextoffer.scoring.offers import (
+    HELD_COLUMNS,
+    customer_features,
     policy_from_settings,
-    score_snapshot,
-    slate_views,
+    read_block,
+    score_block,
 )
 from nextoffer.serving.state import ServingState
 from nextoffer.store.runs import utcnow
@@ -49,6 +51,12 @@ from nextoffer.store.schema import (
     Transaction,
     UserFeatures,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from nextoffer.models.offer_model import OfferModel
+    from nextoffer.scoring.champions import Champion
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +89,37 @@ class ExperimentTag:
 
 @dataclass
 class OffersAnswer:
-    """The next-best offers for one customer and how they were found."""
+    """The next-best offers for one customer and how they were found.
+
+    The API's `OffersOut` validates it directly (attribute by attribute).
+    """
 
     customer_id: str
-    offers: list[OfferView]
+    offers: list[Offer]
     source: Source
     model_version: str | None
     degraded: bool = False
     notes: list[str] = field(default_factory=list)
     experiment: ExperimentTag | None = None
+
+
+@dataclass(frozen=True)
+class OfferRequest:
+    """One customer's question in a batch: how many offers, where, under which variant."""
+
+    customer_id: str
+    k: int
+    channel: str | None = None
+    variant: Variant | None = None
+    experiment_id: str | None = None
+
+
+@dataclass
+class OffersBatch:
+    """Answers of a batch, in request order, and the customer ids that do not exist."""
+
+    answers: list[OffersAnswer] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
 
 
 class OfferService:
@@ -137,6 +167,27 @@ class OfferService:
         self._on_source(answer.source.value)
         return answer
 
+    def offers_many(self, requests: Iterable[OfferRequest]) -> OffersBatch:
+        """Answers for many customers, each exactly as `offers` gives it.
+
+        An unknown customer does not stop the batch: its id is listed in `unknown`.
+        """
+        batch = OffersBatch()
+        for request in requests:
+            try:
+                answer = self.offers(
+                    request.customer_id,
+                    k=request.k,
+                    channel=request.channel,
+                    variant=request.variant,
+                    experiment_id=request.experiment_id,
+                )
+            except NotFoundError:
+                batch.unknown.append(request.customer_id)
+                continue
+            batch.answers.append(answer)
+        return batch
+
     def _answer(self, customer_id: str, variant: Variant | None) -> OffersAnswer:
         strategy = Strategy.CHAMPION if variant is None else variant.strategy
         if strategy == Strategy.CONTROL:
@@ -180,7 +231,7 @@ class OfferService:
 
     def _from_database(
         self, customer_id: str, champion: Champion[OfferModel] | None, notes: list[str]
-    ) -> tuple[Source, list[OfferView]] | None:
+    ) -> tuple[Source, list[Offer]] | None:
         """Precomputed offers, else live scoring; None when neither can answer."""
         try:
             if champion is not None and champion is self.state.offers:
@@ -202,7 +253,7 @@ class OfferService:
             notes.append("database unavailable")
             return None
 
-    def _precomputed(self, customer_id: str, label: str) -> list[OfferView] | None:
+    def _precomputed(self, customer_id: str, label: str) -> list[Offer] | None:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(PrecomputedOffers.offers, PrecomputedOffers.model_version).where(
@@ -212,12 +263,12 @@ class OfferService:
             if row is None or row.model_version != label:
                 return None
             stored = row.offers if isinstance(row.offers, list) else json.loads(row.offers)
-            offers = [OfferView.from_dict(o) for o in stored]
+            offers = [Offer.from_dict(o) for o in stored]
             # Precomputed rows are hours old: respect contacts and accepts made since.
             shown, accepted = self._recent_responses(conn, customer_id)
         return still_allowed(offers, shown, accepted, self.policy.contact_cap)
 
-    def _live(self, customer_id: str, champion: Champion[OfferModel]) -> list[OfferView] | None:
+    def _live(self, customer_id: str, champion: Champion[OfferModel]) -> list[Offer] | None:
         catalogue = self.state.catalogue
         if catalogue is None or tuple(catalogue.product_ids) != tuple(
             champion.model.products.product_ids
@@ -228,34 +279,24 @@ class OfferService:
             features = self._features(conn, customer_id)
             if features.empty:
                 return None
-            snapshot = load_block(
+            inputs = read_block(
                 conn,
                 champion.model,
-                now,
+                catalogue,
+                self.policy,
                 features,
+                now,
                 segments=self.settings.segments,
                 seed=self.settings.random_seed,
-                only_listed=True,
             )
-            ids = snapshot.customer_ids
-            contacts = contacts_in_window(
-                conn, ids, catalogue, self.policy.window_start(now), only_listed=True
-            )
-            risk = latest_churn_risk(conn, ids, only_listed=True)
             _, accepted = self._recent_responses(conn, customer_id)
-        slate = score_snapshot(
-            champion.model,
-            catalogue,
-            self.policy,
-            snapshot,
-            contacts,
-            risk,
-            k=self.settings.precompute_k,
-        )
-        return [o for o in slate_views(slate, 0, champion.label) if o.product_id not in accepted]
+        block = score_block(champion, catalogue, self.policy, inputs, k=self.settings.precompute_k)
+        return [o for o in block.offers[0] if o.product_id not in accepted]
 
     def _features(self, conn: Any, customer_id: str) -> pd.DataFrame:
         """The customer's feature row, from `user:features:{id}` when cached."""
+        import pandas as pd
+
         notes: list[str] = []
         key = keys.user_features(customer_id)
         cached = self._cache_get(key, notes, count=False)
@@ -297,6 +338,8 @@ class OfferService:
 
     def _popular(self, customer_id: str, *, per_segment: bool) -> OffersAnswer:
         """Popular products (in the customer's segment when known), after business rules."""
+        import pandas as pd
+
         notes: list[str] = []
         try:
             with self.engine.connect() as conn:
@@ -351,7 +394,7 @@ class OfferService:
         popular: Sequence[tuple[str, float]],
         features: pd.DataFrame,
         held: set[str],
-    ) -> list[OfferView]:
+    ) -> list[Offer]:
         catalogue = self.state.catalogue
         if catalogue is None:
             return self._unfiltered(popular, exclude=held)
@@ -389,11 +432,11 @@ class OfferService:
             reason_codes=codes,
             reason_texts=(POPULAR_REASON,),
         )
-        return slate_views(slate, 0, "popular")
+        return slate.offers(0, "popular")
 
     def _unfiltered(
         self, popular: Sequence[tuple[str, float]], exclude: set[str] | None = None
-    ) -> list[OfferView]:
+    ) -> list[Offer]:
         """Popular products without business rules: only when nothing else is known."""
         catalogue = self.state.catalogue
         out = []
@@ -407,15 +450,13 @@ class OfferService:
                     continue
                 name, category = str(catalogue.names[i]), str(catalogue.categories[i])
             out.append(
-                OfferView(
-                    product_id, name, category, share, share, 0.0, [POPULAR_REASON], "popular"
-                )
+                Offer(product_id, name, category, share, share, 0.0, (POPULAR_REASON,), "popular")
             )
             if len(out) >= self.settings.precompute_k:
                 break
         return out
 
-    def _for_channel(self, offers: list[OfferView], channel: str | None) -> list[OfferView]:
+    def _for_channel(self, offers: list[Offer], channel: str | None) -> list[Offer]:
         catalogue = self.state.catalogue
         if channel is None or catalogue is None:
             return offers
@@ -488,8 +529,8 @@ class OfferService:
 
 
 def still_allowed(
-    offers: Sequence[OfferView], shown: Mapping[str, int], accepted: set[str], contact_cap: int
-) -> list[OfferView]:
+    offers: Sequence[Offer], shown: Mapping[str, int], accepted: set[str], contact_cap: int
+) -> list[Offer]:
     """Stored offers minus those shown `contact_cap` times or accepted since they were scored."""
     return [
         o
@@ -509,6 +550,10 @@ def popular_lists(conn: Any, top: int = 20) -> dict[str, list[tuple[str, float]]
     Each list holds (product_id, share of that group's acquisitions), best first. The
     window ends at the newest transaction, not now, so an old extract still has a list.
     """
+    import pandas as pd
+
+    from nextoffer.features.training import ACQUISITIONS
+
     newest = conn.execute(select(func.max(Transaction.ts))).scalar()
     if newest is None:
         return {GLOBAL: []}
@@ -548,6 +593,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _jsonable(value: Any) -> Any:
+    import pandas as pd
+
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, pd.Timestamp):

@@ -8,22 +8,23 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, func, select
 
 from nextoffer.domain.errors import NextOfferError
 from nextoffer.domain.offers import Catalogue
-from nextoffer.features.training import load_products
-from nextoffer.models.churn import ChurnModel
-from nextoffer.models.offer_model import OfferModel
-from nextoffer.pipelines.champions import (
+from nextoffer.scoring.champions import (
     Champion,
     load_churn_champion,
     load_offer_version,
 )
-from nextoffer.registry.mlflow_registry import ModelRegistry
 from nextoffer.store.schema import JobRun
+
+if TYPE_CHECKING:
+    from nextoffer.models.churn import ChurnModel
+    from nextoffer.models.offer_model import OfferModel
+    from nextoffer.registry.mlflow_registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 M = TypeVar("M")
@@ -148,6 +149,9 @@ class ServingState:
         return tuple((job, _iso(at)) for job, at in rows)
 
     def _read_catalogue(self) -> Catalogue | None:
+        # Imported here: the module pulls in pandas, which a serving process loads lazily.
+        from nextoffer.features.training import load_products
+
         try:
             with self.engine.connect() as conn:
                 records = load_products(conn)

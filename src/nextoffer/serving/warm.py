@@ -14,10 +14,11 @@ from sqlalchemy import Connection, Engine, func, select
 from nextoffer.cache import keys
 from nextoffer.cache.base import Cache
 from nextoffer.config import Settings
+from nextoffer.domain.offers import Offer, dump_offers
 from nextoffer.domain.vocabulary import EventType
+from nextoffer.scoring.offers import policy_from_settings
 from nextoffer.serving.insights import SegmentAnswer, dump_segment
 from nextoffer.serving.offers import offers_key, popular_lists, still_allowed
-from nextoffer.serving.scoring import OfferView, dump_offers, policy_from_settings
 from nextoffer.serving.state import ServingState
 from nextoffer.store.runs import utcnow
 from nextoffer.store.schema import ContactHistory, Event, PrecomputedOffers, Segment, UserFeatures
@@ -102,11 +103,11 @@ def warm_cache(
             key = offers_key(row.customer_id, state.stamp, label)
             if row.customer_id not in shown and row.customer_id not in accepted:
                 # Nothing to filter (most customers): the stored offers are already in the
-                # cached shape (`OfferView.to_dict` wrote them), so skip the round trip.
+                # cached shape (`Offer.to_dict` wrote them), so skip the round trip.
                 items[key] = json.dumps(stored, separators=(",", ":"))
                 continue
             offers = still_allowed(
-                [OfferView.from_dict(o) for o in stored],
+                [Offer.from_dict(o) for o in stored],
                 shown[row.customer_id],
                 accepted[row.customer_id],
                 policy.contact_cap,

@@ -11,7 +11,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -24,9 +23,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from nextoffer.store.types import UtcDateTime
+
 ID = String(64)
 MONEY = Numeric(12, 2)
-UTC_TIME = DateTime(timezone=True)
+# Every time column reads back aware UTC on SQLite and PostgreSQL alike (see store.types).
+UTC_TIME = UtcDateTime()
 
 # Deterministic constraint names so migrations and downgrades work the same on every engine.
 NAMING = {

@@ -1,4 +1,4 @@
-"""Mounts the console on the API app: page routes, static files and the console's error pages."""
+"""The console's half of the app: page routes, static files and the console's error pages."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
-from nextoffer.api.deps import Services
-from nextoffer.config import Settings
+from nextoffer.platform import Platform
 from nextoffer.web.auth import ConsoleAuth
 from nextoffer.web.console import (
     STATIC,
@@ -32,25 +31,25 @@ ROUTERS = (
 )
 
 
-def mount_console(app: FastAPI, settings: Settings) -> FastAPI:
-    """Add the console's pages and static files to an app built by `create_app`.
+def install_console(app: FastAPI, platform: Platform) -> None:
+    """Add the console's pages and static files to `app`, beside the API.
 
-    The pages use the app's own services (engine, cache, offers, registry, limiter), so
-    what they show is what the API answers. No middleware is added: the API's hot path is
-    untouched, and the console's routes stay out of the OpenAPI document.
+    The pages call the same use cases and services as the API, so what they show is what
+    the API answers. The console's routes stay out of the OpenAPI document.
     """
-    services: Services = app.state.services
+    settings = platform.settings
     console = Console(
-        services=services,
+        services=platform.services,
         settings=settings,
         auth=ConsoleAuth(
-            services.engine,
-            services.jwt_secret,
+            platform.services.engine,
+            platform.jwt_secret,
             secure=settings.console_secure_cookies,
             ttl_s=settings.console_session_ttl_s,
             cache_s=settings.auth_cache_s,
         ),
         templates=make_templates(),
+        limiter=platform.limiter,
     )
     app.state.console = console
     for router in ROUTERS:
@@ -67,4 +66,3 @@ def mount_console(app: FastAPI, settings: Settings) -> FastAPI:
 
     app.add_exception_handler(LoginRequiredError, to_login)
     app.add_exception_handler(PageError, page_error)
-    return app

@@ -19,11 +19,12 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from nextoffer import __version__
-from nextoffer.api.deps import Services
-from nextoffer.api.problems import ProblemError
 from nextoffer.config import Settings
+from nextoffer.domain.errors import RateLimitedError
 from nextoffer.domain.roles import Role
+from nextoffer.serving.rate_limit import RateLimiter
 from nextoffer.store.runs import utcnow
+from nextoffer.usecases.context import Services
 from nextoffer.web.auth import CSRF_FIELD, ConsoleAuth, ConsoleSession, FlashKind
 
 HERE = Path(__file__).resolve().parent
@@ -96,12 +97,13 @@ class Memo:
 
 @dataclass
 class Console:
-    """The console's state, built once by `mount_console` and kept on `app.state.console`."""
+    """The console's state, built once by `install_console` and kept on `app.state.console`."""
 
     services: Services
     settings: Settings
     auth: ConsoleAuth
     templates: Jinja2Templates
+    limiter: RateLimiter
     memo: Memo = field(default_factory=lambda: Memo(30.0))
 
 
@@ -149,11 +151,10 @@ FormSessionDep = Annotated[ConsoleSession, Depends(form_session)]
 
 def limit(console: Console, principal: str) -> None:
     """Count one request against the API's rate limiter; a 429 page when over."""
-    services = console.services
     try:
-        services.limiter.check(principal, services.metrics)
-    except ProblemError as exc:
-        raise PageError(429, "Too many requests", exc.detail) from None
+        console.limiter.check(principal, console.services.metrics)
+    except RateLimitedError as exc:
+        raise PageError(429, "Too many requests", str(exc)) from None
 
 
 def needs(session: ConsoleSession, role: Role, action: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from nextoffer.api.deps import ServicesDep
+from nextoffer.api.deps import PlatformDep
 from nextoffer.api.problems import ProblemError
 from nextoffer.api.schemas import TokenIn, TokenOut
 from nextoffer.serving.accounts import authenticate, issue_token
@@ -13,13 +13,14 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
 @router.post("/token", response_model=TokenOut, summary="Log in")
-def token(body: TokenIn, request: Request, services: ServicesDep) -> TokenOut:
+def token(body: TokenIn, request: Request, platform: PlatformDep) -> TokenOut:
     """A bearer token for `Authorization: Bearer …`, valid for NEXTOFFER_JWT_TTL_S seconds."""
     client = request.client.host if request.client else "unknown"
     # Guessing passwords is limited per client address and per username.
-    services.limiter.check(f"login:{client}", services.metrics)
-    services.limiter.check(f"login-user:{body.username.lower()}", services.metrics)
-    principal = authenticate(services.engine, body.username, body.password)
+    metrics = platform.services.metrics
+    platform.limiter.check(f"login:{client}", metrics)
+    platform.limiter.check(f"login-user:{body.username.lower()}", metrics)
+    principal = authenticate(platform.services.engine, body.username, body.password)
     if principal is None:
         raise ProblemError(
             401,
@@ -27,5 +28,5 @@ def token(body: TokenIn, request: Request, services: ServicesDep) -> TokenOut:
             kind="unauthorized",
             headers={"WWW-Authenticate": 'Bearer realm="nextoffer"'},
         )
-    access, expires_in = issue_token(principal, services.jwt_secret, services.settings.jwt_ttl_s)
+    access, expires_in = issue_token(principal, platform.jwt_secret, platform.settings.jwt_ttl_s)
     return TokenOut(access_token=access, expires_in=expires_in, role=principal.role.value)

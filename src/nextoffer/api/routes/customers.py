@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from nextoffer.api.deps import ServicesDep, Viewer
-from nextoffer.api.schemas import ID_PATTERN, ChurnRiskOut, OffersOut, SegmentOut
+from nextoffer.api.schemas import ChurnRiskOut, OffersOut, SegmentOut
+from nextoffer.domain.vocabulary import ID_PATTERN
 from nextoffer.serving import insights
+from nextoffer.usecases.offers import OfferRequest, answer_offers
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -36,17 +38,9 @@ def get_offers(
     `degraded` is true when a backend was down. A running experiment may assign the
     customer (or session) to a variant that serves another strategy, or none (control).
     """
-    assignment = services.experiments.variant_for(customer_id, session_id)
-    experiment, variant = assignment if assignment else (None, None)
-    answer = services.offers.offers(
-        customer_id,
-        k=k or services.settings.default_offers_k,
-        channel=channel,
-        variant=variant,
-        experiment_id=experiment.experiment_id if experiment else None,
+    answer = answer_offers(
+        services, OfferRequest(customer_id, k=k, channel=channel, session_id=session_id)
     )
-    for note in answer.notes:
-        services.metrics.degraded_answers.labels(note).inc()
     return OffersOut.model_validate(
         {
             "customer_id": answer.customer_id,

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from nextoffer.api.deps import Operator, ServicesDep, Viewer
-from nextoffer.api.problems import ProblemError
 from nextoffer.api.schemas import ExperimentIn, ExperimentOut, ExperimentResultsOut
 from nextoffer.domain.experiments import Strategy, Variant
 from nextoffer.serving import experiments as store
 from nextoffer.serving.experiments import ExperimentRecord
+from nextoffer.usecases.experiments import start_experiment, stop_experiment
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
@@ -45,21 +45,12 @@ def _out(record: ExperimentRecord) -> ExperimentOut:
 @router.post("", response_model=ExperimentOut, status_code=201, summary="Start an experiment")
 def create(body: ExperimentIn, services: ServicesDep, caller: Operator) -> ExperimentOut:
     """Start an experiment now. One runs at a time, so variants never overlap."""
-    if store.running_experiments(services.engine):
-        raise ProblemError(409, "an experiment is already running; stop it first", kind="conflict")
     variants = [
         Variant(v.name, Strategy(v.strategy), v.weight, v.model_version) for v in body.variants
     ]
-    for variant in variants:
-        if variant.model_version is not None:
-            # Fail now, not on the first request of the variant.
-            known = {v.version for v in services.registry.versions("offers")}
-            if variant.model_version not in known:
-                raise ProblemError(422, f"no offers model version {variant.model_version}")
-    record = store.create_experiment(
-        services.engine, body.name, body.unit, variants, created_by=f"{caller.kind}:{caller.id}"
+    record = start_experiment(
+        services, body.name, body.unit, variants, started_by=f"{caller.kind}:{caller.id}"
     )
-    services.experiments.invalidate()
     return _out(record)
 
 
@@ -82,9 +73,7 @@ def get_one(experiment_id: ExperimentId, services: ServicesDep, _caller: Viewer)
 @router.post("/{experiment_id}/stop", response_model=ExperimentOut, summary="Stop it")
 def stop(experiment_id: ExperimentId, services: ServicesDep, _caller: Operator) -> ExperimentOut:
     """Stop assigning variants; results stay readable. Stopping twice is harmless."""
-    record = store.stop_experiment(services.engine, experiment_id)
-    services.experiments.invalidate()
-    return _out(record)
+    return _out(stop_experiment(services, experiment_id))
 
 
 @router.get("/{experiment_id}/results", response_model=ExperimentResultsOut, summary="Results")

@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from nextoffer.api.deps import ServicesDep, require
+from nextoffer.api.deps import PlatformDep, ServicesDep, require
 from nextoffer.api.schemas import ComponentOut, ReadyOut
 from nextoffer.domain.roles import Role
 
@@ -67,9 +67,9 @@ def ready(services: ServicesDep, response: Response) -> ReadyOut:
     return ReadyOut(status=status, components=components)
 
 
-def _metrics_guard(request: Request, services: ServicesDep) -> None:
+def _metrics_guard(request: Request, platform: PlatformDep) -> None:
     """Checks an operator's credentials when NEXTOFFER_METRICS_REQUIRE_AUTH is set."""
-    if not services.settings.metrics_require_auth:
+    if not platform.settings.metrics_require_auth:
         return
     authorization = request.headers.get("authorization", "")
     bearer = (
@@ -77,7 +77,7 @@ def _metrics_guard(request: Request, services: ServicesDep) -> None:
         if authorization.lower().startswith("bearer ")
         else None
     )
-    require(Role.OPERATOR)(request, services, request.headers.get("x-api-key"), bearer)
+    require(Role.OPERATOR)(request, platform, request.headers.get("x-api-key"), bearer)
 
 
 @router.get(

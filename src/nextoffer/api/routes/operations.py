@@ -12,6 +12,7 @@ from nextoffer.api.problems import ProblemError
 from nextoffer.api.schemas import DecisionOut, JobIn, JobOut, ModelsOut, ModelVersionOut, PromoteIn
 from nextoffer.pipelines.train import KINDS
 from nextoffer.store.runs import get_run
+from nextoffer.usecases.models import promote_model, roll_back_model
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
@@ -56,14 +57,13 @@ def promote(
 ) -> DecisionOut:
     """Point the champion alias at a version (or back at the previous one); admin only."""
     if body.rollback:
-        decision = services.registry.rollback(kind)
+        decision = roll_back_model(services, kind)
     elif body.version is None:
         raise ProblemError(422, "give a version, or rollback=true")
     else:
-        reason = f"{body.reason} (by {caller.kind}:{caller.id})"
-        decision = services.registry.promote(kind, body.version, reason)
-    services.state.refresh()
-    services.offers.invalidate()
+        decision = promote_model(
+            services, kind, body.version, body.reason, by=f"{caller.kind}:{caller.id}"
+        )
     return DecisionOut(
         kind=kind, version=decision.version, promoted=decision.promoted, reason=decision.reason
     )

@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from nextoffer.api.deps import ServicesDep, Viewer
-from nextoffer.api.schemas import ID_PATTERN, ProductOut, ProductPageOut, SimilarOut
+from nextoffer.api.schemas import ProductOut, ProductPageOut, SimilarOut
+from nextoffer.domain.vocabulary import ID_PATTERN
 from nextoffer.serving import insights
+from nextoffer.store.reads import catalogue
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
@@ -24,7 +26,7 @@ def list_products(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> ProductPageOut:
     """Products with price, margin and eligibility rules, by product id."""
-    total, items = insights.list_products(
+    total, items = catalogue.list_products(
         services.engine, category=category, active=active, limit=limit, offset=offset
     )
     return ProductPageOut(

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Path, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from nextoffer.api.schemas import ID_PATTERN
-from nextoffer.domain.errors import NotFoundError
+from nextoffer.domain.errors import InvalidRequestError, NotFoundError
 from nextoffer.domain.roles import Role
-from nextoffer.domain.vocabulary import EventType
+from nextoffer.domain.vocabulary import ID_PATTERN, EventType
 from nextoffer.serving import insights
-from nextoffer.serving.events import OfferEvent
+from nextoffer.store.reads import customers
 from nextoffer.store.runs import utcnow
-from nextoffer.web import queries
+from nextoffer.usecases.offers import OfferRequest, answer_offers
+from nextoffer.usecases.responses import OfferResponse, record_responses
 from nextoffer.web.charts import Series, line_chart, percent
 from nextoffer.web.console import (
     ConsoleDep,
@@ -53,10 +52,10 @@ def search(
     """Search: an exact id opens the customer; other text is a name prefix, paged by name."""
     engine = console.services.engine
     text = q.strip()
-    if text and queries.customer_exists(engine, text):
+    if text and customers.customer_exists(engine, text):
         return RedirectResponse(f"/customers/{quote(text, safe='')}", status_code=303)
     after = (after_name, after_id) if after_name is not None and after_id is not None else None
-    hits = queries.search_customers(engine, text, after=after, limit=PAGE + 1) if text else []
+    hits = customers.search_customers(engine, text, after=after, limit=PAGE + 1) if text else []
     more = None
     if len(hits) > PAGE:
         hits = hits[:PAGE]
@@ -79,7 +78,7 @@ def customer(
     """Everything about one customer, with the offers exactly as the API answers them."""
     services = console.services
     engine = services.engine
-    profile = queries.profile(engine, customer_id)
+    profile = customers.profile(engine, customer_id)
     if profile is None:
         raise PageError(404, "No such customer", f"There is no customer with id {customer_id}.")
     try:
@@ -90,19 +89,8 @@ def customer(
         risk = insights.churn_risk(engine, services.state, customer_id, HISTORY)
     except NotFoundError:
         risk = None
-    # The same calls as GET /v1/customers/{id}/offers: the experiment's sticky variant, then
-    # the answer chain (cache, precomputed, live, popular) with the default k.
-    assignment = services.experiments.variant_for(customer_id, None)
-    experiment, variant = assignment if assignment else (None, None)
-    answer = services.offers.offers(
-        customer_id,
-        k=services.settings.default_offers_k,
-        channel=None,
-        variant=variant,
-        experiment_id=experiment.experiment_id if experiment else None,
-    )
-    for note in answer.notes:
-        services.metrics.degraded_answers.labels(note).inc()
+    # The same use case as GET /v1/customers/{id}/offers, with the default k.
+    answer = answer_offers(services, OfferRequest(customer_id))
     today = utcnow().date()
     risk_chart = None
     if risk is not None and risk.history:
@@ -128,9 +116,9 @@ def customer(
             "risk": risk,
             "risk_chart": risk_chart,
             "answer": answer,
-            "holdings": queries.holdings(engine, customer_id, today),
-            "transactions": queries.recent_transactions(engine, customer_id, RECENT),
-            "events": queries.recent_events(engine, customer_id, RECENT),
+            "holdings": customers.holdings(engine, customer_id, today),
+            "transactions": customers.recent_transactions(engine, customer_id, RECENT),
+            "events": customers.recent_events(engine, customer_id, RECENT),
             "can_respond": session.can(Role.WRITER),
         },
     )
@@ -150,31 +138,18 @@ def respond(
     back = f"/customers/{quote(customer_id, safe='')}"
     if event_type not in RESPONSES:
         raise PageError(422, "Unknown response", "Choose accept or decline.")
-    # As POST /v1/events does: tag the running experiment's variant of this customer, so
-    # the experiment's results count what its variant caused.
-    assignment = services.experiments.variant_for(customer_id, None)
+    # The same use case as POST /v1/events: tagged with the customer's variant, counted,
+    # and the customer's cached answer dropped, so an accepted product leaves at once.
     try:
-        event = OfferEvent(
-            event_id=str(uuid.uuid4()),
-            customer_id=customer_id,
-            event_type=EventType(event_type),
-            product_id=product_id,
-            ts=utcnow(),
-            experiment_id=assignment[0].experiment_id if assignment else None,
-            variant=assignment[1].name if assignment else None,
+        recorded = record_responses(
+            services,
+            [OfferResponse(customer_id=customer_id, event_type=event_type, product_id=product_id)],
         )
-    except ValueError as exc:
+    except InvalidRequestError as exc:
+        rejected = exc.extra.get("rejected")
+        if rejected:  # an unknown product or customer: say why on the customer's page
+            return redirect(console, back, f"Not recorded: {rejected[0]['reason']}", "error")
         raise PageError(422, "Not recorded", str(exc)) from None
-    result = services.events.record([event])
-    if result.rejected:
-        return redirect(console, back, f"Not recorded: {result.rejected[0].reason}", "error")
-    services.metrics.events.labels(
-        event.event_type, event.experiment_id or "", event.variant or ""
-    ).inc()
-    if result.spooled:
-        services.metrics.events_spooled.inc(result.spooled)
-    # The customer's cached answer is dropped, as after an API event: an accepted product
-    # leaves the next answer at once.
-    services.offers.forget(customer_id)
+    result = recorded.result
     how = "kept in the spool until the database is back" if result.spooled else "recorded"
     return redirect(console, back, f"{RESPONSES[event_type].capitalize()} of {product_id} {how}.")

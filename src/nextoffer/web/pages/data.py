@@ -17,8 +17,8 @@ from nextoffer.domain.errors import NextOfferError
 from nextoffer.domain.roles import Role
 from nextoffer.pipelines.jobs import JOB_KINDS
 from nextoffer.pipelines.train import KINDS
+from nextoffer.store.reads import churn, jobs, quarantine
 from nextoffer.store.runs import SUCCEEDED
-from nextoffer.web import queries
 from nextoffer.web.console import (
     ConsoleDep,
     FormSessionDep,
@@ -50,13 +50,13 @@ def data(
     """Job runs and quarantined rows, each paged by key, with freshness at the top."""
     engine = console.services.engine
     before = _run_key(runs_before)
-    runs = queries.runs_page(engine, job=job or None, before=before, limit=RUNS_PAGE + 1)
+    runs = jobs.runs_page(engine, job=job or None, before=before, limit=RUNS_PAGE + 1)
     more_runs = None
     if len(runs) > RUNS_PAGE:
         runs = runs[:RUNS_PAGE]
         key = f"{runs[-1].started_at.isoformat()}|{runs[-1].run_id}"
         more_runs = "?" + urlencode({"job": job, "runs_before": key, "entity": entity})
-    rows = queries.quarantine_page(
+    rows = quarantine.quarantine_page(
         engine, entity=entity or None, before_id=rows_before, limit=QUARANTINE_PAGE + 1
     )
     more_rows = None
@@ -64,8 +64,8 @@ def data(
         rows = rows[:QUARANTINE_PAGE]
         more_rows = "?" + urlencode({"job": job, "entity": entity, "rows_before": rows[-1].id})
     freshness = [
-        (label, queries.latest_run(engine, names, SUCCEEDED), queries.latest_run(engine, names))
-        for label, names in queries.FRESHNESS_JOBS
+        (label, jobs.latest_run(engine, names, SUCCEEDED), jobs.latest_run(engine, names))
+        for label, names in jobs.FRESHNESS_JOBS
     ]
     return render(
         request,
@@ -76,15 +76,15 @@ def data(
             "runs": runs,
             "more_runs": more_runs,
             "job": job,
-            "jobs": console.memo.get("job_names", lambda: queries.job_names(engine)),
+            "jobs": console.memo.get("job_names", lambda: jobs.job_names(engine)),
             "rows": rows,
             "more_rows": more_rows,
             "entity": entity,
             "counts": console.memo.get(
-                "quarantine_counts", lambda: queries.quarantine_counts(engine)
+                "quarantine_counts", lambda: quarantine.quarantine_counts(engine)
             ),
             "freshness": freshness,
-            "churn_scored_at": queries.latest_churn_scored_at(engine),
+            "churn_scored_at": churn.latest_scored_at(engine),
             "can_start": session.can(Role.OPERATOR),
             "job_kinds": JOB_KINDS,
             "model_kinds": KINDS,
@@ -117,8 +117,8 @@ def quarantine_csv(
     def lines() -> Iterator[bytes]:
         buffer = io.StringIO()
         out = csv.writer(buffer)
-        out.writerow(queries.QUARANTINE_COLUMNS)
-        for count, row in enumerate(queries.quarantine_rows(engine, entity=entity or None), 1):
+        out.writerow(quarantine.QUARANTINE_COLUMNS)
+        for count, row in enumerate(quarantine.quarantine_rows(engine, entity=entity or None), 1):
             out.writerow(
                 [
                     row.id,

@@ -11,6 +11,7 @@ from nextoffer.domain.errors import NextOfferError, NotFoundError
 from nextoffer.domain.experiments import MAX_VARIANTS, Strategy, Variant
 from nextoffer.domain.roles import Role
 from nextoffer.serving import experiments as store
+from nextoffer.usecases.experiments import start_experiment, stop_experiment
 from nextoffer.web.charts import Interval, interval_chart
 from nextoffer.web.console import (
     ConsoleDep,
@@ -79,22 +80,11 @@ def create(
                     int(text_version) if text_version else None,
                 )
             )
-        if store.running_experiments(services.engine):
-            raise ValueError("an experiment is already running; stop it first")
-        known = None
-        for arm in variants:
-            if arm.model_version is not None:
-                # Fail now, not on the first request of the variant.
-                if known is None:
-                    known = {v.version for v in services.registry.versions("offers")}
-                if arm.model_version not in known:
-                    raise ValueError(f"no offers model version {arm.model_version}")
-        record = store.create_experiment(
-            services.engine, name, unit, variants, created_by=f"user:{session.username}"
+        record = start_experiment(
+            services, name, unit, variants, started_by=f"user:{session.username}"
         )
     except (ValueError, NextOfferError) as exc:
         return redirect(console, "/experiments", f"Not started: {exc}", "error")
-    services.experiments.invalidate()
     return redirect(console, f"/experiments/{record.experiment_id}", f"Started {record.name}.")
 
 
@@ -150,8 +140,7 @@ def stop(console: ConsoleDep, session: FormSessionDep, experiment_id: Experiment
     """Stop assigning variants; the results stay."""
     needs(session, Role.OPERATOR, "Stopping an experiment")
     try:
-        record = store.stop_experiment(console.services.engine, experiment_id)
+        record = stop_experiment(console.services, experiment_id)
     except NotFoundError:
         raise PageError(404, "No such experiment", f"No experiment {experiment_id}.") from None
-    console.services.experiments.invalidate()
     return redirect(console, f"/experiments/{experiment_id}", f"Stopped {record.name}.")

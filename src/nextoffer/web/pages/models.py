@@ -18,6 +18,7 @@ from nextoffer.registry.mlflow_registry import (
     TAG_REASON,
     ModelVersionInfo,
 )
+from nextoffer.usecases.models import promote_model, roll_back_model
 from nextoffer.web.charts import Bar, bar_chart, plain
 from nextoffer.web.console import (
     ConsoleDep,
@@ -187,11 +188,9 @@ def promote(
     try:
         number = int(version)
         why = reason.strip() or "promoted in the console"
-        decision = services.registry.promote(kind, number, f"{why} (by user:{session.username})")
+        decision = promote_model(services, kind, number, why, by=f"user:{session.username}")
     except (ValueError, NextOfferError) as exc:
         return redirect(console, "/models", f"Not promoted: {exc}", "error")
-    services.state.refresh()
-    services.offers.invalidate()
     return redirect(
         console,
         "/models",
@@ -206,9 +205,7 @@ def rollback(console: ConsoleDep, session: FormSessionDep, kind: Kind) -> Respon
     needs(session, Role.ADMIN, "Rolling back a model")
     services = console.services
     try:
-        decision = services.registry.rollback(kind)
+        decision = roll_back_model(services, kind)
     except NextOfferError as exc:
         return redirect(console, "/models", f"Not rolled back: {exc}", "error")
-    services.state.refresh()
-    services.offers.invalidate()
     return redirect(console, "/models", f"{kind}: {decision.reason}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from nextoffer.store.reads import churn as churn_reads
+from nextoffer.store.reads import jobs, kpis, offers
 from nextoffer.store.runs import SUCCEEDED, utcnow
-from nextoffer.web import queries
 from nextoffer.web.alerts import open_alerts
 from nextoffer.web.charts import Series, line_chart, percent, plain
 from nextoffer.web.console import ConsoleDep, SessionDep, render
@@ -16,9 +17,9 @@ router = APIRouter(include_in_schema=False)
 RATE_DAYS = 30
 CHURN_TTL_S = 3600.0
 JOBS = (
-    ("ETL", queries.ETL_JOBS),
-    ("training", queries.TRAINING_JOBS),
-    ("backup", queries.BACKUP_JOBS),
+    ("ETL", jobs.ETL_JOBS),
+    ("training", jobs.TRAINING_JOBS),
+    ("backup", jobs.BACKUP_JOBS),
 )
 
 
@@ -28,20 +29,20 @@ def overview(request: Request, console: ConsoleDep, _session: SessionDep) -> Res
     engine = console.services.engine
     now = utcnow()
     # Read live on every load: an accept recorded a moment ago moves the rate at once.
-    rates = queries.offer_rates(engine, now, RATE_DAYS)
-    totals = console.memo.get("totals", lambda: queries.totals(engine))
+    rates = offers.offer_rates(engine, now, RATE_DAYS)
+    totals = console.memo.get("totals", lambda: kpis.totals(engine))
     # Revenue at risk joins every high-band customer: computed once per scoring (and label
     # window), not once per page load.
-    marks = queries.churn_marks(engine)
+    marks = churn_reads.churn_marks(engine)
     churn = console.memo.get(
-        f"churn:{marks}", lambda: queries.churn_summary(engine), ttl_s=CHURN_TTL_S
+        f"churn:{marks}", lambda: churn_reads.churn_summary(engine), ttl_s=CHURN_TTL_S
     )
     alerts = console.memo.get("alerts", lambda: open_alerts(console.settings.alertmanager_url))
     jobs = [
         (
             label,
-            queries.latest_run(engine, names, SUCCEEDED),
-            queries.latest_run(engine, names),
+            jobs.latest_run(engine, names, SUCCEEDED),
+            jobs.latest_run(engine, names),
         )
         for label, names in JOBS
     ]

@@ -8,11 +8,11 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from nextoffer.api.schemas import ID_PATTERN
 from nextoffer.domain.errors import NotFoundError
+from nextoffer.domain.vocabulary import ID_PATTERN
 from nextoffer.serving import insights
+from nextoffer.store.reads import catalogue as catalogue_reads
 from nextoffer.store.runs import utcnow
-from nextoffer.web import queries
 from nextoffer.web.charts import Bar, bar_chart, plain
 from nextoffer.web.console import ConsoleDep, PageError, SessionDep, render
 
@@ -35,7 +35,7 @@ def catalogue(
     """One page of the catalogue (the API's listing) with each product's holders today."""
     engine = console.services.engine
     active = {"active": True, "inactive": False}.get(status)
-    total, items = insights.list_products(
+    total, items = catalogue_reads.list_products(
         engine, category=category or None, active=active, limit=PAGE, offset=(page - 1) * PAGE
     )
     ids = [p.product_id for p in items]
@@ -44,10 +44,10 @@ def catalogue(
     # on every page turn.
     uptake = console.memo.get(
         f"uptake:{today}:{','.join(ids)}",
-        lambda: queries.product_uptake(engine, ids, today),
+        lambda: catalogue_reads.product_uptake(engine, ids, today),
         ttl_s=UPTAKE_TTL_S,
     )
-    categories = console.memo.get("categories", lambda: queries.product_categories(engine))
+    categories = console.memo.get("categories", lambda: catalogue_reads.product_categories(engine))
     pages = max(1, -(-total // PAGE))
 
     def link(number: int) -> str:
@@ -92,11 +92,11 @@ def product(
 ) -> Response:
     """A product: its rules, its holders, and what its holders are recommended next."""
     services = console.services
-    view = queries.product(services.engine, product_id)
+    view = catalogue_reads.product(services.engine, product_id)
     if view is None:
         raise PageError(404, "No such product", f"There is no product with id {product_id}.")
     today = utcnow().date()
-    uptake = queries.product_uptake(services.engine, [product_id], today)[product_id]
+    uptake = catalogue_reads.product_uptake(services.engine, [product_id], today)[product_id]
     similar_error = ""
     method = ""
     similar: list[insights.SimilarProduct] = []

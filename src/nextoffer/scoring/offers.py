@@ -1,86 +1,50 @@
-"""Score next-best offers for a block of customers: one function for precompute and live API."""
+"""Score next-best offers for a block of customers: one function for precompute and live answers.
+
+A block is the customers of one feature frame: a precompute chunk, or the one customer of a
+live answer. `score_block` reads what arbitration needs (holdings, contacts, churn risk),
+asks the model for propensities, arbitrates, and returns each customer's `Offer`s.
+
+pandas and the model libraries are imported inside the functions that need them: a serving
+process imports this module at start-up and pays for them on its first live answer only.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Connection, func, select
 
 from nextoffer.config import Settings
 from nextoffer.domain.offers import (
     Catalogue,
     Customers,
+    Offer,
     OfferPolicy,
     OfferSlate,
     arbitrate,
 )
-from nextoffer.features.training import Snapshot, build_snapshot, current_features, id_range
-from nextoffer.models.offer_model import OfferModel
 from nextoffer.store.schema import ChurnScore, ContactHistory
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from nextoffer.features.training import Snapshot
+    from nextoffer.models.offer_model import OfferModel
+    from nextoffer.scoring.champions import Champion
 
 HELD_COLUMNS = ("mobile_held", "broadband_held", "addons_held", "devices_held", "bundles_held")
 """Feature columns counting held products per category, in `CATEGORIES` order."""
 
 
 @dataclass(frozen=True)
-class OfferView:
-    """One offer as the API shows it and as the cache and precomputed table store it."""
+class ScoredBlock:
+    """A block's customers (in feature-frame order) and each one's offers, best first."""
 
-    product_id: str
-    name: str
-    category: str
-    score: float
-    propensity: float
-    expected_value: float
-    reasons: list[str]
-    model_version: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (the stored and cached shape), in field order.
-
-        Spelled out rather than `dataclasses.asdict`, which deep-copies recursively and was
-        most of the time of a cache rebuild (a million offers at 100 000 customers).
-        """
-        return {
-            "product_id": self.product_id,
-            "name": self.name,
-            "category": self.category,
-            "score": self.score,
-            "propensity": self.propensity,
-            "expected_value": self.expected_value,
-            "reasons": list(self.reasons),
-            "model_version": self.model_version,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OfferView:
-        """Back from the stored shape."""
-        return cls(
-            product_id=str(data["product_id"]),
-            name=str(data["name"]),
-            category=str(data["category"]),
-            score=float(data["score"]),
-            propensity=float(data["propensity"]),
-            expected_value=float(data["expected_value"]),
-            reasons=[str(r) for r in data.get("reasons", [])],
-            model_version=str(data["model_version"]),
-        )
-
-
-def dump_offers(offers: Sequence[OfferView]) -> str:
-    """Offers as compact JSON text (cache values)."""
-    return json.dumps([o.to_dict() for o in offers], separators=(",", ":"))
-
-
-def load_offers(text: str) -> list[OfferView]:
-    """Offers from `dump_offers` text."""
-    return [OfferView.from_dict(d) for d in json.loads(text)]
+    customer_ids: np.ndarray
+    offers: list[list[Offer]]
 
 
 def policy_from_settings(settings: Settings) -> OfferPolicy:
@@ -95,6 +59,8 @@ def policy_from_settings(settings: Settings) -> OfferPolicy:
 
 def customers_for(features: pd.DataFrame, held: np.ndarray, churn_risk: np.ndarray) -> Customers:
     """Arbitration's view of the customers: holdings, held categories and churn risk."""
+    import pandas as pd
+
     return Customers(
         contract_type=features["contract_type"].to_numpy(dtype=object),
         region=features["region"].to_numpy(dtype=object),
@@ -119,7 +85,7 @@ def contacts_in_window(
         .where(ContactHistory.contacted_at >= since)
         .group_by(ContactHistory.customer_id, ContactHistory.product_id)
     )
-    bounds = id_range(pd.Series(customer_ids)) if only_listed else None
+    bounds = _id_range(customer_ids) if only_listed else None
     if bounds:
         query = query.where(ContactHistory.customer_id.between(*bounds))
     rows = conn.execute(query).all()
@@ -142,7 +108,7 @@ def latest_churn_risk(
     conn: Connection, customer_ids: np.ndarray, *, only_listed: bool
 ) -> np.ndarray:
     """Each customer's most recent churn score (NaN when never scored)."""
-    bounds = id_range(pd.Series(customer_ids)) if only_listed else None
+    bounds = _id_range(customer_ids) if only_listed else None
     newest = select(ChurnScore.customer_id, func.max(ChurnScore.scored_at).label("at"))
     if bounds:
         # Bounded inside the grouping too: a bound on the outer query alone is not pushed
@@ -171,6 +137,8 @@ def load_block(
     only_listed: bool,
 ) -> Snapshot:
     """Holdings and history of the customers in `features` at `as_of`."""
+    from nextoffer.features.training import build_snapshot
+
     return build_snapshot(
         conn,
         as_of,
@@ -209,23 +177,83 @@ def score_snapshot(
     )
 
 
-def slate_views(slate: OfferSlate, row: int, model_version: str) -> list[OfferView]:
-    """Customer `row`'s offers as views, best first."""
-    return [
-        OfferView(
-            product_id=o.product_id,
-            name=o.name,
-            category=o.category,
-            score=round(o.score, 6),
-            propensity=round(o.propensity, 6),
-            expected_value=round(o.expected_value, 4),
-            reasons=list(o.reasons),
-            model_version=model_version,
-        )
-        for o in slate.offers(row)
-    ]
+@dataclass(frozen=True)
+class BlockInputs:
+    """What scoring a block reads from the database, read while a connection is held."""
+
+    snapshot: Snapshot
+    contacts: np.ndarray
+    churn_risk: np.ndarray
+
+    @property
+    def customer_ids(self) -> np.ndarray:
+        """The block's customers, in feature-frame order."""
+        return self.snapshot.customer_ids
+
+
+def read_block(
+    conn: Connection,
+    model: OfferModel,
+    catalogue: Catalogue,
+    policy: OfferPolicy,
+    features: pd.DataFrame,
+    as_of: datetime,
+    *,
+    segments: int,
+    seed: int,
+) -> BlockInputs:
+    """What scoring the customers in `features` at `as_of` needs from the database.
+
+    Holdings, history, contacts within the policy's window and the latest churn risk, read
+    for the customers' own id range only.
+    """
+    snapshot = load_block(
+        conn, model, as_of, features, segments=segments, seed=seed, only_listed=True
+    )
+    ids = snapshot.customer_ids
+    return BlockInputs(
+        snapshot,
+        contacts_in_window(conn, ids, catalogue, policy.window_start(as_of), only_listed=True),
+        latest_churn_risk(conn, ids, only_listed=True),
+    )
+
+
+def score_block(
+    champion: Champion[OfferModel],
+    catalogue: Catalogue,
+    policy: OfferPolicy,
+    inputs: BlockInputs,
+    *,
+    k: int,
+) -> ScoredBlock:
+    """Every customer's offers, best first, labelled with the champion's version.
+
+    No database access: callers read the inputs first and let the connection go.
+    """
+    slate = score_snapshot(
+        champion.model,
+        catalogue,
+        policy,
+        inputs.snapshot,
+        inputs.contacts,
+        inputs.churn_risk,
+        k=k,
+    )
+    ids = inputs.customer_ids
+    return ScoredBlock(ids, [slate.offers(i, champion.label) for i in range(len(ids))])
 
 
 def customer_features(conn: Connection, customer_id: str) -> pd.DataFrame:
     """One customer's feature row (empty frame when the features job has not seen them)."""
+    from nextoffer.features.training import current_features
+
     return current_features(conn, [customer_id])
+
+
+def _id_range(customer_ids: np.ndarray) -> tuple[str, str] | None:
+    """(smallest, largest) customer id of a block, for range filters; None when empty."""
+    import pandas as pd
+
+    from nextoffer.features.training import id_range
+
+    return id_range(pd.Series(customer_ids))

@@ -1,4 +1,9 @@
-"""Load the champion models from the registry (or one chosen version), into memory."""
+"""Load the champion models from the registry (or one chosen version), into memory.
+
+Used by serving (the models it answers with) and by pipelines (precompute, churn scoring).
+The model classes pull in pandas, scikit-learn and LightGBM, so they are imported when a
+model is loaded, not when this module is: a serving process imports it at start-up.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,12 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-from nextoffer.models.churn import ChurnModel
-from nextoffer.models.offer_model import OfferModel
-from nextoffer.registry.mlflow_registry import ModelRegistry
+if TYPE_CHECKING:
+    from nextoffer.models.churn import ChurnModel
+    from nextoffer.models.offer_model import OfferModel
+    from nextoffer.registry.mlflow_registry import ModelRegistry
 
 M = TypeVar("M")
 
@@ -30,6 +36,8 @@ class Champion(Generic[M]):
 
 def load_offer_champion(registry: ModelRegistry) -> Champion[OfferModel]:
     """The offers champion, loaded into memory."""
+    from nextoffer.models.offer_model import OfferModel
+
     return _load(registry, "offers", OfferModel.load)
 
 
@@ -39,11 +47,15 @@ def load_offer_version(registry: ModelRegistry, version: int) -> Champion[OfferM
     Precompute chunks load the version their coordinator chose, not the champion: the
     alias may move while a run is under way, and one run must use one model.
     """
+    from nextoffer.models.offer_model import OfferModel
+
     return Champion(_download_and_load(registry, "offers", version, OfferModel.load), version)
 
 
 def load_churn_champion(registry: ModelRegistry) -> Champion[ChurnModel]:
     """The churn champion, loaded into memory."""
+    from nextoffer.models.churn import ChurnModel
+
     return _load(registry, "churn", ChurnModel.load)
 
 

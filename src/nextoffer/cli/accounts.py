@@ -1,0 +1,155 @@
+"""`nextoffer keys` and `users`: API keys for machines and accounts for people."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import Engine
+
+from nextoffer.cli.common import (
+    console,
+    err_console,
+    handles_errors,
+    load_settings,
+)
+from nextoffer.domain.errors import ConfigError
+from nextoffer.domain.roles import Role, parse_role
+from nextoffer.store.engine import make_engine, wait_for_database
+
+keys_app = typer.Typer(help="API keys for machines: create, list, revoke.")
+users_app = typer.Typer(help="User accounts for people: create, list, disable.")
+
+ROLE_HELP = "viewer, writer (+ events), operator (+ experiments, jobs) or admin (+ keys, users)"
+
+
+def _role_option(text: str) -> Role:
+    try:
+        return parse_role(text)
+    except ValueError as exc:
+        raise ConfigError(f"--role: {exc}") from None
+
+
+def _accounts_engine() -> Engine:
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    wait_for_database(engine, settings.db_wait_timeout_s)
+    return engine
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""
+
+
+@keys_app.command("create")
+@handles_errors
+def keys_create(
+    role: Annotated[str, typer.Option(help=ROLE_HELP)],
+    name: Annotated[str, typer.Option(help="what the key is for (default: '<role> key')")] = "",
+) -> None:
+    """Create an API key and print it once: only its hash is kept, so copy it now.
+
+    The key alone goes to standard output (for `KEY=$(nextoffer keys create ...)`), the
+    rest to standard error. Send it in the X-API-Key header.
+    """
+    from nextoffer.serving.accounts import create_api_key
+
+    record, plaintext = create_api_key(_accounts_engine(), name, _role_option(role))
+    err_console.print(
+        f"keys: created {record.key_id} ({record.name!r}, role {record.role})", highlight=False
+    )
+    # Plain echo, not rich: the key must come out exactly, unwrapped and unstyled.
+    typer.echo(plaintext)
+    err_console.print(
+        "[yellow]warning:[/yellow] this key will not be shown again; store it now",
+        highlight=False,
+    )
+
+
+@keys_app.command("list")
+@handles_errors
+def keys_list() -> None:
+    """Every API key, revoked ones included (secrets are never stored, so never shown)."""
+    from nextoffer.serving.accounts import list_api_keys
+
+    keys = list_api_keys(_accounts_engine())
+    if not keys:
+        console.print("keys: none yet; create one with `nextoffer keys create --role ...`")
+        return
+    table = Table("key_id", "name", "role", "created (UTC)", "revoked (UTC)", box=None)
+    for key in keys:
+        table.add_row(
+            key.key_id, key.name, key.role.value, _when(key.created_at), _when(key.revoked_at)
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+@handles_errors
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="id shown by `keys list`")]) -> None:
+    """Revoke an API key; running API processes stop accepting it within 30 s."""
+    from nextoffer.serving.accounts import revoke_api_key
+
+    record = revoke_api_key(_accounts_engine(), key_id)
+    console.print(
+        f"keys: revoked {record.key_id} ({record.name!r}) at {_when(record.revoked_at)} UTC",
+        highlight=False,
+    )
+
+
+@users_app.command("create")
+@handles_errors
+def users_create(
+    username: Annotated[str, typer.Argument(help="3-64 characters: A-Z a-z 0-9 . _ @ -")],
+    role: Annotated[str, typer.Option(help=ROLE_HELP)],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+) -> None:
+    """Create a user account; the password (12+ characters) is asked for, never an argument.
+
+    Without --password-stdin it is prompted for twice with the input hidden.
+    """
+    import sys
+
+    from nextoffer.serving.accounts import check_username, create_user
+
+    # Everything that can be checked is, before anyone types a password.
+    granted = _role_option(role)
+    check_username(username)
+    engine = _accounts_engine()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    record = create_user(engine, username, password, granted)
+    console.print(f"users: created {record.username} (role {record.role})", highlight=False)
+
+
+@users_app.command("list")
+@handles_errors
+def users_list() -> None:
+    """Every user account, disabled ones included."""
+    from nextoffer.serving.accounts import list_users
+
+    users = list_users(_accounts_engine())
+    if not users:
+        console.print("users: none yet; create one with `nextoffer users create NAME --role ...`")
+        return
+    table = Table("username", "role", "status", "created (UTC)", box=None)
+    for user in users:
+        status = "disabled" if user.disabled else "active"
+        table.add_row(user.username, user.role.value, status, _when(user.created_at))
+    console.print(table)
+
+
+@users_app.command("disable")
+@handles_errors
+def users_disable(username: Annotated[str, typer.Argument(help="account to disable")]) -> None:
+    """Disable a user: logins fail at once, issued tokens stop working within 30 s."""
+    from nextoffer.serving.accounts import disable_user
+
+    record = disable_user(_accounts_engine(), username)
+    console.print(f"users: disabled {record.username}", highlight=False)

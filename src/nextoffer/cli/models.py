@@ -1,0 +1,181 @@
+"""`nextoffer train` and `models`: train, register, list, promote and roll back models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from nextoffer.cli.common import (
+    console,
+    err_console,
+    handles_errors,
+    load_settings,
+    metrics_table,
+    open_registry,
+    print_json,
+)
+from nextoffer.domain.errors import ConfigError
+from nextoffer.store.engine import make_engine, wait_for_database
+
+models_app = typer.Typer(help="Registered model versions: list, promote, roll back.")
+
+
+def _decision_line(decision: Any) -> str:
+    verb = "promoted to champion" if decision.promoted else "registered, champion unchanged"
+    return f"{decision.kind} v{decision.version}: {verb} — {decision.reason}"
+
+
+@handles_errors
+def train(
+    models: Annotated[str, typer.Option(help="comma-separated kinds: offers, churn")] = (
+        "offers,churn"
+    ),
+    params: Annotated[
+        Path | None,
+        typer.Option(help="JSON file of pinned settings (skips the search for those models)"),
+    ] = None,
+    score: Annotated[bool, typer.Option(help="score churn for every customer afterwards")] = True,
+) -> None:
+    """Train, evaluate on held-out data, register in MLflow, promote only if better.
+
+    Offers: recommenders + LightGBM propensity ranker, tested on the latest time window.
+    Churn: calibrated LightGBM, tested on held-out customers, with a drift report. A new
+    version becomes champion only if it beats the champion's primary metric (nDCG@10 for
+    offers, ROC-AUC for churn) by NEXTOFFER_PROMOTION_MARGIN; otherwise the reason is
+    recorded. Then every customer's churn risk is scored with the champion.
+    """
+    import json
+
+    from nextoffer.pipelines.train import TrainOverrides, run_training
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    wait_for_database(engine, settings.db_wait_timeout_s)
+    overrides = None
+    if params is not None:
+        try:
+            overrides = TrainOverrides.from_dict(json.loads(params.read_text()))
+        except (OSError, json.JSONDecodeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"--params {params}: {exc}") from None
+    kinds = [k.strip() for k in models.split(",") if k.strip()]
+    registry = open_registry(settings)
+    with err_console.status("training") as status:
+        try:
+            result = run_training(
+                engine,
+                settings,
+                registry,
+                kinds=kinds,
+                overrides=overrides,
+                score=score,
+                progress=lambda m: status.update(m),
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if result.offers is not None:
+        k = 10
+        columns = [f"{m}_at_{k}" for m in ("ndcg", "map", "precision", "recall", "hit_rate")]
+        console.print(
+            metrics_table(
+                f"offers, test window from {result.offers.calendar['test_as_of'][:10]}",
+                result.offers.table,
+                columns,
+            )
+        )
+        for name, chosen in result.offers.chosen.items():
+            console.print(f"  chosen {name}: {chosen or 'no settings'}", highlight=False)
+    if result.churn is not None:
+        c = result.churn
+        rows = {"lightgbm (calibrated)": c.metrics, "logistic baseline": c.baseline}
+        console.print(
+            metrics_table(
+                f"churn, {c.rows['test']:,} held-out customers (labels of {c.label_as_of[:10]})",
+                rows,
+                ["roc_auc", "pr_auc", "brier", "lift_top_decile"],
+            )
+        )
+        console.print(
+            f"  uncalibrated brier {c.metrics['brier_uncalibrated']:.4f} · chosen {c.chosen} · "
+            f"drift: max PSI {c.drift.max_psi:.3f} ({c.drift.worst_feature})"
+            f"{' [red]DRIFT[/red]' if c.drift.flagged else ''}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for decision in result.decisions.values():
+        console.print(_decision_line(decision), highlight=False, soft_wrap=True)
+    if result.churn_scored:
+        bands = " · ".join(f"{n:,} {b}" for b, n in sorted(result.churn_scored.items()))
+        console.print(
+            f"churn scores (model v{result.churn_model_version}): {bands}", highlight=False
+        )
+    console.print(f"train: done in {result.seconds:.1f} s", highlight=False)
+
+
+@models_app.command("list")
+@handles_errors
+def models_list(
+    kind: Annotated[str | None, typer.Argument(help="offers or churn (default: both)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Every registered version, newest first: metrics, decision, champion, artifacts."""
+    from nextoffer.registry.mlflow_registry import MODEL_KINDS
+
+    registry = open_registry(load_settings())
+    kinds = [kind] if kind else list(MODEL_KINDS)
+    primary = {"offers": "ndcg_at_10", "churn": "roc_auc"}
+    everything: dict[str, list[dict[str, Any]]] = {}
+    for name in kinds:
+        if name not in MODEL_KINDS:
+            raise ConfigError(f"unknown model kind {name!r}; known: {', '.join(MODEL_KINDS)}")
+        everything[name] = [
+            {
+                "version": v.version,
+                "created_at": v.created_at.isoformat(),
+                "champion": v.is_champion,
+                "metrics": v.metrics,
+                "decision": v.tags.get("nextoffer.decision", ""),
+                "reason": v.tags.get("nextoffer.reason", ""),
+                "artifacts_deleted": v.artifacts_deleted,
+            }
+            for v in registry.versions(name)
+        ]
+    if as_json:
+        print_json(everything)
+        return
+    for name, versions in everything.items():
+        table = Table(title=f"nextoffer-{name}", box=None, title_justify="left")
+        for column in ("version", "created (UTC)", primary[name], "champion", "decision"):
+            table.add_column(column)
+        for v in versions:
+            value = v["metrics"].get(primary[name])
+            table.add_row(
+                str(v["version"]),
+                v["created_at"][:19].replace("T", " "),
+                "—" if value is None else f"{value:.4f}",
+                "★" if v["champion"] else "",
+                f"{v['reason']}{' (artifacts pruned)' if v['artifacts_deleted'] else ''}",
+            )
+        console.print(table if versions else f"nextoffer-{name}: no versions yet")
+
+
+@models_app.command("promote")
+@handles_errors
+def models_promote(
+    kind: Annotated[str, typer.Argument(help="offers or churn")],
+    version: Annotated[int, typer.Argument(help="version to make champion")],
+    reason: Annotated[str, typer.Option(help="why (kept in the registry)")] = "promoted by hand",
+) -> None:
+    """Make VERSION the champion of KIND by hand, whatever its metrics."""
+    decision = open_registry(load_settings()).promote(kind, version, reason)
+    console.print(_decision_line(decision), highlight=False, soft_wrap=True)
+
+
+@models_app.command("rollback")
+@handles_errors
+def models_rollback(kind: Annotated[str, typer.Argument(help="offers or churn")]) -> None:
+    """Point KIND's champion back at the previous champion."""
+    decision = open_registry(load_settings()).rollback(kind)
+    console.print(_decision_line(decision), highlight=False, soft_wrap=True)

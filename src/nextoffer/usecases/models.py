@@ -1,0 +1,30 @@
+"""Choose which model serves: promote a version to champion, or roll back to the previous one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nextoffer.usecases.context import Services
+
+if TYPE_CHECKING:
+    from nextoffer.registry.mlflow_registry import Decision
+
+
+def promote_model(services: Services, kind: str, version: int, reason: str, by: str) -> Decision:
+    """Point `kind`'s champion alias at `version`; serving picks it up at once."""
+    decision = services.registry.promote(kind, version, f"{reason} (by {by})")
+    _serve_new_champion(services)
+    return decision
+
+
+def roll_back_model(services: Services, kind: str) -> Decision:
+    """Point `kind`'s champion alias back at the previous champion."""
+    decision = services.registry.rollback(kind)
+    _serve_new_champion(services)
+    return decision
+
+
+def _serve_new_champion(services: Services) -> None:
+    # This process reloads now; other replicas see the new stamp on their next refresh.
+    services.state.refresh()
+    services.offers.invalidate()
