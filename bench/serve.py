@@ -52,7 +52,7 @@ from sqlalchemy import delete, select
 from bench.common import machine, timed, write_result
 from nextoffer import __version__
 from nextoffer.domain.roles import Role
-from nextoffer.serving.accounts import create_api_key
+from nextoffer.serving.api_keys import create_api_key
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
 from nextoffer.store.schema import PrecomputedOffers, UserFeatures

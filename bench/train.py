@@ -3,7 +3,7 @@
 For each size: a generated world is loaded (generate, ingest and features are timed but
 reported apart), both models are trained with the real jobs, then every customer is scored:
 offers through `OfferModel.propensity` and `domain.offers.arbitrate` (top 10 with reasons),
-churn through `pipelines.score_churn.score_customers` (probability, band, top 3 reasons).
+churn through `scoring.churn.score_customers` (probability, band, top 3 reasons).
 The baseline, measured in the same run on the same customers, is the bare numpy / LightGBM
 computation of the same scores and top-k: EASE `history @ B` plus `argpartition`, the
 ranker's `booster.predict` on candidate matrices built beforehand (untimed), and the churn
@@ -42,10 +42,10 @@ from nextoffer.models.tabular import encode_for_trees
 from nextoffer.pipelines.etl import run_ingest
 from nextoffer.pipelines.features import run_features
 from nextoffer.pipelines.score_churn import SCORE_BLOCK_ROWS as CHURN_BLOCK_ROWS
-from nextoffer.pipelines.score_churn import score_customers
-from nextoffer.pipelines.train_churn import ChurnTrainingConfig, churn_frame, train_churn
+from nextoffer.pipelines.train_churn import ChurnTrainingConfig, train_churn
 from nextoffer.pipelines.train_offers import OfferTrainingConfig, train_offers
-from nextoffer.serving.scoring import HELD_COLUMNS, customers_for
+from nextoffer.scoring.churn import churn_frame, score_customers
+from nextoffer.scoring.offers import HELD_COLUMNS, customers_for
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
 from nextoffer.store.schema import Customer, UserFeatures

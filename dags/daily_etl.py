@@ -1,8 +1,10 @@
 """Airflow DAG `daily_etl`: extract → load → recalculate features → update cache, nightly.
 
-Each task runs one step of `nextoffer.pipelines.nightly` in nextoffer's own virtualenv
-(NEXTOFFER_PYTHON): Airflow and nextoffer do not share an environment, and these tasks are
-thin callers, never a second implementation. The first task skips the whole run unless
+Each task runs one step in nextoffer's own virtualenv (NEXTOFFER_PYTHON) as a job of the
+catalogue (`nextoffer.jobs`: ingest, features, precompute, cache_rebuild), started by name
+through `execute`, which takes the job's lock and records its one run: Airflow and
+nextoffer do not share an environment, and these tasks are thin callers, never a second
+implementation. The first task skips the whole run unless
 NEXTOFFER_SCHEDULER=airflow, so that only one scheduler is in charge. See dags/README.md.
 """
 
@@ -50,52 +52,42 @@ def nightly_step(step: str, staged: dict | None = None, loaded: dict | None = No
         return {"scheduler": settings.scheduler}
 
     # Imported after the check above, which must stay quick: these take seconds.
+    import uuid
+
+    from nextoffer.jobs.context import JobContext
+    from nextoffer.jobs.runner import execute
     from nextoffer.pipelines import nightly
-    from nextoffer.pipelines.etl import Staged
     from nextoffer.store.engine import make_engine, wait_for_database
 
     engine = make_engine(settings.database_url)
     wait_for_database(engine, settings.db_wait_timeout_s)
+    context = JobContext(engine, settings)
     if step == "extract":
+        # Only lists and downloads: no job of its own, nothing recorded.
         return nightly.extract(engine, settings).to_dict()
+    # Each step is a job of the catalogue, started by name: its lock, its one run record.
     if step == "load":
-        result = nightly.load(engine, settings, Staged.from_dict(staged))
+        run_id = str(uuid.uuid4())
+        result = execute(context, "ingest", {"staged": staged}, run_id).result
         print(result.summary())
-        return {
-            "run_id": result.run_id,
-            "files": len(result.files),
-            "files_skipped": result.skipped,
-            "rows_loaded": result.rows_loaded,
-            "rows_changed": result.rows_changed,
-            "rows_quarantined": result.rows_quarantined,
-        }
+        return {"run_id": run_id, **result.counts()}
     if step == "recalculate_features":
         if not loaded["files"]:
             print("no new files were loaded: features and cache are up to date; skipping")
             sys.exit(99)
-        features = nightly.recalculate_features(engine, settings)
-        print(features.summary())
-        return {"run_id": features.run_id, "customers": features.customers}
+        done = execute(context, "features", {})
+        print(done.result.summary())
+        return {"run_id": done.run_id, "customers": done.counts["customers"]}
     if step == "update_cache":
-        from nextoffer.registry.mlflow_registry import ModelRegistry
-
-        registry = ModelRegistry.from_settings(settings)
-        done = nightly.update_cache(engine, settings, registry)
-        if done is None:
+        if context.models().champion("offers") is None:
             print("no offers champion yet: nothing to precompute")
-        counts = {
-            "customers": 0 if done is None else done.customers,
-            "model_version": None if done is None else done.model_version,
-        }
+            counts = {"customers": 0, "model_version": None}
+        else:
+            done = execute(context, "precompute", {})
+            counts = {k: done.counts[k] for k in ("customers", "model_version")}
         # A memory:// cache lives inside each API process: filling this task's would be lost.
         if not settings.cache_url.startswith("memory://"):
-            import uuid
-
-            from nextoffer.ops.jobs import run_exclusive
-            from nextoffer.pipelines.jobs import JobContext
-
-            context = JobContext(engine, settings, registry)
-            counts["cache"] = run_exclusive(context, "cache_rebuild", {}, str(uuid.uuid4()))
+            counts["cache"] = execute(context, "cache_rebuild", {}).counts
         return counts
     raise ValueError(f"unknown nightly step {step!r}")
 

@@ -1,11 +1,11 @@
 """Airflow DAG `weekly_retraining`: train → evaluate → register if improved → update inference.
 
-Runs `nextoffer.pipelines` in nextoffer's own virtualenv (NEXTOFFER_PYTHON), like
-`daily_etl`. Training, the held-out evaluation and the promote-only-if-better registration
-are one task, because they are one function (`run_training`): the decision needs the
-freshly trained model and its test metrics together. Then, if the offers champion changed,
-every customer's offers are precomputed with it; the API picks the new champion up by
-itself within NEXTOFFER_SERVING_REFRESH_S. See dags/README.md.
+Runs the catalogue's jobs (`nextoffer.jobs`) in nextoffer's own virtualenv
+(NEXTOFFER_PYTHON), like `daily_etl`. Training, the held-out evaluation and the
+promote-only-if-better registration are one task, because they are one job (`training`):
+the decision needs the freshly trained model and its test metrics together. Then, if the
+offers champion changed, every customer's offers are precomputed with it; the API picks
+the new champion up by itself within NEXTOFFER_SERVING_REFRESH_S. See dags/README.md.
 """
 
 from __future__ import annotations
@@ -52,15 +52,15 @@ def retraining_step(step: str, trained: dict | None = None) -> dict:
         return {"scheduler": settings.scheduler}
 
     # Imported after the check above, which must stay quick: these take seconds.
-    from nextoffer.ops.jobs import run_exclusive
-    from nextoffer.pipelines.jobs import JobContext
-    from nextoffer.registry.mlflow_registry import ModelRegistry
+    from nextoffer.jobs.context import JobContext
+    from nextoffer.jobs.runner import run_exclusive
     from nextoffer.store.engine import make_engine, wait_for_database
 
     engine = make_engine(settings.database_url)
     wait_for_database(engine, settings.db_wait_timeout_s)
-    context = JobContext(engine, settings, ModelRegistry.from_settings(settings))
-    # The same jobs as Celery beat's chain, one of a kind at a time whoever started it.
+    context = JobContext(engine, settings)
+    # The same jobs as Celery beat's chain, by their catalogue names, one of a kind at a
+    # time whoever started them.
     if step == "train_evaluate_register":
         return run_exclusive(context, "training", {}, str(uuid.uuid4()))
     if step == "update_inference":

@@ -12,18 +12,20 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from nextoffer.cache import Cache, make_cache
 from nextoffer.config import Settings
 from nextoffer.observe.metrics import ApiMetrics
 from nextoffer.registry.mlflow_registry import ModelRegistry
-from nextoffer.serving.accounts import ApiKeyVerifier, TokenVerifier, resolve_jwt_secret
+from nextoffer.serving.api_keys import ApiKeyVerifier
 from nextoffer.serving.events import EventWriter, start_replayer
 from nextoffer.serving.experiment_book import ExperimentBook
 from nextoffer.serving.offers import OfferService
 from nextoffer.serving.rate_limit import RateLimiter
 from nextoffer.serving.state import ServingState
+from nextoffer.serving.tokens import TokenVerifier, resolve_jwt_secret
 from nextoffer.store.engine import make_engine
 from nextoffer.store.runs import utcnow
 from nextoffer.usecases.context import Clock, JobStarter, Services
@@ -39,10 +41,6 @@ class Platform:
     """One process's services: what the use cases get, plus what only entry points use."""
 
     services: Services
-    key_verifier: ApiKeyVerifier
-    token_verifier: TokenVerifier
-    jwt_secret: str
-    limiter: RateLimiter
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -50,6 +48,27 @@ class Platform:
     def settings(self) -> Settings:
         """The settings it was built from."""
         return self.services.settings
+
+    # Built on first use: a CLI command that never serves must not create the JWT secret.
+    @cached_property
+    def jwt_secret(self) -> str:
+        """The key that signs login tokens (the setting, or one generated per machine)."""
+        return resolve_jwt_secret(self.settings)
+
+    @cached_property
+    def key_verifier(self) -> ApiKeyVerifier:
+        """Checks machines' API keys."""
+        return ApiKeyVerifier(self.services.engine, self.settings.auth_cache_s)
+
+    @cached_property
+    def token_verifier(self) -> TokenVerifier:
+        """Checks people's login tokens."""
+        return TokenVerifier(self.services.engine, self.jwt_secret, self.settings.auth_cache_s)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        """Requests per minute per caller, shared through the cache."""
+        return RateLimiter(self.services.cache, self.settings.rate_limit_per_minute)
 
     def start_serving(self) -> None:
         """Load the champions, then keep them fresh and replay spooled events in the background."""
@@ -118,14 +137,7 @@ def build_platform(
         metrics=metrics,
         jobs=_job_runner(engine, settings, registry, state, offers),
     )
-    jwt_secret = resolve_jwt_secret(settings)
-    return Platform(
-        services=services,
-        key_verifier=ApiKeyVerifier(engine, settings.auth_cache_s),
-        token_verifier=TokenVerifier(engine, jwt_secret, settings.auth_cache_s),
-        jwt_secret=jwt_secret,
-        limiter=RateLimiter(cache, settings.rate_limit_per_minute),
-    )
+    return Platform(services)
 
 
 def _job_runner(
@@ -135,8 +147,8 @@ def _job_runner(
     state: ServingState,
     offers: OfferService,
 ) -> JobStarter:
-    from nextoffer.api.jobs import JobRunner
-    from nextoffer.pipelines.jobs import JobContext
+    from nextoffer.jobs.context import JobContext
+    from nextoffer.jobs.dispatch import JobRunner
 
     def after(_kind: str) -> None:
         # A job started here: pick up new models and data at once, drop old answers.

@@ -18,7 +18,7 @@ from nextoffer.asgi import create_app
 from nextoffer.config import Settings
 from nextoffer.domain.roles import Role
 from nextoffer.observe.tracing import REQUEST_ID_ATTRIBUTE
-from nextoffer.serving.accounts import create_api_key
+from nextoffer.serving.api_keys import create_api_key
 from nextoffer.store.engine import make_engine
 from nextoffer.store.schema import Customer
 from tests.e2e.server import copy_world

@@ -25,23 +25,15 @@ from nextoffer.cli import app
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError, NextOfferError, NotFoundError
 from nextoffer.domain.roles import Role
-from nextoffer.serving.accounts import (
-    AccountError,
+from nextoffer.serving.accounts import AccountError, DuplicateUserError, Principal
+from nextoffer.serving.api_keys import (
     ApiKeyVerifier,
-    DuplicateUserError,
-    Principal,
-    TokenVerifier,
-    authenticate,
     create_api_key,
-    create_user,
-    decode_token,
-    disable_user,
-    issue_token,
     list_api_keys,
-    list_users,
-    resolve_jwt_secret,
     revoke_api_key,
 )
+from nextoffer.serving.tokens import TokenVerifier, decode_token, issue_token, resolve_jwt_secret
+from nextoffer.serving.users import authenticate, create_user, disable_user, list_users
 from nextoffer.store.engine import make_engine
 from nextoffer.store.migrate import upgrade
 from nextoffer.store.schema import ApiKey, User

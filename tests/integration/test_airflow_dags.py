@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from nextoffer.config import Settings
-from nextoffer.ingest.ledger import list_entries
 from nextoffer.store.engine import make_engine
+from nextoffer.store.ledger import list_entries
 from nextoffer.store.migrate import upgrade
 from nextoffer.store.schema import Customer, JobRun
 from tests.conftest import IN_CI

@@ -28,11 +28,11 @@ from typer.testing import CliRunner
 from nextoffer.cli import app
 from nextoffer.config import Settings
 from nextoffer.domain.errors import BackendUnavailableError, ConfigError, NotFoundError
+from nextoffer.jobs.calls import create_backup, prune_backups, verify_backup
 from nextoffer.ops import tablestats
-from nextoffer.ops.backup import create_backup, list_backups, prune_backups
+from nextoffer.ops.backup import list_backups
 from nextoffer.ops.manifest import BackupError, Manifest, base_key, file_sha256
 from nextoffer.ops.restore import restore_backup
-from nextoffer.ops.verify import verify_backup
 from nextoffer.pipelines.etl import run_ingest
 from nextoffer.storage import FileStore, ObjectStore, S3Store, open_prefix
 from nextoffer.store import migrate

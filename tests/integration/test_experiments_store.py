@@ -20,7 +20,8 @@ from nextoffer.domain.experiments import (
     Variant,
     VariantCounts,
 )
-from nextoffer.serving.experiments import (
+from nextoffer.store.engine import make_engine
+from nextoffer.store.experiments import (
     create_experiment,
     experiment_counts,
     experiment_results,
@@ -29,7 +30,6 @@ from nextoffer.serving.experiments import (
     running_experiments,
     stop_experiment,
 )
-from nextoffer.store.engine import make_engine
 from nextoffer.store.migrate import upgrade
 from nextoffer.store.schema import Event
 

@@ -15,7 +15,8 @@ from sqlalchemy import Engine, func, select
 
 from nextoffer.config import Settings
 from nextoffer.ingest.sources import file_sha256
-from nextoffer.pipelines.etl import IngestResult, run_ingest
+from nextoffer.jobs.calls import run_ingest
+from nextoffer.pipelines.etl import IngestResult
 from nextoffer.store.engine import make_engine
 from nextoffer.store.migrate import upgrade
 from nextoffer.store.schema import DATA_TABLES, JobRun, QuarantinedRow

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 
 from nextoffer.config import Settings
 from nextoffer.ingest.sources import entity_for
-from nextoffer.pipelines.etl import run_ingest
+from nextoffer.jobs.calls import run_ingest
 from nextoffer.store.engine import make_engine
 from nextoffer.store.migrate import upgrade
 from nextoffer.store.schema import Base, JobRun

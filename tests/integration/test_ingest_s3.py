@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import func, select
 
 from nextoffer.config import Settings
-from nextoffer.ingest.ledger import list_entries
 from nextoffer.ingest.sources import file_sha256
 from nextoffer.pipelines.etl import run_ingest
 from nextoffer.store.engine import make_engine
+from nextoffer.store.ledger import list_entries
 from nextoffer.store.migrate import upgrade
 from nextoffer.store.schema import DATA_TABLES, QuarantinedRow
 from tests.helpers import dump_all, quarantine_csv_rows, write_world

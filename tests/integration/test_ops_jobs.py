@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from nextoffer.config import Settings
-from nextoffer.ops.jobs import ALL_KINDS, run_exclusive
+from nextoffer.jobs.catalogue import ALL_KINDS
+from nextoffer.jobs.context import JobContext
+from nextoffer.jobs.runner import run_exclusive
 from nextoffer.ops.manifest import BackupError
 from nextoffer.pipelines.etl import run_ingest
-from nextoffer.pipelines.jobs import JobContext
 from nextoffer.registry.mlflow_registry import ModelRegistry
 from nextoffer.store.engine import make_engine
 from nextoffer.store.migrate import upgrade

@@ -24,7 +24,7 @@ import pytest
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError, NotFoundError
-from nextoffer.ops.backup import create_backup
+from nextoffer.jobs.calls import create_backup
 from nextoffer.ops.manifest import BackupError
 from nextoffer.ops.restore import restore_backup
 from nextoffer.ops.wal import wal_fetch, wal_key, wal_push

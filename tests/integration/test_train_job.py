@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import func, select
 
 from nextoffer.config import Settings
+from nextoffer.jobs.calls import run_training
 from nextoffer.pipelines.etl import run_ingest
 from nextoffer.pipelines.features import run_features
-from nextoffer.pipelines.train import TrainOverrides, run_training
+from nextoffer.pipelines.train import TrainOverrides
 from nextoffer.registry.mlflow_registry import ModelRegistry
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
@@ -65,7 +66,7 @@ def test_churn_training_registers_scores_and_keeps_history(
         and {"feature", "value", "contribution", "text"} <= set(one[0])
     )
 
-    runs = last_runs(engine, "train")
+    runs = last_runs(engine, "training")
     assert [r.status for r in runs] == ["succeeded", "succeeded"]
     assert runs[0].counts["churn_promoted"] is False
     engine.dispose()
@@ -82,5 +83,5 @@ def test_training_without_features_fails_cleanly_and_is_recorded(tmp_path: Path)
     migrate.upgrade(engine)
     with pytest.raises(ValueError, match="nextoffer features"):
         run_training(engine, settings, ModelRegistry.from_settings(settings), kinds=["offers"])
-    runs = last_runs(engine, "train")
+    runs = last_runs(engine, "training")
     assert runs[0].status == "failed" and "nextoffer features" in (runs[0].message or "")

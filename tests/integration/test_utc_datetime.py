@@ -20,7 +20,7 @@ def test_as_utc_converts_aware_and_stamps_naive() -> None:
     assert as_utc(moment).tzinfo is UTC
     assert as_utc(datetime(2024, 3, 1, 0, 30)) == datetime(2024, 3, 1, 0, 30, tzinfo=UTC)
     # The DDL stays what the migrations build: TIMESTAMP WITH TIME ZONE.
-    assert UtcDateTime().impl.timezone is True  # type: ignore[attr-defined]
+    assert UtcDateTime().impl.timezone is True
 
 
 def test_datetimes_round_trip_as_aware_utc(database_url: str) -> None:
@@ -77,6 +77,7 @@ def test_datetimes_round_trip_as_aware_utc(database_url: str) -> None:
     engine.dispose()
 
     for value in (*rows.values(), latest, finished):
+        assert value is not None
         assert value.tzinfo is not None and value.utcoffset() == timedelta(0)
     assert rows["a"] == aware
     assert rows["a"].hour == 0  # stored as UTC, not as Tokyo's wall time

@@ -23,12 +23,13 @@ from sqlalchemy import Engine, func, select
 
 from nextoffer.config import Settings
 from nextoffer.ingest.sources import entity_for
+from nextoffer.jobs.broker import send_job
 from nextoffer.pipelines.etl import run_ingest
 from nextoffer.store.engine import make_engine
 from nextoffer.store.migrate import upgrade
 from nextoffer.store.runs import get_run
 from nextoffer.store.schema import Base, JobRun
-from nextoffer.worker.app import make_celery, send_job
+from nextoffer.worker.app import make_celery
 from tests.e2e.server import NEXTOFFER, free_port
 from tests.helpers import clear_database, dump_all, write_world
 from tests.integration.test_worker import _rabbitmq, _redis

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from nextoffer.domain.offers import Catalogue, Customers, OfferPolicy, arbitrate
 from nextoffer.features.training import build_snapshot, current_features, load_products
-from nextoffer.pipelines.champions import load_offer_champion
+from nextoffer.scoring.champions import load_offer_champion
 from nextoffer.store.schema import Product
 from tests.model.conftest import TrainedWorld
 

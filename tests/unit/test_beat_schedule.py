@@ -8,7 +8,8 @@ import pytest
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
-from nextoffer.worker.app import make_celery, route_task
+from nextoffer.jobs.broker import route_task
+from nextoffer.worker.app import make_celery
 from nextoffer.worker.schedule import RUN_SCHEDULED, beat_schedule, parse_crontab
 
 BROKER = "redis://127.0.0.1:6379/15"

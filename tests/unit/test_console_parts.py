@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nextoffer.domain.roles import Role
-from nextoffer.serving.accounts import Principal, issue_token
+from nextoffer.serving.accounts import Principal
+from nextoffer.serving.tokens import issue_token
 from nextoffer.store.reads.customers import name_variants
 from nextoffer.web.alerts import open_alerts
 from nextoffer.web.auth import ConsoleAuth, console_key, safe_next

@@ -9,16 +9,15 @@ from typer.testing import CliRunner
 from nextoffer.cli import app as cli
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
-from nextoffer.worker.app import (
+from nextoffer.jobs.broker import (
     PRECOMPUTE_CHUNK,
     REDIS_VISIBILITY_TIMEOUT_S,
     RUN_JOB,
-    check_worker_queues,
-    make_celery,
     route_task,
     settings_of,
     time_limits,
 )
+from nextoffer.worker.app import check_worker_queues, make_celery
 
 
 def test_redis_broker_keeps_results_in_the_same_redis() -> None:
@@ -89,6 +88,6 @@ def test_the_api_offers_exactly_the_jobs_of_the_catalogue() -> None:
     from typing import get_args
 
     from nextoffer.api.schemas import JobIn
-    from nextoffer.ops.jobs import ALL_KINDS
+    from nextoffer.jobs.catalogue import ALL_KINDS
 
     assert set(get_args(JobIn.model_fields["kind"].annotation)) == set(ALL_KINDS)

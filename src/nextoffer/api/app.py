@@ -11,7 +11,6 @@ from fastapi.dependencies.models import Dependant
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from opentelemetry.sdk.trace.export import SpanExporter
-from sqlalchemy import func, select
 from starlette.routing import BaseRoute
 
 from nextoffer import __version__
@@ -22,8 +21,8 @@ from nextoffer.observe.metrics import GaugeCollector, gauge
 from nextoffer.observe.tracing import setup_tracing
 from nextoffer.platform import Platform
 from nextoffer.registry.gauges import ModelQualityCollector
-from nextoffer.store.runs import last_outcomes, last_successes
-from nextoffer.store.schema import ChurnScore
+from nextoffer.store.reads import churn as churn_reads
+from nextoffer.store.reads.jobs import last_outcomes, last_successes
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +128,7 @@ def _register_gauges(platform: Platform) -> None:
     engine = services.engine
 
     def churn_bands() -> dict[tuple[str, ...], float]:
-        latest = select(func.max(ChurnScore.scored_at)).scalar_subquery()
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(ChurnScore.band, func.count())
-                .where(ChurnScore.scored_at == latest)
-                .group_by(ChurnScore.band)
-            ).all()
-        return {(str(band),): float(n) for band, n in rows}
+        return {(band,): float(n) for band, n in churn_reads.band_counts(engine).items()}
 
     def pool() -> dict[tuple[str, ...], float]:
         status = engine.pool

@@ -8,7 +8,6 @@ import re
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,22 +21,19 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 _UNMATCHED = "<unmatched>"
 
 
-def security_headers(hsts: bool) -> list[tuple[bytes, bytes]]:
-    """Headers every response carries (the residency-scheduler seed's list, plus a CSP)."""
-    headers = [
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"cross-origin-opener-policy", b"same-origin"),
-        (
-            b"content-security-policy",
-            b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            b"script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'",
-        ),
-    ]
-    if hsts:
-        headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
-    return headers
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        b"script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'",
+    ),
+    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
+)
+"""Headers every response carries (the residency-scheduler seed's list, plus a CSP)."""
 
 
 class RequestMiddleware:
@@ -47,13 +43,11 @@ class RequestMiddleware:
     cached answer, and the plain form adds no task or stream per request.
     """
 
-    def __init__(
-        self, app: ASGIApp, *, metrics: ApiMetrics, max_body_bytes: int, hsts: bool = True
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: ApiMetrics, max_body_bytes: int) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
-        self.headers = security_headers(hsts)
+        self.headers = SECURITY_HEADERS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -181,8 +175,3 @@ def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-def route_template(scope: dict[str, Any]) -> str:
-    """The matched route's path template, for labels and span names."""
-    return getattr(scope.get("route"), "path", None) or _UNMATCHED

@@ -8,10 +8,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from nextoffer.domain.vocabulary import ID_PATTERN
+from nextoffer.store.reads.catalogue import ProductView
 
 
 class OfferOut(BaseModel):
     """One offer, after business rules."""
+
+    # Validated straight from `domain.offers.Offer` (and `OffersAnswer`): no dict in between.
+    model_config = ConfigDict(from_attributes=True)
 
     product_id: str
     name: str
@@ -26,6 +30,8 @@ class OfferOut(BaseModel):
 class ExperimentTagOut(BaseModel):
     """The experiment variant that served this answer."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     experiment_id: str
     variant: str
     strategy: str
@@ -35,6 +41,7 @@ class OffersOut(BaseModel):
     """A customer's next-best offers."""
 
     model_config = ConfigDict(
+        from_attributes=True,
         json_schema_extra={
             "examples": [
                 {
@@ -61,7 +68,7 @@ class OffersOut(BaseModel):
                     "experiment": None,
                 }
             ]
-        }
+        },
     )
 
     customer_id: str
@@ -161,31 +168,15 @@ class SegmentOut(BaseModel):
     features_as_of: datetime
 
 
-class ProductOut(BaseModel):
-    """A catalogue entry with its eligibility rules (empty list: no restriction)."""
-
-    product_id: str
-    name: str
-    category: str
-    price: float
-    margin: float
-    upfront_price: float
-    contract_types: list[str]
-    min_tenure_months: int
-    regions: list[str]
-    channels: list[str]
-    requires_category: str | None
-    is_retention_offer: bool
-    active: bool
-
-
 class ProductPageOut(BaseModel):
     """One page of the catalogue."""
 
     total: int
     limit: int
     offset: int
-    items: list[ProductOut]
+    items: list[ProductView] = Field(
+        description="catalogue entries with their eligibility rules (empty list: no restriction)"
+    )
 
 
 class SimilarOut(BaseModel):
@@ -375,6 +366,8 @@ class JobIn(BaseModel):
 
     kind: Literal[
         "etl",
+        "ingest",
+        "features",
         "training",
         "precompute",
         "cache_rebuild",
@@ -383,11 +376,13 @@ class JobIn(BaseModel):
         "backup",
         "backup_prune",
         "backup_verify",
-    ] = Field(description="one of the jobs of docs/jobs.md")
+        "dr_drill",
+    ] = Field(description="one of the jobs of docs/jobs.md (nextoffer.jobs.catalogue)")
     params: dict[str, str | int | float | bool | list[str]] = Field(
         default_factory=dict,
         description="etl: path (default NEXTOFFER_INGEST_SOURCE, new files only); "
-        "training: models; backup_verify: backup_id",
+        "ingest: path, new_only; features: as_of; training: models; "
+        "backup_verify and dr_drill: backup_id",
     )
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import Engine
 
 from nextoffer.cli.common import (
     console,
@@ -17,6 +17,7 @@ from nextoffer.cli.common import (
 )
 from nextoffer.domain.errors import ConfigError
 from nextoffer.domain.roles import Role, parse_role
+from nextoffer.store import Engine
 from nextoffer.store.engine import make_engine, wait_for_database
 
 keys_app = typer.Typer(help="API keys for machines: create, list, revoke.")
@@ -43,6 +44,17 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""
 
 
+def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> None:
+    """A borderless table of `rows`, or the hint `empty` when there are none."""
+    if not rows:
+        console.print(empty)
+        return
+    table = Table(*columns, box=None)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 @keys_app.command("create")
 @handles_errors
 def keys_create(
@@ -54,7 +66,7 @@ def keys_create(
     The key alone goes to standard output (for `KEY=$(nextoffer keys create ...)`), the
     rest to standard error. Send it in the X-API-Key header.
     """
-    from nextoffer.serving.accounts import create_api_key
+    from nextoffer.serving.api_keys import create_api_key
 
     record, plaintext = create_api_key(_accounts_engine(), name, _role_option(role))
     err_console.print(
@@ -72,25 +84,24 @@ def keys_create(
 @handles_errors
 def keys_list() -> None:
     """Every API key, revoked ones included (secrets are never stored, so never shown)."""
-    from nextoffer.serving.accounts import list_api_keys
+    from nextoffer.serving.api_keys import list_api_keys
 
-    keys = list_api_keys(_accounts_engine())
-    if not keys:
-        console.print("keys: none yet; create one with `nextoffer keys create --role ...`")
-        return
-    table = Table("key_id", "name", "role", "created (UTC)", "revoked (UTC)", box=None)
-    for key in keys:
-        table.add_row(
-            key.key_id, key.name, key.role.value, _when(key.created_at), _when(key.revoked_at)
-        )
-    console.print(table)
+    rows = [
+        (key.key_id, key.name, key.role.value, _when(key.created_at), _when(key.revoked_at))
+        for key in list_api_keys(_accounts_engine())
+    ]
+    _print_rows(
+        ("key_id", "name", "role", "created (UTC)", "revoked (UTC)"),
+        rows,
+        "keys: none yet; create one with `nextoffer keys create --role ...`",
+    )
 
 
 @keys_app.command("revoke")
 @handles_errors
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="id shown by `keys list`")]) -> None:
     """Revoke an API key; running API processes stop accepting it within 30 s."""
-    from nextoffer.serving.accounts import revoke_api_key
+    from nextoffer.serving.api_keys import revoke_api_key
 
     record = revoke_api_key(_accounts_engine(), key_id)
     console.print(
@@ -114,7 +125,7 @@ def users_create(
     """
     import sys
 
-    from nextoffer.serving.accounts import check_username, create_user
+    from nextoffer.serving.users import check_username, create_user
 
     # Everything that can be checked is, before anyone types a password.
     granted = _role_option(role)
@@ -132,24 +143,29 @@ def users_create(
 @handles_errors
 def users_list() -> None:
     """Every user account, disabled ones included."""
-    from nextoffer.serving.accounts import list_users
+    from nextoffer.serving.users import list_users
 
-    users = list_users(_accounts_engine())
-    if not users:
-        console.print("users: none yet; create one with `nextoffer users create NAME --role ...`")
-        return
-    table = Table("username", "role", "status", "created (UTC)", box=None)
-    for user in users:
-        status = "disabled" if user.disabled else "active"
-        table.add_row(user.username, user.role.value, status, _when(user.created_at))
-    console.print(table)
+    rows = [
+        (
+            user.username,
+            user.role.value,
+            "disabled" if user.disabled else "active",
+            _when(user.created_at),
+        )
+        for user in list_users(_accounts_engine())
+    ]
+    _print_rows(
+        ("username", "role", "status", "created (UTC)"),
+        rows,
+        "users: none yet; create one with `nextoffer users create NAME --role ...`",
+    )
 
 
 @users_app.command("disable")
 @handles_errors
 def users_disable(username: Annotated[str, typer.Argument(help="account to disable")]) -> None:
     """Disable a user: logins fail at once, issued tokens stop working within 30 s."""
-    from nextoffer.serving.accounts import disable_user
+    from nextoffer.serving.users import disable_user
 
     record = disable_user(_accounts_engine(), username)
     console.print(f"users: disabled {record.username}", highlight=False)

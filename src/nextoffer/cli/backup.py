@@ -41,7 +41,7 @@ def create() -> None:
     with its online backup API; a manifest records sizes, SHA-256s, per-table row counts
     and checksums and the schema version.
     """
-    from nextoffer.ops.backup import create_backup
+    from nextoffer.jobs.calls import create_backup
 
     settings = load_settings()
     with err_console.status("backing up"):
@@ -137,7 +137,7 @@ def verify(
     Row counts and checksums of the restored tables are compared with the manifest; exit
     code 1 when anything differs.
     """
-    from nextoffer.ops.verify import verify_backup
+    from nextoffer.jobs.calls import verify_backup
 
     settings = load_settings()
     with err_console.status("verifying"):
@@ -163,7 +163,7 @@ def prune(
     NEXTOFFER_BACKUP_KEEP_DAILY_WEEKS weeks, of each ISO week for
     NEXTOFFER_BACKUP_KEEP_WEEKLY_MONTHS months, and always the newest.
     """
-    from nextoffer.ops.backup import prune_backups
+    from nextoffer.jobs.calls import prune_backups
 
     settings = load_settings()
     result = prune_backups(settings, datetime.now(UTC), dry_run=dry_run)

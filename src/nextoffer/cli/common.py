@@ -63,13 +63,15 @@ def progress(*columns: Any) -> Progress:
 
 
 def celery_app(settings: Settings) -> Any:
-    """The Celery app for NEXTOFFER_BROKER_URL; a ConfigError when it is empty or wrong."""
-    try:
-        from nextoffer.worker.app import make_celery
-    except ImportError:
-        raise ConfigError(
-            "NEXTOFFER_BROKER_URL needs Celery: pip install 'nextoffer[worker]'"
-        ) from None
+    """The worker's Celery app for NEXTOFFER_BROKER_URL; a ConfigError when it is unusable.
+
+    The same checks as the API's (nextoffer.jobs.dispatch): Celery installed, a broker URL.
+    """
+    from nextoffer.jobs.dispatch import require_celery
+
+    require_celery()
+    from nextoffer.worker.app import make_celery
+
     return make_celery(settings)
 
 

@@ -110,20 +110,24 @@ def ingest(
     Re-running the same input changes nothing. An s3:// prefix (S3 or MinIO at
     NEXTOFFER_S3_ENDPOINT_URL, credentials from AWS_*) is read like a folder.
     """
-    from nextoffer.pipelines.etl import run_ingest
+    from nextoffer.jobs.calls import run_ingest
+    from nextoffer.jobs.context import Progress
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
     wait_for_database(engine, settings.db_wait_timeout_s)
     with progress(DownloadColumn()) as bar:
         task = bar.add_task("ingest", total=None)
+        # The `ingest` job: its lock (one at a time, whoever starts it) and its run record.
         result = run_ingest(
             engine,
             settings,
             path,
             new_only=new_only,
-            on_start=lambda files: bar.update(task, total=sum(f.size for f in files)),
-            progress=lambda n: bar.advance(task, n),
+            progress=Progress(
+                total=lambda size: bar.update(task, total=size),
+                advance=lambda n: bar.advance(task, n),
+            ),
         )
     table = Table("file", "entity", "read", "loaded", "quarantined", box=None)
     for f in result.files:
@@ -152,12 +156,13 @@ def features(
     Features: recency/frequency/monetary, ARPU, usage, tenure, holdings by category,
     service contacts and engagement. They replace the previous ones in one transaction.
     """
-    from nextoffer.pipelines.features import run_features
+    from nextoffer.jobs.calls import run_features
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
     wait_for_database(engine, settings.db_wait_timeout_s)
     with err_console.status("computing features and segments"):
+        # The `features` job: its lock and its run record.
         result = run_features(engine, settings, as_of=_utc(as_of))
     table = Table("segment", "name", "customers", box=None)
     for segment in result.segments:

@@ -32,7 +32,7 @@ def nightly(
     nothing new only lists the source. This is what the scheduler in charge
     (NEXTOFFER_SCHEDULER) runs at NEXTOFFER_ETL_CRON; run by hand, it always runs.
     """
-    from nextoffer.pipelines.nightly import run_nightly_etl
+    from nextoffer.jobs.calls import run_nightly_etl
     from nextoffer.registry.mlflow_registry import ModelRegistry
 
     settings = load_settings()
@@ -54,7 +54,7 @@ def ledger(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """The files loaded most recently: source, content hash, run and row counts."""
-    from nextoffer.ingest.ledger import list_entries
+    from nextoffer.store.ledger import list_entries
 
     settings = load_settings()
     engine = make_engine(settings.database_url)

@@ -49,7 +49,9 @@ def train(
     """
     import json
 
-    from nextoffer.pipelines.train import TrainOverrides, run_training
+    from nextoffer.jobs.calls import run_training
+    from nextoffer.jobs.context import Progress
+    from nextoffer.pipelines.train import TrainOverrides
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
@@ -71,7 +73,7 @@ def train(
                 kinds=kinds,
                 overrides=overrides,
                 score=score,
-                progress=lambda m: status.update(m),
+                progress=Progress(say=lambda m: status.update(m)),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None

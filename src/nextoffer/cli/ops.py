@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,7 +12,7 @@ from nextoffer.domain.errors import ConfigError
 from nextoffer.store.engine import make_engine, wait_for_database
 
 if TYPE_CHECKING:
-    from nextoffer.pipelines.jobs import JobContext
+    from nextoffer.jobs.context import JobContext
 
 cache_app = typer.Typer(help="The cache: rebuild it from the database.")
 dr_app = typer.Typer(help="Disaster recovery: rehearse a restore and measure RTO and RPO.")
@@ -130,19 +129,18 @@ def cleanup(
 
 
 def _context(settings: Settings) -> JobContext:
-    from nextoffer.pipelines.jobs import JobContext
-    from nextoffer.registry.mlflow_registry import ModelRegistry
+    from nextoffer.jobs.context import JobContext
 
     engine = make_engine(settings.database_url)
     wait_for_database(engine, settings.db_wait_timeout_s)
-    return JobContext(engine, settings, ModelRegistry.from_settings(settings))
+    return JobContext(engine, settings)
 
 
 @cache_app.command("rebuild")
 @handles_errors
 def cache_rebuild() -> None:
     """Refill the cache (NEXTOFFER_CACHE_URL) from the database: answers, segments, popular."""
-    from nextoffer.ops.jobs import run_exclusive
+    from nextoffer.jobs.runner import run_exclusive
 
     settings = load_settings()
     if settings.cache_url.startswith("memory://"):
@@ -152,7 +150,7 @@ def cache_rebuild() -> None:
         )
     context = _context(settings)
     with err_console.status("rebuilding the cache"):
-        counts = run_exclusive(context, "cache_rebuild", {}, str(uuid.uuid4()))
+        counts = run_exclusive(context, "cache_rebuild")
     console.print(
         f"cache rebuild: {counts['offers']:,} offer answers, {counts['segments']:,} segments, "
         f"{counts['popular_lists']:,} popular lists in {counts['seconds']:.1f} s",
@@ -175,7 +173,8 @@ def dr_drill(
 
     Touches nothing live. Exits 1 when the seed's targets (RTO < 15 min, RPO < 1 h) are missed.
     """
-    from nextoffer.ops.drill import RPO_TARGET_S, RTO_TARGET_S, run_drill
+    from nextoffer.jobs.calls import run_drill
+    from nextoffer.ops.drill import RPO_TARGET_S, RTO_TARGET_S
 
     settings = load_settings()
     if cache_url and cache_url == settings.cache_url:

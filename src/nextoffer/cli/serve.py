@@ -32,23 +32,24 @@ def precompute() -> None:
     With NEXTOFFER_BROKER_URL set, the chunks run as tasks on the workers
     (`nextoffer worker`) and this command gathers them.
     """
-    import uuid
-
-    from nextoffer.ops.jobs import run_exclusive
-    from nextoffer.pipelines.jobs import JobContext
+    from nextoffer.jobs.context import JobContext
+    from nextoffer.jobs.runner import run_exclusive
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
     wait_for_database(engine, settings.db_wait_timeout_s)
     with err_console.status("precomputing offers"):
         if settings.broker_url:
+            from nextoffer.jobs.dispatch import open_broker
+
+            sender = open_broker(settings)  # Celery installed, a usable broker URL
             from nextoffer.worker.fanout import job_context
 
-            context = job_context(celery_app(settings), engine, open_registry(settings))
+            context = job_context(sender, engine, open_registry(settings))
         else:
             context = JobContext(engine, settings, open_registry(settings))
         # The job lock: no second precompute (CLI, API or worker) runs at the same time.
-        counts = run_exclusive(context, "precompute", {}, str(uuid.uuid4()))
+        counts = run_exclusive(context, "precompute")
     console.print(
         f"precompute: {counts['customers']:,} customers ({counts['with_offers']:,} with offers) "
         f"in {counts['chunks']} chunks with offers {counts['model_version']}",
@@ -208,7 +209,7 @@ def quickstart(
     train(models="offers,churn", params=None, score=True)
     precompute()
     settings = load_settings()
-    from nextoffer.serving.accounts import create_api_key
+    from nextoffer.serving.api_keys import create_api_key
 
     engine = make_engine(settings.database_url)
     _record, sample_key = create_api_key(engine, "quickstart sample", Role.OPERATOR)

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Executable, Float, and_, case, cast, func, or_, select
-from sqlalchemy.sql import ColumnElement
 
-from nextoffer.domain.vocabulary import (
-    ENGAGEMENT_EVENTS,
-    SERVICE_ISSUE_EVENTS,
-    EventType,
-    ProductCategory,
-)
-from nextoffer.store.schema import Customer, Event, Product, Subscription, Transaction
+from nextoffer.domain.vocabulary import ProductCategory
+from nextoffer.store import Connection
+from nextoffer.store.reads.features import feature_sources, newest_activity
 
 DAYS_PER_MONTH = 365.25 / 12
 HOLDING_COLUMNS = {
@@ -59,31 +52,13 @@ CATEGORICAL_FEATURES = ("contract_type", "payment_method", "region", "age_band",
 NUMERIC_FEATURES = tuple(c for c in MODEL_FEATURES if c not in CATEGORICAL_FEATURES)
 
 
-def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return func.sum(case((condition, 1), else_=0))
-
-
-def _frame(conn: Connection, query: Executable) -> pd.DataFrame:
-    result = conn.execute(query)
-    # Plain tuples: pandas probes SQLAlchemy Row objects key by key, ten times slower.
-    return pd.DataFrame([tuple(row) for row in result], columns=list(result.keys()))
-
-
 def data_as_of(conn: Connection, now: datetime) -> datetime:
     """The data's own clock: midnight after the newest transaction or event, capped at `now`.
 
     Features are measured at this instant by default, so a data set exported last week
     gives the same features today as it did then.
     """
-    newest = [
-        conn.execute(select(func.max(Transaction.ts))).scalar(),
-        conn.execute(select(func.max(Event.ts))).scalar(),
-    ]
-    stamps = [
-        pd.Timestamp(t, tz="UTC") if pd.Timestamp(t).tzinfo is None else pd.Timestamp(t)
-        for t in newest
-        if t is not None
-    ]
+    stamps = [pd.Timestamp(t) for t in newest_activity(conn)]
     if not stamps:
         return now
     end_of_day = (max(stamps).floor("D") + pd.Timedelta(days=1)).to_pydatetime()
@@ -92,74 +67,12 @@ def data_as_of(conn: Connection, now: datetime) -> datetime:
 
 def build_features(conn: Connection, as_of: datetime) -> pd.DataFrame:
     """One row per customer who had signed up by `as_of`, using only data before `as_of`."""
-    day = as_of.date()
-    t30, t90, t180 = (as_of - timedelta(days=d) for d in (30, 90, 180))
-    customers = _frame(
-        conn,
-        select(
-            Customer.customer_id,
-            Customer.signup_date,
-            Customer.contract_type,
-            Customer.payment_method,
-            Customer.region,
-            Customer.age_band,
-            Customer.plan_id,
-            cast(Customer.arpu, Float).label("arpu"),
-            Customer.data_gb_month,
-            Customer.voice_min_month,
-        ).where(Customer.signup_date <= day),
+    sources = feature_sources(
+        conn, as_of, {category.value: column for category, column in HOLDING_COLUMNS.items()}
     )
-    spend = _frame(
-        conn,
-        select(
-            Transaction.customer_id,
-            func.max(Transaction.ts).label("last_ts"),
-            _count_if(Transaction.ts >= t90).label("frequency_90d"),
-            cast(func.sum(case((Transaction.ts >= t90, Transaction.amount), else_=0)), Float).label(
-                "monetary_90d"
-            ),
-            cast(func.sum(Transaction.amount), Float).label("monetary_total"),
-        )
-        .where(Transaction.ts < as_of)
-        .group_by(Transaction.customer_id),
-    )
-    holdings = _frame(
-        conn,
-        select(
-            Subscription.customer_id,
-            func.count().label("products_held"),
-            *(
-                _count_if(Product.category == category.value).label(column)
-                for category, column in HOLDING_COLUMNS.items()
-            ),
-        )
-        .join(Product, Product.product_id == Subscription.product_id)
-        .where(
-            Subscription.start_date <= day,
-            or_(Subscription.end_date.is_(None), Subscription.end_date >= day),
-        )
-        .group_by(Subscription.customer_id),
-    )
-    activity = _frame(
-        conn,
-        select(
-            Event.customer_id,
-            _count_if(
-                and_(Event.ts >= t90, Event.event_type.in_([e.value for e in SERVICE_ISSUE_EVENTS]))
-            ).label("support_contacts_90d"),
-            _count_if(
-                and_(Event.ts >= t30, Event.event_type.in_([e.value for e in ENGAGEMENT_EVENTS]))
-            ).label("engagement_30d"),
-            _count_if(Event.event_type == EventType.OFFER_ACCEPT.value).label(
-                "offers_accepted_180d"
-            ),
-        )
-        .where(Event.ts < as_of, Event.ts >= t180)
-        .group_by(Event.customer_id),
-    )
-    features = customers.merge(spend, on="customer_id", how="left")
-    features = features.merge(holdings, on="customer_id", how="left")
-    features = features.merge(activity, on="customer_id", how="left")
+    features = sources.customers.merge(sources.spend, on="customer_id", how="left")
+    features = features.merge(sources.holdings, on="customer_id", how="left")
+    features = features.merge(sources.activity, on="customer_id", how="left")
     return _finish(features, as_of)
 
 

@@ -10,12 +10,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sqlalchemy import Connection, case, func, select
 
 from nextoffer.domain.vocabulary import TransactionType
 from nextoffer.features.builder import build_features
 from nextoffer.features.segments import fit_segments
-from nextoffer.store.schema import ChurnLabel, Product, Subscription, Transaction, UserFeatures
+from nextoffer.store import Connection
+from nextoffer.store.reads import features as feature_reads
+from nextoffer.store.reads.features import current_features
+
+__all__ = [
+    "ACQUISITIONS",
+    "PRODUCT_COLUMNS",
+    "Snapshot",
+    "acquisitions_between",
+    "build_snapshot",
+    "churn_labels",
+    "current_features",
+    "id_range",
+    "load_products",
+]
 
 # What counts as "the customer took a product": a new plan, a purchase, a plan upgrade.
 # Downgrades and cancellations are changes no offer is made for.
@@ -59,15 +72,7 @@ class Snapshot:
 
 def load_products(conn: Connection) -> list[dict[str, Any]]:
     """The catalogue as records in product id order (the column order of every matrix)."""
-    columns = [getattr(Product, name) for name in PRODUCT_COLUMNS]
-    rows = conn.execute(select(*columns).order_by(Product.product_id)).mappings().all()
-    records = []
-    for row in rows:
-        record = dict(row)
-        for money in ("price", "margin", "upfront_price"):
-            record[money] = float(record[money] or 0.0)
-        records.append(record)
-    return records
+    return feature_reads.product_records(conn, PRODUCT_COLUMNS)
 
 
 def build_snapshot(
@@ -98,25 +103,9 @@ def build_snapshot(
     columns = _positions(pd.Series(list(product_ids)))
     day = as_of.date()
     listed = id_range(features["customer_id"]) if only_listed else None
-    subscriptions = _frame(
-        conn,
-        select(
-            Subscription.customer_id,
-            Subscription.product_id,
-            Subscription.start_date,
-            Subscription.end_date,
-        ).where(
-            Subscription.start_date <= day,
-            *([Subscription.customer_id.between(*listed)] if listed else []),
-        ),
-    )
-    acquired = _frame(
-        conn,
-        select(Transaction.customer_id, Transaction.product_id).where(
-            Transaction.ts < as_of,
-            Transaction.type.in_([t.value for t in ACQUISITIONS]),
-            *([Transaction.customer_id.between(*listed)] if listed else []),
-        ),
+    subscriptions = feature_reads.subscription_rows(conn, day, listed)
+    acquired = feature_reads.acquisition_pairs(
+        conn, [t.value for t in ACQUISITIONS], before=as_of, listed=listed
     )
     if len(features) <= _FEW_CUSTOMERS:
         held, history = _small_matrices(subscriptions, acquired, features, product_ids, day)
@@ -184,61 +173,19 @@ def acquisitions_between(
     product_ids: Sequence[str],
 ) -> sp.csr_matrix:
     """Customers × products: 1 where the customer acquired the product in [start, end)."""
-    frame = _frame(
-        conn,
-        select(Transaction.customer_id, Transaction.product_id).where(
-            Transaction.ts >= start,
-            Transaction.ts < end,
-            Transaction.type.in_([t.value for t in ACQUISITIONS]),
-        ),
+    frame = feature_reads.acquisition_pairs(
+        conn, [t.value for t in ACQUISITIONS], since=start, before=end
     )
     return _matrix(frame, _positions(pd.Series(customer_ids)), _positions(pd.Series(product_ids)))
 
 
-def current_features(
-    conn: Connection,
-    customer_ids: Sequence[str] | None = None,
-    *,
-    between: tuple[str, str] | None = None,
-) -> pd.DataFrame:
-    """The features job's latest output (`user_features`), sorted by customer id.
-
-    `customer_ids` reads only those customers (the live API's case), `between` an inclusive
-    id range (a precompute chunk).
-    """
-    columns = [c for c in UserFeatures.__table__.columns if c.name != "computed_at"]
-    query = select(*columns).order_by(UserFeatures.customer_id)
-    if customer_ids is not None:
-        query = query.where(UserFeatures.customer_id.in_(list(customer_ids)))
-    if between is not None:
-        query = query.where(UserFeatures.customer_id.between(*between))
-    frame = _frame(conn, query)
-    if len(frame):
-        frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True)
-    return frame
-
-
 def churn_labels(conn: Connection) -> tuple[datetime | None, pd.DataFrame]:
     """The newest label date and its labels (customer_id, churned as 0/1)."""
-    newest = conn.execute(select(func.max(ChurnLabel.as_of))).scalar()
+    newest, labels = feature_reads.newest_churn_labels(conn)
     if newest is None:
-        return None, pd.DataFrame({"customer_id": [], "churned": []})
-    labels = _frame(
-        conn,
-        select(
-            ChurnLabel.customer_id,
-            case((ChurnLabel.churned, 1), else_=0).label("churned"),
-        ).where(ChurnLabel.as_of == newest),
-    )
-    labels["churned"] = labels["churned"].astype(int)
+        return None, labels
     as_of = datetime(newest.year, newest.month, newest.day, tzinfo=UTC)
     return as_of, labels
-
-
-def _frame(conn: Connection, query: Any) -> pd.DataFrame:
-    result = conn.execute(query)
-    # Plain tuples: pandas probes SQLAlchemy Row objects key by key, ten times slower.
-    return pd.DataFrame([tuple(row) for row in result], columns=list(result.keys()))
 
 
 def _positions(ids: pd.Series) -> pd.Series:

@@ -10,20 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, select, text
 
 from nextoffer.ingest.reader import Rejected, iter_chunks
 from nextoffer.ingest.sources import SourceFile
 from nextoffer.ingest.validate import KeySet, ValidationContext, validate_chunk
-from nextoffer.store.bulk import (
-    OnConflict,
-    drop_secondary_indexes,
-    ensure_secondary_indexes,
-    upsert_frame,
-)
-from nextoffer.store.engine import is_postgres
+from nextoffer.store import Engine, loading
+from nextoffer.store.bulk import OnConflict
 from nextoffer.store.runs import utcnow
-from nextoffer.store.schema import Base, QuarantinedRow
 
 ProgressFn = Callable[[int], None]
 
@@ -42,11 +35,7 @@ class FileResult:
 
 def load_known_ids(engine: Engine, entity_name: str) -> KeySet:
     """The ids already stored for an entity that others reference (products, customers)."""
-    table = Base.metadata.tables[entity_name]
-    key_column = next(iter(table.primary_key.columns))
-    with engine.connect() as conn:
-        ids = pd.Index(conn.execute(select(key_column)).scalars().all(), dtype=object)
-    return KeySet(ids)
+    return KeySet(pd.Index(loading.stored_keys(engine, entity_name), dtype=object))
 
 
 def quarantine_file(quarantine_dir: Path, source: SourceFile) -> Path:
@@ -84,22 +73,14 @@ class LoadPlan:
 
 def plan_load(engine: Engine, source: SourceFile, first_rows: int, first_bytes: int) -> LoadPlan:
     """Decide, from the first block, whether this load is big relative to its table."""
-    if not is_postgres(engine) or first_bytes == 0:
+    if first_bytes == 0:
         return LoadPlan()
+    hint = loading.size_hint(engine, source.entity.name)
+    if hint is None:  # SQLite: no COPY, no index rebuild
+        return LoadPlan()
+    estimate, empty = hint
     expected_rows = first_rows * source.size / first_bytes
-    table = _quote_ident(source.entity.name)
-    with engine.connect() as conn:
-        estimate = conn.execute(
-            text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"),
-            {"t": source.entity.name},
-        ).scalar()
-        empty = conn.execute(text(f"SELECT NOT EXISTS (SELECT 1 FROM {table})")).scalar()
-    big = expected_rows >= max(float(estimate or 0), 0.0)
-    return LoadPlan(rebuild_indexes=big, all_new=bool(empty))
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return LoadPlan(rebuild_indexes=expected_rows >= estimate, all_new=empty)
 
 
 def load_file(
@@ -120,7 +101,6 @@ def load_file(
     database write of the previous one (one writer thread, one block in flight).
     """
     entity = source.entity
-    table = Base.metadata.tables[entity.name]
     result = FileResult(source=str(source.path), entity=entity.name)
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     reported = 0
@@ -128,19 +108,11 @@ def load_file(
 
     def write_block(good: pd.DataFrame, rejected: list[Rejected], qwriter: Any) -> int:
         assert plan is not None
-        with engine.begin() as conn:
-            # Keys are unique within a file (duplicates are quarantined), so into a table
-            # that was empty when the file started, every row is new.
-            mode: OnConflict = "fail" if plan.all_new else "update"
-            changed = upsert_frame(conn, table, good, entity.key, on_conflict=mode)
-            if rejected:
-                upsert_frame(
-                    conn,
-                    QuarantinedRow.__table__,  # type: ignore[arg-type]
-                    _quarantine_rows(source, run_id, rejected),
-                    ("source_sha256", "entity", "line"),
-                    on_conflict="nothing",
-                )
+        # Keys are unique within a file (duplicates are quarantined), so into a table
+        # that was empty when the file started, every row is new.
+        mode: OnConflict = "fail" if plan.all_new else "update"
+        quarantined = _quarantine_rows(source, run_id, rejected) if rejected else None
+        changed = loading.write_block(engine, entity.name, good, entity.key, mode, quarantined)
         qwriter.writerows((r.line, r.reason, r.raw) for r in rejected)
         return changed
 
@@ -161,11 +133,7 @@ def load_file(
             rejected.sort(key=lambda r: r.line)
             if plan is None:
                 plan = plan_load(engine, source, len(chunk.frame), chunk.bytes_read)
-                with engine.begin() as conn:
-                    if plan.rebuild_indexes:
-                        drop_secondary_indexes(conn, table)
-                    else:
-                        ensure_secondary_indexes(conn, table)
+                loading.prepare_indexes(engine, entity.name, rebuild=plan.rebuild_indexes)
             if in_flight is not None:
                 result.rows_changed += in_flight.result()
             in_flight = pool.submit(write_block, checked.good, rejected, qwriter)
@@ -180,9 +148,7 @@ def load_file(
         if in_flight is not None:
             result.rows_changed += in_flight.result()
     if plan is not None and plan.rebuild_indexes:
-        with engine.begin() as conn:
-            ensure_secondary_indexes(conn, table)
-            conn.execute(text(f'ANALYZE "{entity.name}"'))
+        loading.finish_rebuild(engine, entity.name)
     if progress is not None and reported < source.size:
         progress(source.size - reported)  # the header line, or compressed-size differences
     return result

@@ -6,9 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
-
 from nextoffer.config import Settings
+from nextoffer.store import Engine
 
 if TYPE_CHECKING:
     from nextoffer.pipelines.precompute import ChunkRunner

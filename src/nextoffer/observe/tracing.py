@@ -11,7 +11,8 @@ from opentelemetry.metrics import get_meter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from sqlalchemy import Engine
+
+from nextoffer.store import Engine
 
 REQUEST_ID_ATTRIBUTE = "nextoffer.request_id"
 SQL_SCOPE = "opentelemetry.instrumentation.sqlalchemy"

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, inspect
-
 import nextoffer
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
@@ -22,7 +20,6 @@ from nextoffer.ops.manifest import (
     BASE,
     MANIFEST,
     WAL,
-    BackupError,
     FileEntry,
     Manifest,
     PhysicalPart,
@@ -37,9 +34,15 @@ from nextoffer.ops.manifest import (
 )
 from nextoffer.ops.retention import RetentionPolicy, gfs_keep
 from nextoffer.storage import ObjectStore, open_prefix
-from nextoffer.store.engine import is_postgres, make_engine, safe_url, wait_for_database
-from nextoffer.store.locks import try_lock
-from nextoffer.store.runs import recorded_run, utcnow
+from nextoffer.store import Engine
+from nextoffer.store.engine import (
+    has_table,
+    is_postgres,
+    make_engine,
+    safe_url,
+    wait_for_database,
+)
+from nextoffer.store.runs import RunHandle, utcnow
 
 DATABASE_SETTING = "NEXTOFFER_DATABASE_URL"
 PG_DUMP_FILE = "db.dump"
@@ -88,7 +91,7 @@ def live_engine(settings: Settings) -> Engine:
     """The configured database, once it answers, with nextoffer's tables (runs are recorded)."""
     engine = make_engine(settings.database_url)
     wait_for_database(engine, settings.db_wait_timeout_s)
-    if not inspect(engine).has_table("job_runs"):
+    if not has_table(engine, "job_runs"):
         raise ConfigError(
             f"{DATABASE_SETTING}: {safe_url(engine.url)} has no nextoffer tables yet; "
             "run `nextoffer db upgrade` first"
@@ -108,68 +111,64 @@ def work_dir(settings: Settings, purpose: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def create_backup(settings: Settings, *, run_id: str | None = None) -> Manifest:
+def write_backup(settings: Settings, run: RunHandle) -> Manifest:
     """Back up the database, the registry and recent model files; return the manifest.
 
     PostgreSQL: `pg_dump -Fc` and the per-table checksums read one exported snapshot, so
     they describe the same data. SQLite: the backup API copies the file, and the checksums
     are read from that copy. With NEXTOFFER_WAL_ARCHIVE on PostgreSQL, a pg_basebackup is
     taken too, the start point of point-in-time recovery. The manifest is stored last: a
-    backup without one is incomplete and ignored. One backup at a time (a lock).
-    `run_id`: record under this job-run id (a caller's job id) instead of a new one.
+    backup without one is incomplete and ignored. `run` is the `backup` job's run (its
+    id goes into the manifest, the counts into the run); the job holds the one-at-a-time
+    lock and records the run (nextoffer.jobs).
     """
     store = backup_store(settings)
     engine = live_engine(settings)
-    with try_lock(engine, "backup", settings.var_dir / "locks") as held:
-        if not held:
-            raise BackupError("another backup is running; try again when it has finished")
-        with recorded_run(engine, "backup", run_id) as run, work_dir(settings, "backup") as tmp:
-            started = utcnow()
-            clock = time.perf_counter()
-            backup_id = new_backup_id(started)
-            if settings.wal_archive and is_postgres(engine):
-                wal.check_archiving(engine)  # before minutes of dumping, not after
-            if is_postgres(engine):
-                db_file, tables, server_version, schema = _dump_postgres(settings, engine, tmp)
-                engine_name = "postgresql"
-                method = tablestats.PG_METHOD
-            else:
-                db_file, tables, schema = _dump_sqlite(settings, tmp)
-                server_version, engine_name, method = "", "sqlite", tablestats.SQLITE_METHOD
-            files = [db_file]
-            part, registry_files = registry_backup.backup_registry(settings, tmp)
-            artifacts, champions, artifact_files = registry_backup.backup_artifacts(
-                settings, tmp, part
-            )
-            files += registry_files + artifact_files
-            physical: PhysicalPart | None = None
-            if settings.wal_archive and engine_name == "postgresql":
-                physical, physical_files = wal.base_backup(settings, engine, tmp)
-                files += physical_files
-            elif settings.wal_archive:
-                log.warning("NEXTOFFER_WAL_ARCHIVE is on, but only PostgreSQL archives WAL")
-            entries = _upload(store, backup_id, files, tmp)
-            manifest = Manifest(
-                backup_id=backup_id,
-                created_at=started,
-                finished_at=utcnow(),
-                engine=engine_name,
-                database=safe_url(engine.url),
-                server_version=server_version,
-                schema_version=schema,
-                checksum_method=method,
-                tables=tables,
-                files=entries,
-                registry=part,
-                artifacts=artifacts,
-                champions=champions,
-                physical=physical,
-                run_id=run.run_id,
-                nextoffer_version=nextoffer.__version__,
-                seconds=round(time.perf_counter() - clock, 3),
-            )
-            write_manifest(store, manifest)
-            run.counts.update(manifest.counts())
+    with work_dir(settings, "backup") as tmp:
+        started = utcnow()
+        clock = time.perf_counter()
+        backup_id = new_backup_id(started)
+        if settings.wal_archive and is_postgres(engine):
+            wal.check_archiving(engine)  # before minutes of dumping, not after
+        if is_postgres(engine):
+            db_file, tables, server_version, schema = _dump_postgres(settings, engine, tmp)
+            engine_name = "postgresql"
+            method = tablestats.PG_METHOD
+        else:
+            db_file, tables, schema = _dump_sqlite(settings, tmp)
+            server_version, engine_name, method = "", "sqlite", tablestats.SQLITE_METHOD
+        files = [db_file]
+        part, registry_files = registry_backup.backup_registry(settings, tmp)
+        artifacts, champions, artifact_files = registry_backup.backup_artifacts(settings, tmp, part)
+        files += registry_files + artifact_files
+        physical: PhysicalPart | None = None
+        if settings.wal_archive and engine_name == "postgresql":
+            physical, physical_files = wal.base_backup(settings, engine, tmp)
+            files += physical_files
+        elif settings.wal_archive:
+            log.warning("NEXTOFFER_WAL_ARCHIVE is on, but only PostgreSQL archives WAL")
+        entries = _upload(store, backup_id, files, tmp)
+        manifest = Manifest(
+            backup_id=backup_id,
+            created_at=started,
+            finished_at=utcnow(),
+            engine=engine_name,
+            database=safe_url(engine.url),
+            server_version=server_version,
+            schema_version=schema,
+            checksum_method=method,
+            tables=tables,
+            files=entries,
+            registry=part,
+            artifacts=artifacts,
+            champions=champions,
+            physical=physical,
+            run_id=run.run_id,
+            nextoffer_version=nextoffer.__version__,
+            seconds=round(time.perf_counter() - clock, 3),
+        )
+        write_manifest(store, manifest)
+        run.counts.update(manifest.counts())
     log.info(manifest.summary(), extra={"backup_id": backup_id, "bytes": manifest.size})
     return manifest
 
@@ -233,13 +232,14 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
     )
 
 
-def prune_backups(
-    settings: Settings, now: datetime, *, dry_run: bool = False, run_id: str | None = None
+def prune_store(
+    settings: Settings, now: datetime, run: RunHandle | None, *, dry_run: bool = False
 ) -> PruneResult:
     """Delete backups that GFS retention does not keep at `now`, and what they alone needed.
 
     Also deleted: backups left incomplete for a day, and WAL older than the oldest kept
-    base backup needs. A dry run deletes nothing and records no run.
+    base backup needs. A dry run deletes nothing (and is no job run: `run` None). `run`
+    is the `backup_prune` job's run, which gets the counts (nextoffer.jobs records it).
     """
     store = backup_store(settings)
     manifests = list_manifests(store)
@@ -279,16 +279,15 @@ def prune_backups(
     )
     if dry_run:
         return result
-    engine = live_engine(settings)
-    with recorded_run(engine, "backup_prune", run_id) as run:
-        for backup_id in doomed:
-            # The manifest first: a half-deleted backup then counts as incomplete, not as
-            # a backup that restores with files missing.
-            store.delete([base_key(backup_id, MANIFEST)])
-            store.delete(k for k in folders.get(backup_id, []) if not k.endswith(MANIFEST))
-        for folder in incomplete:
-            store.delete(folders[folder])
-        store.delete(wal.wal_key(name) for name in wal_doomed)
+    for backup_id in doomed:
+        # The manifest first: a half-deleted backup then counts as incomplete, not as
+        # a backup that restores with files missing.
+        store.delete([base_key(backup_id, MANIFEST)])
+        store.delete(k for k in folders.get(backup_id, []) if not k.endswith(MANIFEST))
+    for folder in incomplete:
+        store.delete(folders[folder])
+    store.delete(wal.wal_key(name) for name in wal_doomed)
+    if run is not None:
         run.counts.update(result.counts())
     log.info(result.summary())
     return result

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import make_url
-
 from nextoffer.config import Settings
 from nextoffer.domain.roles import Role
 from nextoffer.ops import pgtools
-from nextoffer.serving.accounts import create_api_key, list_api_keys
+from nextoffer.serving.api_keys import create_api_key, list_api_keys
 from nextoffer.storage import open_prefix
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine, wait_for_database
@@ -27,7 +25,7 @@ class BootstrapResult:
 
 def create_database_if_missing(database_url: str) -> bool:
     """PostgreSQL: create the URL's database through the server's `postgres` database."""
-    url = make_url(database_url)
+    url = pgtools.parse_url(database_url, DATABASE_SETTING)
     if url.get_backend_name() != "postgresql" or not url.database:
         return False
     if pgtools.database_exists(url, DATABASE_SETTING):

@@ -6,12 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, delete, func, select
-
 from nextoffer.cache import keys
 from nextoffer.cache.base import Cache
-from nextoffer.store.runs import QUEUED, RUNNING
-from nextoffer.store.schema import JobRun, QuarantinedRow
+from nextoffer.store import Engine
+from nextoffer.store.maintenance import prune_history
 
 
 @dataclass(frozen=True)
@@ -44,26 +42,9 @@ def cleanup(
     """
     runs_before = now - timedelta(days=keep_runs_days)
     quarantine_before = now - timedelta(days=keep_quarantine_days)
-    newest = (
-        select(JobRun.job, func.max(JobRun.started_at).label("at")).group_by(JobRun.job).subquery()
+    runs, rows = prune_history(
+        engine, runs_before=runs_before, quarantine_before=quarantine_before, dry_run=dry_run
     )
-    newest_ids = select(JobRun.run_id).join(
-        newest, and_(JobRun.job == newest.c.job, JobRun.started_at == newest.c.at)
-    )
-    old_runs = and_(
-        JobRun.started_at < runs_before,
-        JobRun.status.not_in((QUEUED, RUNNING)),
-        JobRun.run_id.not_in(newest_ids),
-    )
-    old_rows = QuarantinedRow.quarantined_at < quarantine_before
-    with engine.begin() as conn:
-        runs = conn.execute(select(func.count()).select_from(JobRun).where(old_runs)).scalar_one()
-        rows = conn.execute(
-            select(func.count()).select_from(QuarantinedRow).where(old_rows)
-        ).scalar_one()
-        if not dry_run:
-            conn.execute(delete(JobRun).where(old_runs))
-            conn.execute(delete(QuarantinedRow).where(old_rows))
     files = [
         path
         for path in (quarantine_dir.glob("*.csv") if quarantine_dir.is_dir() else [])
@@ -75,7 +56,7 @@ def cleanup(
     stale = 0
     if current_stamp is not None:
         stale = _drop_stale_offers(cache, current_stamp, dry_run)
-    return CleanupResult(int(runs), int(rows), len(files), stale, dry_run)
+    return CleanupResult(runs, rows, len(files), stale, dry_run)
 
 
 def _drop_stale_offers(cache: Cache, current_stamp: str, dry_run: bool) -> int:

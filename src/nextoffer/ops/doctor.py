@@ -11,15 +11,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
-
 from nextoffer.cache import make_cache
 from nextoffer.cache.base import safe_cache_url, same_redis_database
 from nextoffer.config import Settings
 from nextoffer.registry.mlflow_registry import ModelRegistry
 from nextoffer.storage import open_prefix
 from nextoffer.store import migrate
-from nextoffer.store.engine import make_engine, safe_url
+from nextoffer.store.engine import make_engine, ping, safe_url
 
 # Below this much free space under VAR_DIR, spooled events, quarantine files and local
 # backups start to fail.
@@ -81,8 +79,7 @@ def _one_line(exc: BaseException, setting: str) -> str:
 def _database(settings: Settings) -> str:
     engine = make_engine(settings.database_url)
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(engine)
         return safe_url(settings.database_url)
     finally:
         engine.dispose()

@@ -9,22 +9,20 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from nextoffer.cache import MemoryCache, make_cache
 from nextoffer.config import Settings
 from nextoffer.domain.errors import NextOfferError
 from nextoffer.ops import pgtools
-from nextoffer.ops.backup import backup_store, live_engine
+from nextoffer.ops.backup import backup_store
 from nextoffer.ops.manifest import BackupError, pick_manifest
 from nextoffer.ops.restore import restore_backup
 from nextoffer.registry.mlflow_registry import ModelRegistry
 from nextoffer.serving.offers import OfferService, Source
 from nextoffer.serving.state import ServingState
 from nextoffer.serving.warm import warm_cache
+from nextoffer.store import precomputed
 from nextoffer.store.engine import make_engine
-from nextoffer.store.runs import recorded_run, utcnow
-from nextoffer.store.schema import PrecomputedOffers
+from nextoffer.store.runs import RunHandle, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +62,13 @@ class DrillResult:
         return {**asdict(self), "rto_met": self.rto_met, "rpo_met": self.rpo_met}
 
 
-def run_drill(
-    settings: Settings, *, backup_id: str | None = None, cache_url: str = "", keep: bool = False
+def drill_recovery(
+    settings: Settings,
+    run: RunHandle,
+    *,
+    backup_id: str | None = None,
+    cache_url: str = "",
+    keep: bool = False,
 ) -> DrillResult:
     """Rehearse a recovery without touching the live database, registry or cache.
 
@@ -74,38 +77,36 @@ def run_drill(
     (`cache_url`, default in-process memory) is filled from it as `nextoffer cache rebuild`
     would, and one customer's offers are asked of the serving chain, which must answer from
     that cache. The models come from the live registry, pinned to the backup's champions.
+    `run` is the `dr_drill` job's run, which gets the counts (nextoffer.jobs records it).
     """
-    live = live_engine(settings)
-    with recorded_run(live, "dr_drill") as run:
-        store = backup_store(settings)
-        manifest = pick_manifest(store, backup_id)
-        rpo_s = (utcnow() - manifest.finished_at).total_seconds()
-        scratch_url, cleanup_path = _scratch_target(settings, manifest.engine)
-        started = time.perf_counter()
-        try:
-            restored = restore_backup(
-                settings, manifest.backup_id, scratch_url, False, None, registry=False
-            )
-            restore_s = time.perf_counter() - started
-            result = _serve_from(settings, scratch_url, cache_url, manifest.backup_id)
-            rebuild_s, smoke_s, cached, customer, offers = result
-        finally:
-            if not keep:
-                _drop(scratch_url, cleanup_path)
-        drill = DrillResult(
-            backup_id=manifest.backup_id,
-            rpo_s=round(rpo_s, 1),
-            restore_s=round(restore_s, 3),
-            cache_rebuild_s=round(rebuild_s, 3),
-            smoke_s=round(smoke_s, 4),
-            rto_s=round(restore_s + rebuild_s + smoke_s, 3),
-            rows=restored.rows,
-            cached_answers=cached,
-            smoke_customer=customer,
-            smoke_offers=offers,
+    store = backup_store(settings)
+    manifest = pick_manifest(store, backup_id)
+    rpo_s = (utcnow() - manifest.finished_at).total_seconds()
+    scratch_url, cleanup_path = _scratch_target(settings, manifest.engine)
+    started = time.perf_counter()
+    try:
+        restored = restore_backup(
+            settings, manifest.backup_id, scratch_url, False, None, registry=False
         )
-        run.counts = drill.counts()
-    live.dispose()
+        restore_s = time.perf_counter() - started
+        result = _serve_from(settings, scratch_url, cache_url, manifest.backup_id)
+        rebuild_s, smoke_s, cached, customer, offers = result
+    finally:
+        if not keep:
+            _drop(scratch_url, cleanup_path)
+    drill = DrillResult(
+        backup_id=manifest.backup_id,
+        rpo_s=round(rpo_s, 1),
+        restore_s=round(restore_s, 3),
+        cache_rebuild_s=round(rebuild_s, 3),
+        smoke_s=round(smoke_s, 4),
+        rto_s=round(restore_s + rebuild_s + smoke_s, 3),
+        rows=restored.rows,
+        cached_answers=cached,
+        smoke_customer=customer,
+        smoke_offers=offers,
+    )
+    run.counts = drill.counts()
     log.info("dr drill done", extra=drill.counts())
     return drill
 
@@ -142,12 +143,7 @@ def _serve_from(
         state.refresh()
         warmed = warm_cache(engine, cache, state, settings)
         rebuild_s = time.perf_counter() - started
-        with engine.connect() as conn:
-            customer = conn.execute(
-                select(PrecomputedOffers.customer_id)
-                .order_by(PrecomputedOffers.customer_id)
-                .limit(1)
-            ).scalar()
+        customer = precomputed.first_customer(engine)
         if customer is None:
             raise BackupError(f"backup {backup_id} holds no precomputed offers to serve")
         service = OfferService(engine, cache, state, settings)

@@ -5,13 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-
-from sqlalchemy import insert, update
-from sqlalchemy.exc import SQLAlchemyError
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
@@ -27,9 +23,9 @@ from nextoffer.ops.manifest import (
     pick_manifest,
 )
 from nextoffer.storage import ObjectStore, file_url_path
+from nextoffer.store import DatabaseError
 from nextoffer.store.engine import make_engine, safe_url
-from nextoffer.store.runs import SUCCEEDED, utcnow
-from nextoffer.store.schema import JobRun
+from nextoffer.store.runs import record_finished_run, utcnow
 
 DATABASE_SETTING = "NEXTOFFER_DATABASE_URL"
 TARGET_OPTION = "--target-url"
@@ -263,30 +259,17 @@ def _record_restore(
         else str(pgtools.psycopg_url(target, TARGET_OPTION).render_as_string(False))
     )
     try:
-        with engine.begin() as conn:
-            conn.execute(
-                update(JobRun)
-                .where(JobRun.run_id == manifest.run_id)
-                .values(status=SUCCEEDED, finished_at=manifest.finished_at)
-            )
-            conn.execute(
-                insert(JobRun).values(
-                    run_id=_new_run_id(),
-                    job="backup_restore",
-                    status=SUCCEEDED,
-                    started_at=started,
-                    finished_at=utcnow(),
-                    counts=result.counts(),
-                )
-            )
-    except SQLAlchemyError as exc:
+        record_finished_run(
+            engine,
+            "backup_restore",
+            started,
+            result.counts(),
+            also_finished=(manifest.run_id, manifest.finished_at),
+        )
+    except DatabaseError as exc:
         log.warning("restore: could not record the run in job_runs: %s", type(exc).__name__)
     finally:
         engine.dispose()
-
-
-def _new_run_id() -> str:
-    return str(uuid.uuid4())
 
 
 def _restore_to_time(
@@ -357,18 +340,8 @@ def _record_pitr(
     except ConfigError:
         return
     try:
-        with engine.begin() as conn:
-            conn.execute(
-                insert(JobRun).values(
-                    run_id=_new_run_id(),
-                    job="backup_restore",
-                    status=SUCCEEDED,
-                    started_at=started,
-                    finished_at=utcnow(),
-                    counts=result.counts(),
-                )
-            )
-    except SQLAlchemyError as exc:
+        record_finished_run(engine, "backup_restore", started, result.counts())
+    except DatabaseError as exc:
         log.warning("restore: could not record the run in job_runs: %s", type(exc).__name__)
     finally:
         engine.dispose()

@@ -13,11 +13,11 @@ from pathlib import Path
 from nextoffer.config import Settings
 from nextoffer.domain.errors import NextOfferError
 from nextoffer.ops import pgtools, sqlitefiles, tablestats
-from nextoffer.ops.backup import PG_DUMP_FILE, SQLITE_FILE, backup_store, live_engine, work_dir
+from nextoffer.ops.backup import PG_DUMP_FILE, SQLITE_FILE, backup_store, work_dir
 from nextoffer.ops.manifest import BackupError, Manifest, TableStat, pick_manifest
 from nextoffer.ops.registry_backup import ARTIFACTS_FILE
 from nextoffer.ops.restore import fetch_checked, restore_postgres
-from nextoffer.store.runs import recorded_run
+from nextoffer.store.runs import RunHandle
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +62,14 @@ class VerifyResult:
 
 
 class BackupVerifyError(BackupError):
-    """Raised inside the recorded run so that it is marked failed; never leaves verify."""
+    """A backup that failed its checks: fails the `backup_verify` run, carries the result."""
 
     def __init__(self, result: VerifyResult) -> None:
         self.result = result
         super().__init__(result.summary())
 
 
-def verify_backup(
-    settings: Settings, backup_id: str | None, *, run_id: str | None = None
-) -> VerifyResult:
+def check_backup(settings: Settings, backup_id: str | None, run: RunHandle) -> VerifyResult:
     """Check backup `backup_id` (default: the newest) without touching the live data.
 
     Every stored file must match its size and SHA-256; the database is restored into a
@@ -79,53 +77,46 @@ def verify_backup(
     afterwards; SQLite: a temporary file) and its per-table row counts and checksums must
     equal those the manifest took from the live database at backup time. The registry
     database must open, the model files' archive must list the files the manifest counts.
-    The run is recorded as `backup_verify`, failed when a problem was found.
+    `run` is the `backup_verify` job's run: it gets the counts, and a problem found raises
+    BackupVerifyError so that the run is recorded failed (nextoffer.jobs records it).
     """
     store = backup_store(settings)
     manifest = pick_manifest(store, backup_id)
-    engine = live_engine(settings)
-    try:
-        with (
-            recorded_run(engine, "backup_verify", run_id) as run,
-            work_dir(settings, "verify") as tmp,
-        ):
-            clock = time.perf_counter()
-            problems: list[str] = []
-            fetched: dict[str, Path] = {}
-            for entry in manifest.files:
-                try:
-                    fetched[entry.name] = fetch_checked(store, manifest, entry.name, tmp)
-                except NextOfferError as exc:
-                    problems.append(str(exc))
-            stats: list[TableStat] = []
-            db_name = PG_DUMP_FILE if manifest.engine == "postgresql" else SQLITE_FILE
-            if db_name in fetched:
-                try:
-                    stats = _restore_scratch(settings, manifest, fetched[db_name], tmp)
-                except NextOfferError as exc:
-                    problems.append(f"restore into a scratch database failed: {exc}")
-                else:
-                    problems += tablestats.compare_stats(manifest.tables, stats)
-            problems += _check_registry(manifest, fetched)
-            result = VerifyResult(
-                backup_id=manifest.backup_id,
-                ok=not problems,
-                problems=problems,
-                tables=len(stats),
-                rows=sum(t.rows for t in stats),
-                files=len(fetched),
-                bytes=sum(p.stat().st_size for p in fetched.values()),
-                seconds=round(time.perf_counter() - clock, 3),
-            )
-            run.counts.update(result.counts())
-            if not result.ok:
-                raise BackupVerifyError(result)
-    except BackupVerifyError as failed:
-        log.error(failed.result.summary(), extra={"backup_id": manifest.backup_id})
-        return failed.result
+    with work_dir(settings, "verify") as tmp:
+        clock = time.perf_counter()
+        problems: list[str] = []
+        fetched: dict[str, Path] = {}
+        for entry in manifest.files:
+            try:
+                fetched[entry.name] = fetch_checked(store, manifest, entry.name, tmp)
+            except NextOfferError as exc:
+                problems.append(str(exc))
+        stats: list[TableStat] = []
+        db_name = PG_DUMP_FILE if manifest.engine == "postgresql" else SQLITE_FILE
+        if db_name in fetched:
+            try:
+                stats = _restore_scratch(settings, manifest, fetched[db_name], tmp)
+            except NextOfferError as exc:
+                problems.append(f"restore into a scratch database failed: {exc}")
+            else:
+                problems += tablestats.compare_stats(manifest.tables, stats)
+        problems += _check_registry(manifest, fetched)
+        result = VerifyResult(
+            backup_id=manifest.backup_id,
+            ok=not problems,
+            problems=problems,
+            tables=len(stats),
+            rows=sum(t.rows for t in stats),
+            files=len(fetched),
+            bytes=sum(p.stat().st_size for p in fetched.values()),
+            seconds=round(time.perf_counter() - clock, 3),
+        )
+    run.counts.update(result.counts())
+    if not result.ok:
+        log.error(result.summary(), extra={"backup_id": manifest.backup_id})
+        raise BackupVerifyError(result)
     log.info(result.summary(), extra={"backup_id": manifest.backup_id})
     return result
-
 
 def _restore_scratch(
     settings: Settings, manifest: Manifest, db_file: Path, tmp: Path

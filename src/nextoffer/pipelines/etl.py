@@ -11,19 +11,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, update
-
 from nextoffer.config import Settings
 from nextoffer.domain.errors import InputError
 from nextoffer.ingest.entities import BY_NAME, ENTITIES
-from nextoffer.ingest.ledger import LedgerEntry, ledger_index, record_load
 from nextoffer.ingest.load import FileResult, load_file, load_known_ids
 from nextoffer.ingest.remote import download, is_remote, list_import_objects
 from nextoffer.ingest.sources import SourceFile, discover, entity_for
 from nextoffer.ingest.validate import DuplicateTracker, ValidationContext
 from nextoffer.storage import s3_client
+from nextoffer.store import Engine, loading
+from nextoffer.store.ledger import LedgerEntry, ledger_index, record_load
 from nextoffer.store.runs import utcnow
-from nextoffer.store.schema import QuarantinedRow
 
 REFERENCED = ("products", "customers")
 
@@ -278,16 +276,13 @@ def load_staged(
 
 def _name_remote_source(engine: Engine, staged_file: StagedFile) -> None:
     """Quarantined rows of a downloaded file name the s3:// object, not the temporary copy."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(QuarantinedRow)
-            .where(
-                QuarantinedRow.source_sha256 == staged_file.sha256,
-                QuarantinedRow.entity == staged_file.entity,
-                QuarantinedRow.source == staged_file.path,
-            )
-            .values(source=staged_file.uri)
-        )
+    loading.rename_quarantine_source(
+        engine,
+        sha256=staged_file.sha256,
+        entity=staged_file.entity,
+        old=staged_file.path,
+        new=staged_file.uri,
+    )
 
 
 def run_ingest(

@@ -1,7 +1,8 @@
 """The nightly ETL: new files from the ingest source → load → features → offers precompute.
 
 Each step is a function of its own, so that Airflow runs them as separate tasks
-(`dags/daily_etl.py`) and Celery beat or the CLI runs them in one go (`run_nightly_etl`).
+(`dags/daily_etl.py`) and Celery beat or the CLI runs them in one go (`nightly_steps`, the
+`etl` job of nextoffer.jobs). Nothing here records a job run: the job that runs a step does.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
-
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
 from nextoffer.pipelines.etl import IngestResult, Staged, load_staged, stage_source
-from nextoffer.store.runs import recorded_run
+from nextoffer.store import Engine
 
 # Features, precompute and the registry are imported where they are used: scikit-learn,
 # the models and MLflow take seconds to import, and under Airflow every step is a process
@@ -42,16 +41,20 @@ def extract(engine: Engine, settings: Settings, source: str | None = None) -> St
     return stage_source(engine, settings, ingest_source(settings, source), new_only=True)
 
 
-def load(engine: Engine, settings: Settings, staged: Staged) -> IngestResult:
+def load(
+    engine: Engine, settings: Settings, staged: Staged, run_id: str | None = None
+) -> IngestResult:
     """Step 2: validate and upsert the staged files (bad rows to quarantine), ledger them."""
-    return load_staged(engine, settings, staged)
+    return load_staged(engine, settings, staged, run_id=run_id)
 
 
-def recalculate_features(engine: Engine, settings: Settings) -> FeaturesResult:
+def recalculate_features(
+    engine: Engine, settings: Settings, run_id: str | None = None
+) -> FeaturesResult:
     """Step 3: every customer's features and segment, from the data now stored."""
     from nextoffer.pipelines.features import run_features
 
-    return run_features(engine, settings)
+    return run_features(engine, settings, run_id=run_id)
 
 
 def update_cache(
@@ -62,20 +65,12 @@ def update_cache(
     Cached answers need no purge: their keys carry a stamp of the last features run and the
     champion versions, so the new features make the API read fresh ones (cache/keys.py).
     """
-    from nextoffer.pipelines.champions import load_offer_champion
     from nextoffer.pipelines.precompute import run_precompute
+    from nextoffer.scoring.champions import load_offer_champion
 
     if registry.champion("offers") is None:
         return None
-    with recorded_run(engine, "precompute") as run:
-        result = run_precompute(engine, settings, load_offer_champion(registry))
-        run.counts = {
-            "customers": result.customers,
-            "with_offers": result.with_offers,
-            "chunks": result.chunks,
-            "model_version": result.model_version,
-        }
-    return result
+    return run_precompute(engine, settings, load_offer_champion(registry))
 
 
 @dataclass
@@ -137,41 +132,22 @@ def nightly_steps(
     source: str | None = None,
     *,
     cache: bool = True,
+    run_id: str | None = None,
 ) -> NightlyResult:
     """The four steps in one process; with nothing new, features and precompute are skipped.
 
-    The load step runs even then: it records an `ingest` run with no files (and the
-    number left out), so every night leaves a trace. `cache=False` leaves out step 4, for
-    callers that run precompute as a job of its own (Celery beat's chain).
+    The load step runs even then, so that a quiet night's counts show the files left out.
+    `cache=False` leaves out step 4, for callers that run precompute as a job of its
+    own (Celery beat's chain). `run_id`: the `etl` job run the loaded files belong to.
     """
     started = time.perf_counter()
     staged = extract(engine, settings, source)
     result = NightlyResult(source=staged.source, skipped=len(staged.skipped), cache_step=cache)
-    result.ingest = load(engine, settings, staged)
+    result.ingest = load(engine, settings, staged, run_id)
     if result.ingest.files:
-        result.features = recalculate_features(engine, settings)
+        result.features = recalculate_features(engine, settings, run_id)
         if cache:
             result.precompute = update_cache(engine, settings, registry)
     result.seconds = time.perf_counter() - started
     return result
 
-
-def run_nightly_etl(
-    engine: Engine,
-    settings: Settings,
-    source: str | None = None,
-    *,
-    registry: ModelRegistry | None = None,
-) -> NightlyResult:
-    """The nightly ETL from `source` (default NEXTOFFER_INGEST_SOURCE), recorded as `etl`.
-
-    A night with no new files records its runs (`etl`, `ingest`) and changes no data.
-    """
-    if registry is None:
-        from nextoffer.registry.mlflow_registry import ModelRegistry
-
-        registry = ModelRegistry.from_settings(settings)
-    with recorded_run(engine, "etl") as run:
-        result = nightly_steps(engine, settings, registry, source)
-        run.counts = result.counts()
-    return result

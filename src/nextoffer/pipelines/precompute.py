@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import Engine, delete, select
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import NextOfferError
@@ -18,9 +17,9 @@ from nextoffer.features.training import current_features, load_products
 from nextoffer.models.offer_model import OfferModel
 from nextoffer.scoring.champions import Champion
 from nextoffer.scoring.offers import policy_from_settings, read_block, score_block
-from nextoffer.store.bulk import upsert_frame
+from nextoffer.store import Engine, precomputed
+from nextoffer.store.reads.customers import ids_with_features
 from nextoffer.store.runs import utcnow
-from nextoffer.store.schema import PrecomputedOffers, UserFeatures
 
 
 @dataclass(frozen=True)
@@ -60,13 +59,7 @@ class PrecomputeResult:
 
 def plan_chunks(engine: Engine, rows_per_chunk: int) -> list[Chunk]:
     """Split the customers with features into id ranges of about `rows_per_chunk` customers."""
-    with engine.connect() as conn:
-        ids = [
-            str(c)
-            for c in conn.execute(
-                select(UserFeatures.customer_id).order_by(UserFeatures.customer_id)
-            ).scalars()
-        ]
+    ids = ids_with_features(engine)
     chunks = []
     for start in range(0, len(ids), rows_per_chunk):
         part = ids[start : start + rows_per_chunk]
@@ -128,19 +121,7 @@ def precompute_chunk(
             "computed_at": pd.Timestamp(computed_at),
         }
     )
-    with engine.begin() as conn:
-        conn.execute(
-            delete(PrecomputedOffers).where(
-                PrecomputedOffers.customer_id.between(chunk.first, chunk.last)
-            )
-        )
-        upsert_frame(
-            conn,
-            PrecomputedOffers.__table__,  # type: ignore[arg-type]
-            frame,
-            ("customer_id",),
-            on_conflict="fail",
-        )
+    precomputed.replace_range(engine, chunk.first, chunk.last, frame)
     return len(ids), sum(1 for o in offers if o)
 
 
@@ -176,8 +157,7 @@ def run_precompute(
         if progress is not None:
             progress(done, len(chunks))
     result.chunks = len(chunks)
-    with engine.begin() as conn:
-        # Rows of customers that no longer have features (none of the ranges covers them).
-        conn.execute(delete(PrecomputedOffers).where(PrecomputedOffers.computed_at < computed_at))
+    # Rows of customers that no longer have features (none of the ranges covers them).
+    precomputed.delete_older(engine, computed_at)
     result.seconds = time.perf_counter() - started
     return result

@@ -6,13 +6,12 @@ import json
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import Engine
 
 from nextoffer.features.training import current_features
 from nextoffer.models.churn import ChurnModel
 from nextoffer.scoring.churn import score_customers
-from nextoffer.store.bulk import upsert_frame
-from nextoffer.store.schema import ChurnScore
+from nextoffer.store import Engine
+from nextoffer.store.churn_scores import append_scores
 
 SCORE_BLOCK_ROWS = 100_000
 
@@ -37,16 +36,8 @@ def score_all_customers(
         block["scored_at"] = pd.Timestamp(scored_at)
         block["model_version"] = model_version
         rows = block.assign(top_reasons=[json.dumps(r) for r in block["top_reasons"]])
-        with engine.begin() as conn:
-            # A scoring instant is written once: rows already there (a re-run of the same
-            # instant) are kept, and JSON columns never need comparing.
-            upsert_frame(
-                conn,
-                ChurnScore.__table__,  # type: ignore[arg-type]
-                rows,
-                ("customer_id", "scored_at"),
-                on_conflict="nothing",
-            )
+        # A scoring instant is written once (a re-run of the same instant adds nothing).
+        append_scores(engine, rows)
         for band, count in block["band"].value_counts().items():
             bands[str(band)] = bands.get(str(band), 0) + int(count)
     return bands

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
-
 from nextoffer.config import Settings
-from nextoffer.pipelines.champions import load_churn_champion
 from nextoffer.pipelines.score_churn import score_all_customers
 from nextoffer.pipelines.train_churn import ChurnTraining, ChurnTrainingConfig, train_churn
 from nextoffer.pipelines.train_offers import OfferTraining, OfferTrainingConfig, train_offers
 from nextoffer.registry.mlflow_registry import Decision, ModelRegistry
-from nextoffer.store.runs import recorded_run, utcnow
+from nextoffer.scoring.champions import load_churn_champion
+from nextoffer.store import Engine
+from nextoffer.store.runs import utcnow
 
 KINDS = ("offers", "churn")
 OFFER_K = 10
@@ -67,6 +67,14 @@ class TrainResult:
     churn_model_version: int | None
     seconds: float
 
+    def counts(self) -> dict[str, Any]:
+        """The run's counts, as its job records them in `job_runs`."""
+        return {
+            **{f"{kind}_version": d.version for kind, d in self.decisions.items()},
+            **{f"{kind}_promoted": d.promoted for kind, d in self.decisions.items()},
+            **{f"churn_scored_{band}": n for band, n in self.churn_scored.items()},
+        }
+
 
 def run_training(
     engine: Engine,
@@ -77,8 +85,13 @@ def run_training(
     overrides: TrainOverrides | None = None,
     score: bool = True,
     progress: Callable[[str], None] | None = None,
+    run_id: str | None = None,
 ) -> TrainResult:
-    """Train the chosen kinds, register each, then score churn with the churn champion."""
+    """Train the chosen kinds, register each, then score churn with the churn champion.
+
+    `run_id` names the job run this belongs to; the run is recorded by whoever started it
+    (nextoffer.jobs), not here.
+    """
     started = time.perf_counter()
     say = progress or (lambda _message: None)
     overrides = overrides or TrainOverrides()
@@ -91,7 +104,7 @@ def run_training(
     churn: ChurnTraining | None = None
     bands: dict[str, int] = {}
     champion_version: int | None = None
-    with recorded_run(engine, "train") as run, tempfile.TemporaryDirectory() as workdir:
+    with tempfile.TemporaryDirectory() as workdir:
         if "offers" in kinds:
             offers = train_offers(
                 engine,
@@ -152,13 +165,8 @@ def run_training(
             bands = score_all_customers(
                 engine, champion.model, champion.label, utcnow(), settings.churn_bands
             )
-        run.counts = {
-            **{f"{kind}_version": d.version for kind, d in decisions.items()},
-            **{f"{kind}_promoted": d.promoted for kind, d in decisions.items()},
-            **{f"churn_scored_{band}": n for band, n in bands.items()},
-        }
         return TrainResult(
-            run_id=run.run_id,
+            run_id=run_id or str(uuid.uuid4()),
             offers=offers,
             churn=churn,
             decisions=decisions,

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
-from sqlalchemy import Engine
 
 from nextoffer.evaluation.drift import DriftReport, drift_report
 from nextoffer.evaluation.metrics import classification_metrics
@@ -25,6 +24,7 @@ from nextoffer.features.training import churn_labels, current_features
 from nextoffer.models.churn import DEFAULT_GRID, ChurnModel, logistic_baseline, tune_churn_params
 from nextoffer.models.tabular import TableSchema, infer_columns
 from nextoffer.scoring.churn import churn_frame
+from nextoffer.store import Engine
 
 LABEL = "churned"
 # What the churn model sees: every customer feature. `segment_id` is left out: it is

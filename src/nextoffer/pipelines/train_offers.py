@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import Engine
 
 from nextoffer.evaluation.metrics import ranking_metrics
 from nextoffer.features.training import (
@@ -37,6 +36,7 @@ from nextoffer.models.base import Interactions
 from nextoffer.models.candidates import ProductTable, candidate_mask
 from nextoffer.models.catalog import RECOMMENDERS, make_recommender, search_grid
 from nextoffer.models.offer_model import POPULARITY_KINDS, OfferModel, RankerData
+from nextoffer.store import Engine
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from nextoffer.registry.mlflow_registry import MODEL_KINDS, ModelRegistry
+from nextoffer.registry.protocol import MODEL_KINDS, ModelRegistryProtocol
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class ModelQualityCollector(Collector):
     every scrape wait for its timeouts.
     """
 
-    def __init__(self, registry: ModelRegistry, cache_seconds: float = 60) -> None:
+    def __init__(self, registry: ModelRegistryProtocol, cache_seconds: float = 60) -> None:
         self._registry = registry
         self._cache_seconds = cache_seconds
         self._lock = threading.Lock()

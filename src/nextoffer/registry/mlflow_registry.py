@@ -1,141 +1,87 @@
-"""Model registry on MLflow: model directories as run artifacts, versions, the champion alias."""
+"""The model registry on MLflow: model folders, versions as pyfunc models, the champion alias.
+
+The adapter behind `ModelRegistryProtocol`. What to decide lives in `promotion` (pure), the
+names and limits of a run in `batch`, URLs in `urls`, failures in `failures`, and MLflow is
+imported only after `mlflow_setup.prepare_mlflow()` (called when a registry is built).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
-import json
 import logging
-import math
-import numbers
-import os
-import posixpath
-import re
 import shutil
 import tempfile
-import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
-
-# MLflow reports usage to its developers from a background thread unless told not to, and
-# writes an installation id on import. A self-hosted platform must not phone home, so the
-# default is off (MLFLOW_DISABLE_TELEMETRY=false opts back in). Set before MLflow is imported.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# MLflow draws a progress bar on stderr for every download, and prints "View run … at" links
-# to stdout for every run on a tracking server; our CLI output stays ours.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-
-import mlflow.artifacts
-import requests
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
-from mlflow.store.artifact.artifact_repository_registry import (
-    get_artifact_repository,
-)
-from mlflow.telemetry import get_telemetry_client, set_telemetry_client
-from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING, Any
 
 from nextoffer.config import Settings
-from nextoffer.domain.errors import (
-    BackendUnavailableError,
-    ConfigError,
-    NextOfferError,
-    RegistryError,
+from nextoffer.domain.errors import ConfigError, NextOfferError, RegistryError
+from nextoffer.registry import failures, promotion
+from nextoffer.registry.batch import RunBatch, original_names
+from nextoffer.registry.mlflow_setup import prepare_mlflow
+from nextoffer.registry.protocol import (
+    CHAMPION,
+    MODEL_KINDS,
+    TAG_ALIAS_CHANGE,
+    TAG_ARTIFACTS_DELETED,
+    TAG_CHAMPION_HISTORY,
+    TAG_DECISION,
+    TAG_FILES,
+    TAG_KIND,
+    TAG_METRIC_NAMES,
+    TAG_PARAM_NAMES,
+    TAG_PRIMARY_METRIC,
+    TAG_REASON,
+    Decision,
+    ModelVersionInfo,
+)
+from nextoffer.registry.pyfunc import write_pyfunc
+from nextoffer.registry.urls import (
+    ARTIFACTS_SETTING,
+    REGISTRY_SETTING,
+    absolute_artifacts_url,
+    absolute_tracking_uri,
+    artifacts_are_separate,
+    redact,
 )
 
-MODEL_KINDS: tuple[str, ...] = ("offers", "churn")
-CHAMPION = "champion"
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import LoggedModel
+    from mlflow.entities.model_registry import ModelVersion
 
-REGISTRY_SETTING = "NEXTOFFER_REGISTRY_URI"
-ARTIFACTS_SETTING = "NEXTOFFER_ARTIFACTS_URL"
+# Re-exported: callers and tests import the records and tag names from here too.
+__all__ = [
+    "CHAMPION",
+    "MODEL_KINDS",
+    "TAG_ARTIFACTS_DELETED",
+    "TAG_DECISION",
+    "TAG_KIND",
+    "TAG_PRIMARY_METRIC",
+    "TAG_REASON",
+    "Decision",
+    "ModelRegistry",
+    "ModelVersionInfo",
+]
+
+# The run's artifact folder that holds the model's own files, as they were registered: what
+# nextoffer's loader downloads and backups pack. The version's source is an MLflow logged
+# model (pyfunc, `models:/<id>`) of the same run, made of a copy of these files.
 MODEL_ARTIFACT_PATH = "model"
 
-# Tags on runs, model versions and registered models. Everything the registry decides is
-# written to MLflow, so the MLflow UI and `versions()` tell the same story.
-TAG_KIND = "nextoffer.kind"
-TAG_DECISION = "nextoffer.decision"
-TAG_REASON = "nextoffer.reason"
-TAG_PRIMARY_METRIC = "nextoffer.primary_metric"
-TAG_CHALLENGER_VALUE = "nextoffer.challenger_value"
-TAG_CHAMPION_VALUE = "nextoffer.champion_value"
-TAG_CHAMPION_VERSION = "nextoffer.champion_version"
-TAG_MARGIN = "nextoffer.margin"
-TAG_HIGHER_IS_BETTER = "nextoffer.higher_is_better"
-TAG_ALIAS_CHANGE = "nextoffer.alias_change"
-TAG_ARTIFACTS_DELETED = "nextoffer.artifacts_deleted"
-TAG_CHAMPION_HISTORY = "nextoffer.champion_history"
-TAG_METRIC_NAMES = "nextoffer.metric_names"
-TAG_PARAM_NAMES = "nextoffer.param_names"
-DECISION_PROMOTED = "promoted"
-DECISION_NOT_PROMOTED = "not_promoted"
-
-# MLflow's limits (mlflow.utils.validation), checked before a run is created so that a bad
-# input fails cleanly instead of leaving a half-logged run behind.
-_MAX_KEY_LENGTH = 250
-_MAX_PARAM_VALUE_LENGTH = 6000
-_MAX_RUN_TAG_VALUE_LENGTH = 8000
-_MAX_PARAMS_TAGS_PER_BATCH = 100
-_MAX_METRICS_PER_BATCH = 1000
-
-# MLflow accepts only these characters in metric and parameter names; `ndcg@10` is refused.
-_MLFLOW_NAME = re.compile(r"[\w.\- ]+")
-_NOT_MLFLOW_NAME_CHAR = re.compile(r"[^\w.\- ]")
-_PASSWORD_IN_URL = re.compile(r"(?<=://)([^/\s:@]*):[^/\s@]*@")
-_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)")
-# botocore's connection failures, matched by name: boto3 is optional (only s3:// needs it).
-_BOTOCORE_UNREACHABLE = {
-    "EndpointConnectionError",
-    "ConnectTimeoutError",
-    "ReadTimeoutError",
-    "ConnectionClosedError",
-}
-
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelVersionInfo:
-    """One registered version of a model, with the metrics and params of the run behind it."""
-
-    kind: str
-    version: int
-    run_id: str
-    created_at: datetime
-    metrics: dict[str, float]
-    params: dict[str, str]
-    tags: dict[str, str]
-    is_champion: bool
-    artifacts_deleted: bool
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What happened to the champion alias, and why."""
-
-    kind: str
-    version: int
-    promoted: bool
-    reason: str
-    champion_version: int | None
-    primary_metric: str
-    challenger_value: float
-    champion_value: float | None
 
 
 class ModelRegistry:
     """Stores model directories in MLflow and manages the `champion` alias of each model kind.
 
     Every call goes through one `MlflowClient` built from the given URIs; the global MLflow
-    tracking URI is never set, so two registries in one process do not interfere.
+    tracking URI is never set, so two registries in one process do not interfere. Each
+    version is also an MLflow pyfunc model: `mlflow.pyfunc.load_model("models:/nextoffer-
+    offers@champion")` loads it with the same tracking URI, outside nextoffer's own loader.
     """
 
     def __init__(
@@ -149,9 +95,9 @@ class ModelRegistry:
             raise ValueError(f"keep_versions must be at least 1, got {keep_versions}")
         if not experiment:
             raise ValueError("experiment name must not be empty")
-        _quiet_mlflow()
-        self.tracking_uri = _absolute_tracking_uri(tracking_uri)
-        self.artifacts_url = _absolute_artifacts_url(artifacts_url)
+        prepare_mlflow()
+        self.tracking_uri = absolute_tracking_uri(tracking_uri)
+        self.artifacts_url = absolute_artifacts_url(artifacts_url)
         self.keep_versions = keep_versions
         self.experiment = experiment
         self._mlflow: MlflowClient | None = None
@@ -183,59 +129,42 @@ class ModelRegistry:
     ) -> Decision:
         """Log `model_dir` as a new version of `kind`, promote it if it beats the champion, prune.
 
-        The challenger is promoted when there is no champion yet, or when its `primary_metric`
-        is better than the champion's by more than `margin` × |champion value| (higher is
-        better: value > champion + margin·|champion|; lower is better: value < champion −
-        margin·|champion|). Equal values never promote.
+        See `promotion.decide` for when the challenger is promoted. The files are logged as
+        they are in the run's `model` folder; the version itself is an MLflow pyfunc model
+        (models from code) of the same run, so MLflow's own tools load it too.
         """
-        name = _model_name(kind)
+        name = promotion.model_name(kind)
         model_dir = Path(model_dir)
         files = _model_files(model_dir)
-        if primary_metric not in metrics:
-            raise ValueError(f"primary metric {primary_metric!r} is not among the metrics")
-        challenger_value = float(metrics[primary_metric])
-        if not math.isfinite(challenger_value):
-            raise ValueError(f"primary metric {primary_metric!r} is {challenger_value}")
-        if not math.isfinite(margin) or margin < 0:
-            raise ValueError(f"margin must be a finite number ≥ 0, got {margin}")
+        value = promotion.challenger_value(metrics, primary_metric, margin)
         user_tags = dict(tags or {})
-        run_tags = {**user_tags, TAG_KIND: kind}
-        batch = _RunBatch.build(params, metrics, run_tags)
+        batch = RunBatch.build(params, metrics, {**user_tags, TAG_KIND: kind})
 
-        run_id, artifact_uri = self._log_run(kind, model_dir, files, batch, run_name)
+        with tempfile.TemporaryDirectory(prefix="nextoffer-pyfunc-") as scratch:
+            # Written before the run exists: a model MLflow could not wrap logs nothing.
+            pyfunc = Path(scratch) / "pyfunc"
+            write_pyfunc(kind, model_dir, pyfunc)
+            run_id, files_uri, model = self._log_run(kind, model_dir, pyfunc, batch, run_name)
         with self._calling(f"registering {name}"):
             self._ensure_registered_model(name)
         # Decided before the version exists, so that the decision is written with it in one
         # request rather than tag by tag.
-        draft = _decide(
+        draft = promotion.decide(
             kind,
             0,
             self.champion(kind),
             primary_metric=primary_metric,
-            challenger_value=challenger_value,
+            challenger_value=value,
             margin=margin,
             higher_is_better=higher_is_better,
         )
-        version_tags = {
-            **user_tags,
-            TAG_KIND: kind,
-            TAG_DECISION: DECISION_PROMOTED if draft.promoted else DECISION_NOT_PROMOTED,
-            TAG_REASON: draft.reason,
-            TAG_PRIMARY_METRIC: primary_metric,
-            TAG_CHALLENGER_VALUE: repr(challenger_value),
-            TAG_MARGIN: repr(float(margin)),
-            TAG_HIGHER_IS_BETTER: "true" if higher_is_better else "false",
-        }
-        if draft.champion_version is not None:
-            version_tags[TAG_CHAMPION_VERSION] = str(draft.champion_version)
-        if draft.champion_value is not None:
-            version_tags[TAG_CHAMPION_VALUE] = repr(draft.champion_value)
+        version_tags = promotion.decision_tags(
+            draft, margin=margin, higher_is_better=higher_is_better, user_tags=user_tags
+        )
+        version_tags[TAG_FILES] = files_uri
         with self._calling(f"registering {name}"):
             created = self._client.create_model_version(
-                name,
-                f"{artifact_uri.rstrip('/')}/{MODEL_ARTIFACT_PATH}",
-                run_id,
-                tags=version_tags,
+                name, model.artifact_location, run_id, tags=version_tags, model_id=model.model_id
             )
         version = int(created.version)
         decision = dataclasses.replace(draft, version=version)
@@ -248,12 +177,13 @@ class ModelRegistry:
             decision.reason,
             extra={"model": name, "version": version, "promoted": decision.promoted},
         )
+        log.debug("%s v%d holds %d model files", name, version, len(files))
         self.prune(kind)
         return decision
 
     def champion(self, kind: str) -> ModelVersionInfo | None:
         """The version the `champion` alias points at, or None when there is none yet."""
-        name = _model_name(kind)
+        name = promotion.model_name(kind)
         with self._calling(f"reading {name}"):
             aliases, _ = self._model_state(name)
             if CHAMPION not in aliases:
@@ -263,7 +193,7 @@ class ModelRegistry:
 
     def versions(self, kind: str) -> list[ModelVersionInfo]:
         """Every version of `kind`, newest first, pruned ones included (their metrics remain)."""
-        name = _model_name(kind)
+        name = promotion.model_name(kind)
         with self._calling(f"reading {name}"):
             aliases, _ = self._model_state(name)
             champion = aliases.get(CHAMPION)
@@ -275,7 +205,7 @@ class ModelRegistry:
         `dst` must be absent or an empty directory; without it a new temporary directory is
         made, which the caller deletes when done. The result holds exactly the registered files.
         """
-        name = _model_name(kind)
+        name = promotion.model_name(kind)
         if version is None:
             info = self.champion(kind)
             if info is None:
@@ -288,35 +218,19 @@ class ModelRegistry:
                 "only the metrics of this version remain"
             )
         with self._calling(f"reading {name} v{info.version}"):
-            source = self._client.get_model_version(name, str(info.version)).source or ""
+            source = _files_uri(self._client.get_model_version(name, str(info.version)))
         if not source:
             raise RegistryError(f"{name} v{info.version} has no artifact location in MLflow")
-        if dst is None:
-            target = Path(tempfile.mkdtemp(prefix=f"nextoffer-{kind}-v{info.version}-"))
-            made_target = True
-        else:
-            target = Path(dst)
-            if target.exists() and (not target.is_dir() or any(target.iterdir())):
-                raise RegistryError(f"{target} exists and is not an empty directory")
-            made_target = not target.exists()
-            target.mkdir(parents=True, exist_ok=True)
+        target, made_target = _download_target(kind, info.version, dst)
         # Download next to the target, then move: a failed download leaves no partial model
         # in `dst`, and the move is a rename on the same filesystem.
         staging = Path(tempfile.mkdtemp(prefix=".nextoffer-download-", dir=target.parent))
         try:
-            with self._calling(f"downloading {name} v{info.version}", artifacts=True):
-                got = Path(
-                    mlflow.artifacts.download_artifacts(
-                        artifact_uri=source,
-                        dst_path=str(staging),
-                        tracking_uri=self.tracking_uri,
-                        registry_uri=self.tracking_uri,
-                    )
-                )
+            got = self._download_source(name, info.version, source, staging)
             children = list(got.iterdir()) if got.is_dir() else []
             if not children:
                 raise RegistryError(
-                    f"{name} v{info.version}: no files at {_redact(source)} "
+                    f"{name} v{info.version}: no files at {redact(source)} "
                     "(were the artifacts deleted outside nextoffer?)"
                 )
             for child in children:
@@ -331,99 +245,47 @@ class ModelRegistry:
 
     def promote(self, kind: str, version: int, reason: str) -> Decision:
         """Point the champion alias at `version` by hand (an operator action), with a reason."""
-        name = _model_name(kind)
-        if not reason.strip():
-            raise ValueError("a promotion needs a reason")
+        name = promotion.model_name(kind)
+        full_reason = promotion.promotion_reason(reason)
         info = self._version_info(kind, version)
-        if info.artifacts_deleted:
-            raise RegistryError(
-                f"{name} v{version}: its artifacts were pruned, it cannot become the champion"
-            )
-        current = self.champion(kind)
-        primary = info.tags.get(TAG_PRIMARY_METRIC, "")
-        value = info.metrics.get(primary, math.nan)
-        champion_value = current.metrics.get(primary) if current is not None and primary else None
-        if current is not None and current.version == version:
-            return Decision(
-                kind=kind,
-                version=version,
-                promoted=False,
-                reason=f"v{version} is already the champion",
-                champion_version=version,
-                primary_metric=primary,
-                challenger_value=value,
-                champion_value=champion_value,
-            )
-        full_reason = f"promoted by hand: {reason.strip()}"
-        self._move_champion(name, version, full_reason, append=True)
-        log.info("promoted %s v%d by hand: %s", name, version, reason)
-        return Decision(
-            kind=kind,
-            version=version,
-            promoted=True,
-            reason=full_reason,
-            champion_version=current.version if current is not None else None,
-            primary_metric=primary,
-            challenger_value=value,
-            champion_value=champion_value,
-        )
+        decision = promotion.hand_promotion(info, self.champion(kind), full_reason)
+        if decision.promoted:
+            self._move_champion(name, version, full_reason, append=True)
+            log.info("promoted %s v%d by hand: %s", name, version, reason)
+        return decision
 
     def rollback(self, kind: str) -> Decision:
         """Point the champion alias back at the champion before the current one."""
-        name = _model_name(kind)
+        name = promotion.model_name(kind)
         with self._calling(f"reading {name}"):
             aliases, history = self._model_state(name)
         current = aliases.get(CHAMPION)
-        if current is None:
-            raise RegistryError(f"{name} has no champion to roll back from")
-        stack = _history_without_current(history, current)
-        if not stack:
-            raise RegistryError(
-                f"{name}: v{current} is the only champion there has been; nothing to roll back to"
-            )
-        target = stack[-1]
-        info = self._version_info(kind, target)
-        if info.artifacts_deleted:
-            raise RegistryError(
-                f"{name}: the previous champion v{target} was pruned; promote a version by hand"
-            )
-        current_info = self._version_info(kind, current)
-        reason = f"rolled back from v{current} to v{target}"
-        # The history is a stack: rolling back pops the current champion, so a second rollback
-        # goes one step further back instead of bouncing between two versions.
-        self._move_champion(name, target, reason, history=stack)
-        log.info("%s: %s", name, reason)
-        primary = info.tags.get(TAG_PRIMARY_METRIC, "")
-        return Decision(
-            kind=kind,
-            version=target,
-            promoted=True,
-            reason=reason,
-            champion_version=current,
-            primary_metric=primary,
-            challenger_value=info.metrics.get(primary, math.nan),
-            champion_value=current_info.metrics.get(primary) if primary else None,
+        target, stack = promotion.rollback_target(kind, current, history)
+        assert current is not None  # rollback_target raised otherwise
+        decision = promotion.rollback_decision(
+            self._version_info(kind, target), self._version_info(kind, current)
         )
+        self._move_champion(name, target, decision.reason, history=stack)
+        log.info("%s: %s", name, decision.reason)
+        return decision
 
     def prune(self, kind: str) -> list[int]:
         """Delete the artifacts of old versions; return the versions pruned by this call.
 
-        Kept: the newest `keep_versions` versions, the champion, and the previous champion
-        (the rollback target). Pruned versions keep their record, metrics, params and tags,
-        marked with `nextoffer.artifacts_deleted=true`. Versions not registered by nextoffer
-        (no `nextoffer.kind` tag) are never touched.
+        Kept: see `promotion.versions_to_keep`. Pruned versions keep their record, metrics,
+        params and tags, marked with `nextoffer.artifacts_deleted=true`. Versions not
+        registered by nextoffer (no `nextoffer.kind` tag) are never touched.
         """
-        name = _model_name(kind)
+        name = promotion.model_name(kind)
         with self._calling(f"reading {name}"):
             aliases, history = self._model_state(name)
             all_versions = self._all_versions(name)
-        keep = {int(mv.version) for mv in all_versions[: self.keep_versions]}
-        current = aliases.get(CHAMPION)
-        if current is not None:
-            keep.add(current)
-            stack = _history_without_current(history, current)
-            if stack:
-                keep.add(stack[-1])
+        keep = promotion.versions_to_keep(
+            [int(mv.version) for mv in all_versions],
+            self.keep_versions,
+            aliases.get(CHAMPION),
+            history,
+        )
         pruned: list[int] = []
         for mv in all_versions:
             number = int(mv.version)
@@ -431,13 +293,14 @@ class ModelRegistry:
             if number in keep or tags.get(TAG_ARTIFACTS_DELETED) == "true":
                 continue
             # A version registered by hand outside nextoffer may point at files we do not own.
-            if tags.get(TAG_KIND) != kind or not mv.source:
+            if tags.get(TAG_KIND) != kind or not _files_uri(mv):
                 continue
+            # The files, and the pyfunc model's copy of them (where the version downloads from).
+            with self._calling(f"reading {name} v{number}"):
+                where = self._client.get_model_version_download_uri(name, str(number))
             with self._calling(f"deleting the artifacts of {name} v{number}", artifacts=True):
-                repo = get_artifact_repository(
-                    mv.source, tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
-                )
-                repo.delete_artifacts()  # type: ignore[no-untyped-call]
+                for location in dict.fromkeys(filter(None, [_files_uri(mv), where])):
+                    self._delete_artifacts(location)
             # Marked after the delete: if the delete fails half-way, the next prune retries it.
             with self._calling(f"marking {name} v{number} as pruned"):
                 self._client.set_model_version_tag(name, str(number), TAG_ARTIFACTS_DELETED, "true")
@@ -453,15 +316,22 @@ class ModelRegistry:
         # Built on first use, inside `_calling`: MLflow opens (and for SQLite migrates) the
         # database right here, and an unreachable database must become a clear error.
         if self._mlflow is None:
+            from mlflow import MlflowClient  # prepared in __init__
+
             self._mlflow = MlflowClient(
                 tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
             )
         return self._mlflow
 
     def _log_run(
-        self, kind: str, model_dir: Path, files: list[Path], batch: _RunBatch, run_name: str | None
-    ) -> tuple[str, str]:
-        """Log one run with the params, metrics, tags and model files; (run id, artifact URI)."""
+        self, kind: str, model_dir: Path, pyfunc: Path, batch: RunBatch, run_name: str | None
+    ) -> tuple[str, str, LoggedModel]:
+        """Log one run: params, metrics, tags, model files, and the pyfunc model of them.
+
+        Returns (run id, URI of the model files, the logged pyfunc model).
+        """
+        from mlflow.entities import Metric, Param, RunTag
+
         experiment_id = self._experiment()
         with self._calling("creating an MLflow run"):
             run = self._client.create_run(
@@ -473,9 +343,15 @@ class ModelRegistry:
         try:
             with self._calling(f"logging run {run_id}"):
                 for chunk in batch.chunks():
-                    self._client.log_batch(run_id, **chunk)
+                    self._client.log_batch(
+                        run_id,
+                        metrics=[Metric(k, v, batch.timestamp_ms, 0) for k, v in chunk.metrics],
+                        params=[Param(k, v) for k, v in chunk.params],
+                        tags=[RunTag(k, v) for k, v in chunk.tags],
+                    )
             with self._calling(f"storing the model files of run {run_id}", artifacts=True):
                 self._client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_PATH)
+            model_id = self._log_pyfunc(experiment_id, run_id, kind, pyfunc)
         except BaseException:
             # A run left RUNNING forever looks like a live training job in the MLflow UI.
             with contextlib.suppress(Exception):
@@ -483,10 +359,49 @@ class ModelRegistry:
             raise
         with self._calling(f"finishing run {run_id}"):
             self._client.set_terminated(run_id, "FINISHED")
-        log.debug("logged run %s with %d model files", run_id, len(files))
-        return run_id, str(run.info.artifact_uri)
+        return run_id, f"{str(run.info.artifact_uri).rstrip('/')}/{MODEL_ARTIFACT_PATH}", model_id
+
+    def _log_pyfunc(self, experiment_id: str, run_id: str, kind: str, pyfunc: Path) -> LoggedModel:
+        """The run's MLflow logged model (where MLflow 3 keeps models): the pyfunc model."""
+        name = promotion.model_name(kind)
+        with self._calling(f"creating the MLflow model of run {run_id}"):
+            model = self._client.create_logged_model(
+                experiment_id, name=name, source_run_id=run_id, tags={TAG_KIND: kind}
+            )
+        try:
+            with self._calling(f"storing the MLflow model of run {run_id}", artifacts=True):
+                self._client.log_model_artifacts(model.model_id, str(pyfunc))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._client.finalize_logged_model(model.model_id, "FAILED")
+            raise
+        with self._calling(f"finishing the MLflow model of run {run_id}"):
+            return self._client.finalize_logged_model(model.model_id, "READY")
+
+    def _download_source(self, name: str, version: int, source: str, staging: Path) -> Path:
+        import mlflow.artifacts
+
+        with self._calling(f"downloading {name} v{version}", artifacts=True):
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=source,
+                    dst_path=str(staging),
+                    tracking_uri=self.tracking_uri,
+                    registry_uri=self.tracking_uri,
+                )
+            )
+
+    def _delete_artifacts(self, source: str) -> None:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        repo = get_artifact_repository(
+            source, tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+        )
+        repo.delete_artifacts()  # type: ignore[no-untyped-call]
 
     def _experiment(self) -> str:
+        from mlflow.exceptions import MlflowException
+
         if self._experiment_id is not None:
             return self._experiment_id
         location = f"{self.artifacts_url.rstrip('/')}/{self.experiment}"
@@ -516,13 +431,15 @@ class ModelRegistry:
         if (found.artifact_location or "").rstrip("/") != location:
             raise ConfigError(
                 f"{ARTIFACTS_SETTING}: MLflow experiment {self.experiment!r} stores artifacts "
-                f"at {_redact(found.artifact_location or '')}, not under "
-                f"{_redact(self.artifacts_url)}; set the URL back or use a new experiment name"
+                f"at {redact(found.artifact_location or '')}, not under "
+                f"{redact(self.artifacts_url)}; set the URL back or use a new experiment name"
             )
         self._experiment_id = str(found.experiment_id)
         return self._experiment_id
 
     def _ensure_registered_model(self, name: str) -> None:
+        from mlflow.exceptions import MlflowException
+
         try:
             self._client.create_registered_model(
                 name, description=f"nextoffer {name.removeprefix('nextoffer-')} model"
@@ -533,6 +450,8 @@ class ModelRegistry:
 
     def _model_state(self, name: str) -> tuple[dict[str, int], list[int]]:
         """The registered model's aliases and champion history; empty when it does not exist."""
+        from mlflow.exceptions import MlflowException
+
         try:
             model = self._client.get_registered_model(name)
         except MlflowException as exc:
@@ -540,7 +459,8 @@ class ModelRegistry:
                 return {}, []
             raise
         aliases = {alias: int(version) for alias, version in (model.aliases or {}).items()}
-        return aliases, _parse_history((model.tags or {}).get(TAG_CHAMPION_HISTORY, ""))
+        history = promotion.parse_history((model.tags or {}).get(TAG_CHAMPION_HISTORY, ""))
+        return aliases, history
 
     def _all_versions(self, name: str) -> list[ModelVersion]:
         """Every version of `name`, newest first."""
@@ -560,7 +480,9 @@ class ModelRegistry:
         return sorted(found, key=lambda mv: int(mv.version), reverse=True)
 
     def _version_info(self, kind: str, version: int) -> ModelVersionInfo:
-        name = _model_name(kind)
+        from mlflow.exceptions import MlflowException
+
+        name = promotion.model_name(kind)
         with self._calling(f"reading {name} v{version}"):
             aliases, _ = self._model_state(name)
             try:
@@ -572,6 +494,8 @@ class ModelRegistry:
             return self._info(kind, mv, champion=aliases.get(CHAMPION))
 
     def _info(self, kind: str, mv: ModelVersion, *, champion: int | None) -> ModelVersionInfo:
+        from mlflow.exceptions import MlflowException
+
         metrics: dict[str, float] = {}
         params: dict[str, str] = {}
         if mv.run_id:
@@ -583,8 +507,8 @@ class ModelRegistry:
                     raise
             else:
                 run_tags = run.data.tags
-                metric_names = _name_map(run_tags.get(TAG_METRIC_NAMES))
-                param_names = _name_map(run_tags.get(TAG_PARAM_NAMES))
+                metric_names = original_names(run_tags.get(TAG_METRIC_NAMES))
+                param_names = original_names(run_tags.get(TAG_PARAM_NAMES))
                 metrics = {metric_names.get(k, k): float(v) for k, v in run.data.metrics.items()}
                 params = {param_names.get(k, k): str(v) for k, v in run.data.params.items()}
         tags = dict(mv.tags or {})
@@ -618,7 +542,7 @@ class ModelRegistry:
                 history = [*history, version]
             self._client.set_registered_model_alias(name, CHAMPION, str(version))
             self._client.set_registered_model_tag(
-                name, TAG_CHAMPION_HISTORY, ",".join(str(v) for v in history)
+                name, TAG_CHAMPION_HISTORY, promotion.format_history(history)
             )
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
             self._client.set_model_version_tag(
@@ -632,34 +556,17 @@ class ModelRegistry:
             yield
         except NextOfferError:
             raise
-        except (MlflowException, requests.RequestException, SQLAlchemyError, OSError) as exc:
-            raise self._translate(what, exc, artifacts=artifacts) from exc
         except Exception as exc:
-            if type(exc).__module__.split(".")[0] not in {"botocore", "boto3", "s3transfer"}:
+            storage = failures.is_storage_failure(exc)
+            if not storage and not failures.is_backend_failure(exc):
                 raise
-            raise self._translate(what, exc, artifacts=True) from exc
-
-    def _translate(self, what: str, exc: BaseException, *, artifacts: bool) -> NextOfferError:
-        chain = _exception_chain(exc)
-        # Files on the local disk or proxied by the tracking server fail with the server; S3
-        # and the like are a backend of their own.
-        own_store = urlsplit(self.artifacts_url).scheme not in {"file", "mlflow-artifacts"}
-        if artifacts and own_store:
-            setting, target = ARTIFACTS_SETTING, _redact(self.artifacts_url)
-        else:
-            setting, target = REGISTRY_SETTING, _redact(self.tracking_uri)
-        if any(_is_unreachable(e) for e in chain):
-            return BackendUnavailableError(setting, target, _short_detail(chain))
-        return RegistryError(f"{what}: {_redact(_first_line(exc))}")
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _model_name(kind: str) -> str:
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"unknown model kind {kind!r}: expected one of {', '.join(MODEL_KINDS)}")
-    return f"nextoffer-{kind}"
+            # Files on the local disk or proxied by the tracking server fail with the server;
+            # S3 and the like are a backend of their own.
+            if (artifacts or storage) and artifacts_are_separate(self.artifacts_url):
+                setting, target = ARTIFACTS_SETTING, self.artifacts_url
+            else:
+                setting, target = REGISTRY_SETTING, self.tracking_uri
+            raise failures.translate(what, exc, setting=setting, target=target) from exc
 
 
 def _model_files(model_dir: Path) -> list[Path]:
@@ -671,288 +578,18 @@ def _model_files(model_dir: Path) -> list[Path]:
     return files
 
 
-def _decide(
-    kind: str,
-    version: int,
-    champion: ModelVersionInfo | None,
-    *,
-    primary_metric: str,
-    challenger_value: float,
-    margin: float,
-    higher_is_better: bool,
-) -> Decision:
-    """Whether the new version replaces the champion (see `ModelRegistry.register`)."""
-
-    def decision(promoted: bool, reason: str, champion_value: float | None) -> Decision:
-        return Decision(
-            kind=kind,
-            version=version,
-            promoted=promoted,
-            reason=reason,
-            champion_version=champion.version if champion is not None else None,
-            primary_metric=primary_metric,
-            challenger_value=challenger_value,
-            champion_value=champion_value,
-        )
-
-    if champion is None:
-        return decision(True, "first version: there was no champion", None)
-    champion_value = champion.metrics.get(primary_metric)
-    if champion_value is None or not math.isfinite(champion_value):
-        # Comparing against nothing would promote blindly; a person has to decide.
-        return decision(
-            False,
-            f"champion v{champion.version} has no {primary_metric} to compare with; "
-            "promote by hand if this version should serve",
-            None,
-        )
-    slack = margin * abs(champion_value)
-    if higher_is_better:
-        better = challenger_value > champion_value + slack
-    else:
-        better = challenger_value < champion_value - slack
-    by = f" by more than {margin * 100:g} %" if margin > 0 else ""
-    direction = "" if higher_is_better else " (lower is better)"
-    verdict = "is better than" if better else "is not better than"
-    reason = (
-        f"{primary_metric} {challenger_value:.6g} {verdict} champion v{champion.version}'s "
-        f"{champion_value:.6g}{by}{direction}"
-    )
-    return decision(better, reason, champion_value)
+def _files_uri(mv: ModelVersion) -> str:
+    """Where a version's own model files are: the tag, or (older versions) its source."""
+    return (mv.tags or {}).get(TAG_FILES) or mv.source or ""
 
 
-def _parse_history(text: str) -> list[int]:
-    return [int(part) for part in text.split(",") if part.strip().isdigit()]
-
-
-def _history_without_current(history: list[int], current: int) -> list[int]:
-    """The champions before the current one, oldest first (the rollback stack)."""
-    stack = list(history)
-    # The alias may have been moved outside nextoffer (MLflow UI); then the history's last
-    # entry is not the current champion and is itself the one to go back to.
-    while stack and stack[-1] == current:
-        stack.pop()
-    return stack
-
-
-def _name_map(text: str | None) -> dict[str, str]:
-    if not text:
-        return {}
-    try:
-        loaded = json.loads(text)
-    except ValueError:
-        return {}
-    return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
-
-
-def _mlflow_name(name: str) -> str:
-    """`name` as MLflow accepts it: `ndcg@10` → `ndcg_at_10`, other odd characters → `_`."""
-    if _MLFLOW_NAME.fullmatch(name) and posixpath.normpath(name) == name and name != ".":
-        return name
-    cleaned = _NOT_MLFLOW_NAME_CHAR.sub("_", name.replace("@", "_at_"))
-    if posixpath.normpath(cleaned) != cleaned or cleaned in {"", ".", ".."}:
-        cleaned = "_" + cleaned.replace("..", "__")
-    return cleaned
-
-
-@dataclass
-class _RunBatch:
-    """Params, metrics and tags of one run, already in MLflow's names and limits."""
-
-    params: list[Param]
-    metrics: list[Metric]
-    tags: list[RunTag]
-
-    @classmethod
-    def build(
-        cls, params: Mapping[str, Any], metrics: Mapping[str, float], tags: Mapping[str, str]
-    ) -> _RunBatch:
-        now = int(time.time() * 1000)
-        metric_keys = _mlflow_names(metrics, "metric")
-        param_keys = _mlflow_names(params, "param")
-        run_tags = dict(tags)
-        # MLflow cannot store `ndcg@10`; keep the original names so reads give them back.
-        renamed_metrics = {k: n for n, k in metric_keys.items() if k != n}
-        renamed_params = {k: n for n, k in param_keys.items() if k != n}
-        if renamed_metrics:
-            run_tags[TAG_METRIC_NAMES] = json.dumps(renamed_metrics, sort_keys=True)
-        if renamed_params:
-            run_tags[TAG_PARAM_NAMES] = json.dumps(renamed_params, sort_keys=True)
-        param_list: list[Param] = []
-        for name, value in params.items():
-            text = _param_text(value)
-            if len(text) > _MAX_PARAM_VALUE_LENGTH:
-                raise ValueError(
-                    f"param {name!r} is {len(text)} characters; MLflow stores at most "
-                    f"{_MAX_PARAM_VALUE_LENGTH} (log it as a file in the model directory)"
-                )
-            param_list.append(Param(param_keys[name], text))
-        metric_list: list[Metric] = []
-        for name, value in metrics.items():
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise ValueError(f"metric {name!r} is not a number: {value!r}")
-            metric_list.append(Metric(metric_keys[name], float(value), now, 0))
-        tag_list: list[RunTag] = []
-        for key, value in run_tags.items():
-            if not isinstance(value, str):
-                raise ValueError(f"tag {key!r} must be a string, got {type(value).__name__}")
-            if len(key) > _MAX_KEY_LENGTH or len(value) > _MAX_RUN_TAG_VALUE_LENGTH:
-                raise ValueError(f"tag {key!r} is too long for MLflow")
-            tag_list.append(RunTag(key, value))
-        return cls(param_list, metric_list, tag_list)
-
-    def chunks(self) -> Iterator[dict[str, Any]]:
-        """`log_batch` arguments within MLflow's per-request limits (usually just one)."""
-        metrics, params, tags = self.metrics, self.params, self.tags
-        while metrics or params or tags:
-            room = _MAX_PARAMS_TAGS_PER_BATCH
-            batch_params, params = params[:room], params[room:]
-            room -= len(batch_params)
-            batch_tags, tags = tags[:room], tags[room:]
-            batch_metrics = metrics[:_MAX_METRICS_PER_BATCH]
-            metrics = metrics[_MAX_METRICS_PER_BATCH:]
-            yield {"metrics": batch_metrics, "params": batch_params, "tags": batch_tags}
-
-
-def _param_text(value: Any) -> str:
-    """A param value as text: strings as they are, numbers and containers as JSON."""
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        value = value.item()
-    if isinstance(value, str):
-        return value
-    if value is None or isinstance(value, bool | int | float | list | tuple | dict):
-        return json.dumps(value, sort_keys=True, default=_jsonable)
-    return str(value)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
-        return value.tolist()
-    return str(value)
-
-
-def _mlflow_names(names: Mapping[str, Any], what: str) -> dict[str, str]:
-    keys: dict[str, str] = {}
-    seen: dict[str, str] = {}
-    for name in names:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{what} names must be non-empty strings, got {name!r}")
-        key = _mlflow_name(name)
-        if len(key) > _MAX_KEY_LENGTH:
-            raise ValueError(f"{what} name {name!r} is longer than {_MAX_KEY_LENGTH} characters")
-        if key in seen:
-            raise ValueError(f"{what}s {seen[key]!r} and {name!r} would both be stored as {key!r}")
-        seen[key] = name
-        keys[name] = key
-    return keys
-
-
-def _absolute_tracking_uri(uri: str) -> str:
-    """A SQLite path made absolute: MLflow opens it relative to whatever the cwd is later."""
-    if not uri:
-        raise ConfigError(f"{REGISTRY_SETTING} is empty")
-    prefix = "sqlite:///"
-    if uri.startswith(prefix):
-        path, sep, query = uri[len(prefix) :].partition("?")
-        if path and path != ":memory:" and not path.startswith("/"):
-            return f"{prefix}{Path(path).resolve()}{sep}{query}"
-    return uri
-
-
-def _absolute_artifacts_url(url: str) -> str:
-    """`file://./var/artifacts` (relative) as an absolute file URI; other schemes unchanged.
-
-    Everything after `file://` is taken as a path, so `file://./x` and `file://x` are both
-    relative to the working directory and `file:///x` is absolute.
-    """
-    if not url:
-        raise ConfigError(f"{ARTIFACTS_SETTING} is empty")
-    scheme = urlsplit(url).scheme
-    if scheme in {"", "file"}:
-        path = url.removeprefix("file:")
-        if path.startswith("//"):
-            path = path[2:]
-        path = path.removeprefix("localhost/") if path.startswith("localhost/") else path
-        return Path(path or ".").resolve().as_uri()
-    if scheme == "s3" and importlib.util.find_spec("boto3") is None:
-        raise ConfigError(f"{ARTIFACTS_SETTING}: s3:// needs the boto3 package (pip install boto3)")
-    return url
-
-
-def _redact(text: str) -> str:
-    """Mask passwords in any URL inside `text` (user:secret@host → user:***@host)."""
-    return _PASSWORD_IN_URL.sub(r"\1:***@", text)
-
-
-def _exception_chain(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain and len(chain) < 20:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
-def _is_unreachable(exc: BaseException) -> bool:
-    if isinstance(
-        exc,
-        requests.ConnectionError
-        | requests.Timeout
-        | requests.exceptions.RetryError
-        | SQLAlchemyOperationalError
-        | ConnectionError
-        | TimeoutError,
-    ):
-        return True
-    return type(exc).__name__ in _BOTOCORE_UNREACHABLE
-
-
-def _short_detail(chain: list[BaseException]) -> str:
-    for exc in chain:
-        found = _ERRNO_TEXT.search(str(exc))
-        if found:
-            return found.group(1).strip().rstrip(".,;:")
-    for exc in chain:
-        if isinstance(exc, requests.Timeout | TimeoutError):
-            return "timed out"
-    return _redact(_first_line(chain[-1]))
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-_quieted = False
-
-
-def _quiet_mlflow() -> None:
-    """Keep MLflow's chatter out of our output and hand its loggers back to our handlers.
-
-    Importing MLflow gives the `mlflow`, `alembic` and `sqlalchemy.engine` loggers a handler
-    of its own and stops them propagating, which bypasses our JSON log format; and its SQLite
-    store announces table creation and each migration at INFO on first use. Done once, so an
-    application that configures these loggers afterwards keeps its choice.
-    """
-    global _quieted
-    if _quieted:
-        return
-    _quieted = True
-    # MLFLOW_LOGGING_LEVEL set by hand (e.g. DEBUG to see MLflow's requests) is respected.
-    mlflow_level = logging.getLogger("mlflow").level
-    if "MLFLOW_LOGGING_LEVEL" not in os.environ:
-        mlflow_level = max(mlflow_level, logging.WARNING)
-    for name, level in (
-        ("mlflow", mlflow_level),
-        ("alembic", max(logging.getLogger("alembic").level, logging.WARNING)),
-        ("sqlalchemy.engine", logging.NOTSET),
-    ):
-        logger = logging.getLogger(name)
-        logger.handlers = []
-        logger.propagate = True
-        logger.setLevel(level)
-    # Telemetry is off by default (top of this module) unless MLflow was imported before us,
-    # in which case its client already exists: re-initialising drops it.
-    if get_telemetry_client() is not None and os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true":
-        set_telemetry_client()  # type: ignore[no-untyped-call]
+def _download_target(kind: str, version: int, dst: Path | None) -> tuple[Path, bool]:
+    """The folder a download goes to, and whether this call made it (removed on failure)."""
+    if dst is None:
+        return Path(tempfile.mkdtemp(prefix=f"nextoffer-{kind}-v{version}-")), True
+    target = Path(dst)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise RegistryError(f"{target} exists and is not an empty directory")
+    made_target = not target.exists()
+    target.mkdir(parents=True, exist_ok=True)
+    return target, made_target

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import Connection, func, select
 
 from nextoffer.config import Settings
 from nextoffer.domain.offers import (
@@ -26,7 +25,9 @@ from nextoffer.domain.offers import (
     OfferSlate,
     arbitrate,
 )
-from nextoffer.store.schema import ChurnScore, ContactHistory
+from nextoffer.store import Connection
+from nextoffer.store.reads import churn as churn_reads
+from nextoffer.store.reads import contacts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,24 +81,20 @@ def contacts_in_window(
     only_listed: bool,
 ) -> np.ndarray:
     """Customers × products: how often each offer was shown since `since`."""
-    query = (
-        select(ContactHistory.customer_id, ContactHistory.product_id, func.count())
-        .where(ContactHistory.contacted_at >= since)
-        .group_by(ContactHistory.customer_id, ContactHistory.product_id)
-    )
     bounds = _id_range(customer_ids) if only_listed else None
-    if bounds:
-        query = query.where(ContactHistory.customer_id.between(*bounds))
-    rows = conn.execute(query).all()
+    shown = contacts.shown_counts(conn, since, bounds)
     position = {str(c): i for i, c in enumerate(customer_ids)}
     ci, pi, counts = [], [], []
-    for customer_id, product_id, count in rows:
-        row = position.get(str(customer_id))
-        if row is None or product_id not in catalogue.product_ids:
+    for customer_id, products in shown.items():
+        row = position.get(customer_id)
+        if row is None:
             continue
-        ci.append(row)
-        pi.append(catalogue.index(str(product_id)))
-        counts.append(int(count))
+        for product_id, count in products.items():
+            if product_id not in catalogue.product_ids:
+                continue
+            ci.append(row)
+            pi.append(catalogue.index(product_id))
+            counts.append(count)
     matrix = np.zeros((len(customer_ids), catalogue.n_products), dtype=np.int32)
     if ci:
         np.add.at(matrix, (np.array(ci), np.array(pi)), np.array(counts, dtype=np.int32))
@@ -109,20 +106,7 @@ def latest_churn_risk(
 ) -> np.ndarray:
     """Each customer's most recent churn score (NaN when never scored)."""
     bounds = _id_range(customer_ids) if only_listed else None
-    newest = select(ChurnScore.customer_id, func.max(ChurnScore.scored_at).label("at"))
-    if bounds:
-        # Bounded inside the grouping too: a bound on the outer query alone is not pushed
-        # into it, and every score of every customer would be grouped for each live answer.
-        newest = newest.where(ChurnScore.customer_id.between(*bounds))
-    newest_at = newest.group_by(ChurnScore.customer_id).subquery()
-    query = select(ChurnScore.customer_id, ChurnScore.score).join(
-        newest_at,
-        (ChurnScore.customer_id == newest_at.c.customer_id)
-        & (ChurnScore.scored_at == newest_at.c.at),
-    )
-    if bounds:
-        query = query.where(ChurnScore.customer_id.between(*bounds))
-    scores = {str(customer): float(score) for customer, score in conn.execute(query).all()}
+    scores = churn_reads.latest_scores(conn, bounds)
     return np.array([scores.get(str(c), np.nan) for c in customer_ids], dtype=np.float64)
 
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
-import os
-import re
-import socket
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +19,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from nextoffer.domain.vocabulary import EventType
+from nextoffer.serving.spool import (
+    Spool,
+    original_name,
+    read_all,
+)
 from nextoffer.store.runs import utcnow
 from nextoffer.store.schema import ContactHistory, Customer, Event, Product, QuarantinedRow
 
@@ -39,9 +39,6 @@ OFFER_EVENT_TYPES = frozenset(
 )
 """The event types the API accepts: responses to an offer, each naming its product."""
 
-SPOOL_PREFIX = "events-"
-SPOOL_SUFFIX = ".jsonl"
-CLAIM_MARK = ".replaying-"
 TRUNCATED_REASON = "truncated spool line"
 QUARANTINE_ENTITY = "events"
 
@@ -65,8 +62,6 @@ for _name in _TEXT_FIELDS:
     _type = _EVENTS.c[_name].type
     if isinstance(_type, String) and _type.length:
         _MAX_LENGTH[_name] = _type.length
-# No dots: a tag must never contain CLAIM_MARK, which splits a claimed name.
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -228,42 +223,6 @@ def is_database_down(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
-def _safe(part: str) -> str:
-    return _SAFE_NAME.sub("_", part).strip("_-") or "x"
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    """True while `path` still names the file open as `fd` (not renamed away or replaced)."""
-    opened = os.fstat(fd)
-    try:
-        named = path.stat()
-    except FileNotFoundError:
-        return False
-    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a created, renamed or removed directory entry durable, not just the file's data."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    offset = 0
-    while chunk := os.pread(fd, 1 << 20, offset):
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
-
-
-def _original_name(name: str) -> str:
-    return name.split(CLAIM_MARK, 1)[0]
-
-
 def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     """`INSERT` in the connection's dialect, which has ON CONFLICT DO NOTHING."""
     if conn.dialect.name == "postgresql":
@@ -365,25 +324,24 @@ def _text(raw: bytes) -> str:
 class EventWriter:
     """Writes offer events exactly once, spooling them to a local file while the DB is down.
 
-    Spool protocol, safe with several processes (API replicas) sharing `spool_dir`: each
-    process appends only to its own file, under an exclusive `flock`, and re-checks after
-    locking that the path still names the file it opened. A replayer claims a file by
-    renaming it (atomic), then takes the lock, which waits out any append in progress; an
-    append that loses that race sees the rename and starts a new file. A claimed file whose
-    lock is free belongs to a replayer that died and is taken over. The volume must support
-    `flock` between the processes that share it (local disks, NFSv4).
+    Several processes (API replicas) may share `spool_dir`; `nextoffer.serving.spool` says
+    how they stay out of each other's way.
     """
 
     def __init__(self, engine: Engine, spool_dir: Path, *, process_tag: str | None = None) -> None:
         """Write through `engine`; spool to `spool_dir`, created on first use."""
         self.engine = engine
-        self.spool_dir = Path(spool_dir)
-        owner = f"{_safe(socket.gethostname())}-{os.getpid()}"
-        if process_tag is not None:
-            owner = f"{owner}-{_safe(process_tag)}"
-        self.spool_file = self.spool_dir / f"{SPOOL_PREFIX}{owner}{SPOOL_SUFFIX}"
-        self._owner = owner
-        self._lock = threading.Lock()
+        self.spool = Spool(spool_dir, process_tag=process_tag)
+
+    @property
+    def spool_dir(self) -> Path:
+        """The folder of every process's spool files."""
+        return self.spool.directory
+
+    @property
+    def spool_file(self) -> Path:
+        """The spool file of this process."""
+        return self.spool.file
 
     # --- write path -------------------------------------------------------------------
 
@@ -403,7 +361,7 @@ class EventWriter:
                 raise
             # The outcome of a commit cut off mid-way is unknown; spooling everything is
             # still right, as replay skips whatever did get stored.
-            self._append([e.to_json() for e in events])
+            self.spool.append([e.to_json() for e in events])
             log.warning(
                 "database unreachable, %d events spooled to %s: %s",
                 len(events),
@@ -414,65 +372,15 @@ class EventWriter:
         rejected = tuple(RejectedEvent(events[i].event_id, why) for i, why in written.rejected)
         return RecordResult(stored=written.stored, duplicates=written.duplicates, rejected=rejected)
 
-    def _append(self, lines: Sequence[str]) -> None:
-        payload = "".join(f"{line}\n" for line in lines).encode("utf-8")
-        with self._lock:
-            self.spool_dir.mkdir(parents=True, exist_ok=True)
-            while True:
-                flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-                fd = os.open(self.spool_file, flags, 0o640)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                    if not _same_file(fd, self.spool_file):
-                        continue  # claimed by a replayer between open and lock: reopen
-                    self._append_locked(fd, payload)
-                    return
-                finally:
-                    os.close(fd)  # also releases the flock
-
-    def _append_locked(self, fd: int, payload: bytes) -> None:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            # An earlier append died mid-line: end that line so ours stay whole.
-            payload = b"\n" + payload
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except OSError:
-            # Not acknowledged, so leave no half batch behind (best effort: the disk failed).
-            try:
-                os.ftruncate(fd, size)
-            except OSError:
-                log.exception("could not trim a failed append to %s", self.spool_file)
-            raise
-        if size == 0:
-            _fsync_dir(self.spool_dir)
-
     # --- replay -----------------------------------------------------------------------
 
     def spool_files(self) -> list[Path]:
         """Every spool file in `spool_dir`, of any process, claimed by a replayer or not."""
-        if not self.spool_dir.is_dir():
-            return []
-        return sorted(
-            path
-            for path in self.spool_dir.iterdir()
-            if path.name.startswith(SPOOL_PREFIX)
-            and (path.name.endswith(SPOOL_SUFFIX) or CLAIM_MARK in path.name)
-        )
+        return self.spool.files()
 
     def spool_depth(self) -> int:
         """Events waiting in spool files (non-empty lines), for a gauge."""
-        depth = 0
-        for path in self.spool_files():
-            try:
-                with path.open("rb") as handle:
-                    depth += sum(1 for line in handle if line.strip())
-            except FileNotFoundError:
-                continue  # replayed and removed while we counted
-        return depth
+        return self.spool.depth()
 
     def replay(self) -> ReplayResult:
         """Store every spooled event, quarantine the unusable ones, remove replayed files.
@@ -489,14 +397,14 @@ class EventWriter:
             # attempt, not a rename and give-back of every file each round.
             return ReplayResult(remaining_files=len(paths))
         for path in paths:
-            with self._claim(path) as claimed:
+            with self.spool.claim(path) as claimed:
                 if claimed is None:
                     continue
                 claimed_path, fd = claimed
                 try:
                     stored, dup, bad = self._replay_file(claimed_path, fd, run_id)
                 except Exception as exc:
-                    self._give_back(claimed_path)
+                    self.spool.give_back(claimed_path)
                     if is_database_down(exc):
                         log.info("database still unreachable, spool replay stopped: %s", exc)
                         break
@@ -527,62 +435,10 @@ class EventWriter:
             return False
         return True
 
-    @contextmanager
-    def _claim(self, path: Path) -> Iterator[tuple[Path, int] | None]:
-        """Yield (claimed path, locked fd) when this replayer got the file, else None."""
-        original = _original_name(path.name)
-        # A fresh name per claim: a rename never overwrites, even over our own stale claim.
-        target = path.with_name(f"{original}{CLAIM_MARK}{self._owner}-{uuid.uuid4().hex[:8]}")
-        if CLAIM_MARK in path.name:
-            # Someone's claim: taken over only if its lock is free (the claimant died), and
-            # renamed while we hold the lock, so no one else can be renaming it.
-            fd = self._open_locked(path, blocking=False)
-            if fd is None:
-                yield None
-                return
-            try:
-                path.rename(target)
-            except FileNotFoundError:
-                os.close(fd)
-                yield None
-                return
-        else:
-            try:
-                path.rename(target)
-            except FileNotFoundError:
-                yield None  # another replayer claimed it first
-                return
-            # Blocks only while an append that opened the file before the rename finishes.
-            fd = self._open_locked(target, blocking=True)
-            if fd is None:
-                yield None
-                return
-        try:
-            yield target, fd
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _open_locked(path: Path, *, blocking: bool) -> int | None:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        if not _same_file(fd, path):
-            # Taken over, replayed or given back while we waited for the lock.
-            os.close(fd)
-            return None
-        return fd
-
     def _replay_file(self, path: Path, fd: int, run_id: str) -> tuple[int, int, int]:
-        content = _read_all(fd)
+        content = read_all(fd)
         lines = _parse_spool(content)
-        source = _original_name(path.name)
+        source = original_name(path.name)
         sha256 = hashlib.sha256(content).hexdigest()
         stored = duplicates = 0
         bad = [(line.line, line.raw, line.reason) for line in lines if line.reason is not None]
@@ -597,8 +453,7 @@ class EventWriter:
                         (batch[i].line, batch[i].raw, reason) for i, reason in written.rejected
                     )
                 self._quarantine(conn, source, sha256, run_id, bad)
-        path.unlink()
-        _fsync_dir(self.spool_dir)
+        self.spool.remove(path)
         return stored, duplicates, len(bad)
 
     @staticmethod
@@ -629,22 +484,6 @@ class EventWriter:
             index_elements=["source_sha256", "entity", "line"]
         )
         conn.execute(statement, rows)
-
-    def _give_back(self, claimed: Path) -> None:
-        """Put a claimed file back under its original name, or leave it claimed if taken.
-
-        A hard link refuses to overwrite, unlike `os.rename`: the original name may already
-        hold a new file its process has started. Called with the file's lock held.
-        """
-        original = claimed.with_name(_original_name(claimed.name))
-        try:
-            original.hardlink_to(claimed)
-        except FileExistsError:
-            return  # stays claimed; its lock is free once we close it, so it is taken over
-        except OSError:
-            log.warning("could not give back %s; left claimed", claimed.name, exc_info=True)
-            return
-        claimed.unlink()
 
 
 def start_replayer(

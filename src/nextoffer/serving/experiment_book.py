@@ -9,11 +9,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
-
 from nextoffer.cache import Cache, CacheUnavailableError, keys
 from nextoffer.domain.experiments import Variant, assign
-from nextoffer.serving.experiments import ExperimentRecord, running_experiments
+from nextoffer.store import Engine
+from nextoffer.store.experiments import ExperimentRecord, running_experiments
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,8 @@
-"""Read-side answers besides offers: churn risk and its history, segment, similar products."""
+"""Read-side answers besides offers: churn risk and its history, segment, similar products.
+
+pandas, SciPy and the offers model's libraries are imported by the answers that need them
+(an on-demand churn explanation, similar products), not with this module.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from nextoffer.cache import Cache, CacheUnavailableError, keys
 from nextoffer.domain.errors import NotFoundError
-from nextoffer.features.training import current_features
-from nextoffer.models.offer_model import POPULARITY_KINDS
-from nextoffer.pipelines.score_churn import score_customers
+from nextoffer.scoring.churn import score_customers
 from nextoffer.serving.state import ServingState
 from nextoffer.store.reads import catalogue as catalogue_reads
 from nextoffer.store.reads import churn as churn_reads
@@ -87,6 +88,8 @@ def churn_risk(
         reasons = latest.top_reasons
         if not reasons and state.churn is not None:
             # Batch scoring explains only the medium and high bands; explain on demand.
+            from nextoffer.features.training import current_features
+
             features = current_features(conn, [customer_id])
             if not features.empty:
                 reasons = score_customers(
@@ -142,6 +145,10 @@ def similar_products(
     the champion carries (item-kNN, else EASE, else ALS); the answer is what such a customer
     would be recommended next.
     """
+    import scipy.sparse as sp
+
+    from nextoffer.models.offer_model import POPULARITY_KINDS
+
     if not catalogue_reads.product_exists(engine, product_id):
         raise NotFoundError(f"no product {product_id!r}")
     champion = state.offers

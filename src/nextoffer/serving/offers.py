@@ -10,15 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from nextoffer.cache import Cache, CacheUnavailableError, keys
 from nextoffer.config import Settings
@@ -32,7 +30,6 @@ from nextoffer.domain.offers import (
     dump_offers,
     load_offers,
 )
-from nextoffer.domain.vocabulary import EventType
 from nextoffer.scoring.offers import (
     HELD_COLUMNS,
     customer_features,
@@ -41,16 +38,10 @@ from nextoffer.scoring.offers import (
     score_block,
 )
 from nextoffer.serving.state import ServingState
+from nextoffer.store import DatabaseError, Engine, precomputed
+from nextoffer.store.reads import catalogue as catalogue_reads
+from nextoffer.store.reads import contacts, customers
 from nextoffer.store.runs import utcnow
-from nextoffer.store.schema import (
-    ContactHistory,
-    Customer,
-    Event,
-    PrecomputedOffers,
-    Subscription,
-    Transaction,
-    UserFeatures,
-)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,25 +94,6 @@ class OffersAnswer:
     experiment: ExperimentTag | None = None
 
 
-@dataclass(frozen=True)
-class OfferRequest:
-    """One customer's question in a batch: how many offers, where, under which variant."""
-
-    customer_id: str
-    k: int
-    channel: str | None = None
-    variant: Variant | None = None
-    experiment_id: str | None = None
-
-
-@dataclass
-class OffersBatch:
-    """Answers of a batch, in request order, and the customer ids that do not exist."""
-
-    answers: list[OffersAnswer] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)
-
-
 class OfferService:
     """Answers `GET /v1/customers/{id}/offers`: fast when it can, never empty-handed.
 
@@ -166,27 +138,6 @@ class OfferService:
         answer.offers = self._for_channel(answer.offers, channel)[:k]
         self._on_source(answer.source.value)
         return answer
-
-    def offers_many(self, requests: Iterable[OfferRequest]) -> OffersBatch:
-        """Answers for many customers, each exactly as `offers` gives it.
-
-        An unknown customer does not stop the batch: its id is listed in `unknown`.
-        """
-        batch = OffersBatch()
-        for request in requests:
-            try:
-                answer = self.offers(
-                    request.customer_id,
-                    k=request.k,
-                    channel=request.channel,
-                    variant=request.variant,
-                    experiment_id=request.experiment_id,
-                )
-            except NotFoundError:
-                batch.unknown.append(request.customer_id)
-                continue
-            batch.answers.append(answer)
-        return batch
 
     def _answer(self, customer_id: str, variant: Variant | None) -> OffersAnswer:
         strategy = Strategy.CHAMPION if variant is None else variant.strategy
@@ -248,22 +199,17 @@ class OfferService:
                 notes.append("no features for this customer yet")
                 return None
             return Source.LIVE, live
-        except SQLAlchemyError as exc:
+        except DatabaseError as exc:
             log.warning("database unavailable for offers: %s", _first_line(exc))
             notes.append("database unavailable")
             return None
 
     def _precomputed(self, customer_id: str, label: str) -> list[Offer] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(PrecomputedOffers.offers, PrecomputedOffers.model_version).where(
-                    PrecomputedOffers.customer_id == customer_id
-                )
-            ).first()
-            if row is None or row.model_version != label:
+            stored = precomputed.for_customer(conn, customer_id)
+            if stored is None or stored.model_version != label:
                 return None
-            stored = row.offers if isinstance(row.offers, list) else json.loads(row.offers)
-            offers = [Offer.from_dict(o) for o in stored]
+            offers = [Offer.from_dict(o) for o in stored.offers]
             # Precomputed rows are hours old: respect contacts and accepts made since.
             shown, accepted = self._recent_responses(conn, customer_id)
         return still_allowed(offers, shown, accepted, self.policy.contact_cap)
@@ -314,25 +260,10 @@ class OfferService:
     def _recent_responses(self, conn: Any, customer_id: str) -> tuple[dict[str, int], set[str]]:
         """Impressions per product within the contact window, and products accepted in it."""
         since = self.policy.window_start(utcnow())
-        rows = conn.execute(
-            select(ContactHistory.product_id, func.count())
-            .where(
-                ContactHistory.customer_id == customer_id,
-                ContactHistory.contacted_at >= since,
-            )
-            .group_by(ContactHistory.product_id)
-        ).all()
-        shown = {str(product): int(count) for product, count in rows}
-        accepted = set(
-            conn.execute(
-                select(Event.product_id).where(
-                    Event.customer_id == customer_id,
-                    Event.ts >= since,
-                    Event.event_type == EventType.OFFER_ACCEPT.value,
-                )
-            ).scalars()
-        )
-        return shown, {str(a) for a in accepted if a}
+        one = (customer_id, customer_id)
+        shown = contacts.shown_counts(conn, since, one).get(customer_id, {})
+        accepted = contacts.accepted_products(conn, since, one).get(customer_id, set())
+        return shown, accepted
 
     # -- fallbacks ---------------------------------------------------------------------
 
@@ -351,15 +282,8 @@ class OfferService:
                     seg = features["segment_id"].iloc[0]
                     segment = None if pd.isna(seg) else str(int(seg))
                 popular = self._popular_list(conn, segment, notes)
-                held = set(
-                    conn.execute(
-                        select(Subscription.product_id).where(
-                            Subscription.customer_id == customer_id,
-                            Subscription.end_date.is_(None),
-                        )
-                    ).scalars()
-                )
-        except SQLAlchemyError as exc:
+                held = customers.held_products(conn, customer_id)
+        except DatabaseError as exc:
             log.warning("database unavailable for fallback offers: %s", _first_line(exc))
             notes.append("database unavailable")
             popular = self._popular_memo.get(GLOBAL, [])
@@ -476,10 +400,10 @@ class OfferService:
         try:
             if conn is None:
                 with self.engine.connect() as own:
-                    exists = _customer_exists(own, customer_id)
+                    exists = customers.customer_exists(own, customer_id)
             else:
-                exists = _customer_exists(conn, customer_id)
-        except SQLAlchemyError:
+                exists = customers.customer_exists(conn, customer_id)
+        except DatabaseError:
             if degraded_ok:
                 return
             raise
@@ -554,16 +478,11 @@ def popular_lists(conn: Any, top: int = 20) -> dict[str, list[tuple[str, float]]
 
     from nextoffer.features.training import ACQUISITIONS
 
-    newest = conn.execute(select(func.max(Transaction.ts))).scalar()
-    if newest is None:
+    rows = catalogue_reads.acquisitions_by_segment(
+        conn, [t.value for t in ACQUISITIONS], timedelta(days=POPULAR_WINDOW_DAYS)
+    )
+    if not rows:
         return {GLOBAL: []}
-    since = newest - timedelta(days=POPULAR_WINDOW_DAYS)
-    rows = conn.execute(
-        select(UserFeatures.segment_id, Transaction.product_id, func.count())
-        .join(UserFeatures, UserFeatures.customer_id == Transaction.customer_id, isouter=True)
-        .where(Transaction.ts >= since, Transaction.type.in_([t.value for t in ACQUISITIONS]))
-        .group_by(UserFeatures.segment_id, Transaction.product_id)
-    ).all()
     frame = pd.DataFrame(rows, columns=["segment", "product_id", "n"])
     out: dict[str, list[tuple[str, float]]] = {}
     groups = [(GLOBAL, frame.groupby("product_id")["n"].sum())]
@@ -574,13 +493,6 @@ def popular_lists(conn: Any, top: int = 20) -> dict[str, list[tuple[str, float]]
         best = counts.sort_values(ascending=False).head(top)
         out[name] = [(str(p), round(float(n) / total, 6)) for p, n in best.items()]
     return out
-
-
-def _customer_exists(conn: Any, customer_id: str) -> bool:
-    found = conn.execute(
-        select(Customer.customer_id).where(Customer.customer_id == customer_id)
-    ).first()
-    return found is not None
 
 
 def _note(notes: list[str], text: str) -> None:

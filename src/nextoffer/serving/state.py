@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, func, select
-
 from nextoffer.domain.errors import NextOfferError
 from nextoffer.domain.offers import Catalogue
 from nextoffer.scoring.champions import (
@@ -19,7 +17,8 @@ from nextoffer.scoring.champions import (
     load_churn_champion,
     load_offer_version,
 )
-from nextoffer.store.schema import JobRun
+from nextoffer.store import Engine
+from nextoffer.store.reads.jobs import last_successes
 
 if TYPE_CHECKING:
     from nextoffer.models.churn import ChurnModel
@@ -131,22 +130,15 @@ class ServingState:
             return current
 
     def _read_job_marks(self) -> tuple[Any, ...] | None:
-        query = (
-            select(JobRun.job, func.max(JobRun.finished_at))
-            .where(JobRun.status == "succeeded", JobRun.job.in_(STAMP_JOBS))
-            .group_by(JobRun.job)
-            .order_by(JobRun.job)
-        )
         try:
-            with self.engine.connect() as conn:
-                rows = conn.execute(query).all()
+            marks = last_successes(self.engine, STAMP_JOBS)
         except Exception as exc:
             if self.database_ok:
                 log.warning("database unreachable while refreshing serving state: %s", exc)
             self.database_ok = False
             return None
         self.database_ok = True
-        return tuple((job, _iso(at)) for job, at in rows)
+        return tuple((job, _iso(at)) for job, at in marks.items())
 
     def _read_catalogue(self) -> Catalogue | None:
         # Imported here: the module pulls in pandas, which a serving process loads lazily.

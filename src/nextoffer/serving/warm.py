@@ -5,23 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
-
-from sqlalchemy import Connection, Engine, func, select
+from datetime import datetime
 
 from nextoffer.cache import keys
 from nextoffer.cache.base import Cache
 from nextoffer.config import Settings
 from nextoffer.domain.offers import Offer, dump_offers
-from nextoffer.domain.vocabulary import EventType
 from nextoffer.scoring.offers import policy_from_settings
-from nextoffer.serving.insights import SegmentAnswer, dump_segment
+from nextoffer.serving.insights import dump_segment, segment_answer
 from nextoffer.serving.offers import offers_key, popular_lists, still_allowed
 from nextoffer.serving.state import ServingState
+from nextoffer.store import Connection, Engine, precomputed
+from nextoffer.store.reads import contacts, customers
 from nextoffer.store.runs import utcnow
-from nextoffer.store.schema import ContactHistory, Event, PrecomputedOffers, Segment, UserFeatures
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +76,7 @@ def warm_cache(
     after = ""
     while True:
         with engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    PrecomputedOffers.customer_id,
-                    PrecomputedOffers.offers,
-                    PrecomputedOffers.model_version,
-                )
-                .where(PrecomputedOffers.customer_id > after)
-                .order_by(PrecomputedOffers.customer_id)
-                .limit(chunk_rows)
-            ).all()
+            rows = precomputed.page(conn, after, chunk_rows)
             if not rows:
                 break
             first, last = rows[0].customer_id, rows[-1].customer_id
@@ -99,7 +87,7 @@ def warm_cache(
         for row in rows:
             if label is None or row.model_version != label:
                 continue
-            stored = row.offers if isinstance(row.offers, list) else json.loads(row.offers)
+            stored = row.offers
             key = offers_key(row.customer_id, state.stamp, label)
             if row.customer_id not in shown and row.customer_id not in accepted:
                 # Nothing to filter (most customers): the stored offers are already in the
@@ -128,53 +116,15 @@ def _responses(
     conn: Connection, first: str, last: str, since: datetime
 ) -> tuple[dict[str, dict[str, int]], dict[str, set[str]]]:
     """Impressions per (customer, product) in the window and accepted products, for a range."""
-    shown: dict[str, dict[str, int]] = defaultdict(dict)
-    for customer, product, count in conn.execute(
-        select(ContactHistory.customer_id, ContactHistory.product_id, func.count())
-        .where(
-            ContactHistory.customer_id.between(first, last),
-            ContactHistory.contacted_at >= since,
-        )
-        .group_by(ContactHistory.customer_id, ContactHistory.product_id)
-    ):
-        shown[str(customer)][str(product)] = int(count)
-    accepted: dict[str, set[str]] = defaultdict(set)
-    for customer_id, accepted_product in conn.execute(
-        select(Event.customer_id, Event.product_id).where(
-            Event.customer_id.between(first, last),
-            Event.ts >= since,
-            Event.event_type == EventType.OFFER_ACCEPT.value,
-        )
-    ):
-        if accepted_product:
-            accepted[str(customer_id)].add(str(accepted_product))
-    return shown, accepted
+    return (
+        contacts.shown_counts(conn, since, (first, last)),
+        contacts.accepted_products(conn, since, (first, last)),
+    )
 
 
 def _segments(conn: Connection, first: str, last: str) -> dict[str, str]:
     """`user:segment:{id}` values for the customers in a range, as `segment_of` caches them."""
-    rows = conn.execute(
-        select(
-            UserFeatures.customer_id,
-            UserFeatures.segment_id,
-            UserFeatures.as_of,
-            Segment.segment_id.label("known"),
-            Segment.name,
-            Segment.description,
-            Segment.size,
-        )
-        .join(Segment, Segment.segment_id == UserFeatures.segment_id, isouter=True)
-        .where(UserFeatures.customer_id.between(first, last), UserFeatures.segment_id.is_not(None))
-    ).all()
-    out: dict[str, str] = {}
-    for customer_id, segment_id, as_of, known, name, description, size in rows:
-        answer = SegmentAnswer(
-            customer_id=customer_id,
-            segment_id=int(segment_id or 0),
-            name=name if known is not None else f"segment {segment_id}",
-            description=description if known is not None else "",
-            size=int(size) if known is not None else 0,
-            features_as_of=as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC),
-        )
-        out[keys.user_segment(customer_id)] = dump_segment(answer)
-    return out
+    return {
+        keys.user_segment(record.customer_id): dump_segment(segment_answer(record))
+        for record in customers.segments_between(conn, first, last)
+    }

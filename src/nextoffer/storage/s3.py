@@ -17,13 +17,13 @@ if TYPE_CHECKING:
     from botocore.config import Config
     from mypy_boto3_s3.client import S3Client
 
-# The one retry and timeout policy of every S3 call nextoffer makes. Five attempts in
-# botocore's "standard" mode ride out throttling and a restarting MinIO (backoff with
-# jitter, at most ~15 s in all); a server that does not accept the connection within 5 s
-# or stops sending for 60 s counts as down.
+# The one retry and timeout policy of every S3 call nextoffer makes. Five attempts in all
+# (botocore's "standard" mode, backoff with jitter: at most ~15 s of waiting) ride out
+# throttling and a restarting MinIO; a server that does not accept the connection within
+# 5 s, or stops sending for 60 s, counts as down.
 CONNECT_TIMEOUT_S = 5
 READ_TIMEOUT_S = 60
-MAX_ATTEMPTS = 5
+TOTAL_ATTEMPTS = 5
 # S3 deletes at most this many keys per request.
 _DELETE_BATCH = 1000
 
@@ -33,7 +33,7 @@ def client_config(endpoint_url: str = "") -> Config:
     from botocore.config import Config
 
     options: dict[str, Any] = {
-        "retries": {"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        "retries": {"total_max_attempts": TOTAL_ATTEMPTS, "mode": "standard"},
         "connect_timeout": CONNECT_TIMEOUT_S,
         "read_timeout": READ_TIMEOUT_S,
     }

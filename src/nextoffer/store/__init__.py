@@ -1,9 +1,12 @@
 """Persistence: SQLAlchemy models, engine factory, migrations, bulk upserts, run records.
 
 Only `store` imports SQLAlchemy (an import-linter contract says so). Code elsewhere that
-passes an engine or a connection along names these re-exported types, not SQLAlchemy's.
+passes an engine or a connection along, or catches the database's errors, names these
+re-exported types, not SQLAlchemy's.
 """
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError as DatabaseError
 
-__all__ = ["Connection", "Engine"]
+__all__ = ["Connection", "DatabaseError", "Engine", "OperationalError"]

@@ -10,10 +10,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 from sqlalchemy import Boolean, Connection, Date, DateTime, Index, Table, text
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 OnConflict = Literal["update", "nothing", "fail"]
 
 SQLITE_BATCH_ROWS = 50_000
+
+
+def _column_type(table: Table, name: str) -> TypeEngine[object]:
+    """The column's storage type: the `impl` of a decorated type such as `UtcDateTime`."""
+    column_type: TypeEngine[object] = table.columns[name].type
+    if isinstance(column_type, TypeDecorator):
+        return column_type.impl_instance
+    return column_type
 
 
 def _quote(name: str) -> str:
@@ -71,7 +80,7 @@ def _to_arrow(table: Table, frame: pd.DataFrame) -> pa.Table:
     arrays = []
     for name in frame.columns:
         series = frame[name]
-        column_type = table.columns[name].type
+        column_type = _column_type(table, name)
         if isinstance(column_type, DateTime):
             # Naive UTC text formats ~10x faster than tz-aware; the session is set to UTC.
             utc = pd.to_datetime(series, utc=True).dt.tz_localize(None)
@@ -126,7 +135,7 @@ def _sqlite_values(table: Table, frame: pd.DataFrame) -> list[tuple[object, ...]
     converted: dict[str, pd.Series] = {}
     for name in frame.columns:
         series = frame[name]
-        column_type = table.columns[name].type
+        column_type = _column_type(table, name)
         if isinstance(column_type, DateTime):
             text = pd.to_datetime(series, utc=True).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
         elif isinstance(column_type, Date):

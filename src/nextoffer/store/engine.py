@@ -6,10 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 from nextoffer.domain.errors import BackendUnavailableError, ConfigError
 
@@ -61,13 +60,23 @@ def make_engine(database_url: str, *, pool_size: int = 5) -> Engine:
     raise ConfigError(f"{DATABASE_SETTING}: unsupported database {url.get_backend_name()!r}")
 
 
+def ping(engine: Engine) -> None:
+    """Run `SELECT 1`; raises the driver's error (wrapped by SQLAlchemy) when it fails."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def has_table(engine: Engine, name: str) -> bool:
+    """True when the database holds a table called `name` (e.g. migrations have run)."""
+    return inspect(engine).has_table(name)
+
+
 def wait_for_database(engine: Engine, timeout_s: float, interval_s: float = 0.5) -> None:
     """Block until a `SELECT 1` succeeds, or raise BackendUnavailableError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            ping(engine)
             return
         except OperationalError as exc:
             if time.monotonic() >= deadline:
@@ -83,8 +92,3 @@ def wait_for_database(engine: Engine, timeout_s: float, interval_s: float = 0.5)
 def is_postgres(engine: Engine) -> bool:
     """True when the engine talks to PostgreSQL (COPY, advisory locks, pg_dump apply)."""
     return engine.dialect.name == "postgresql"
-
-
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded objects usable after commit."""
-    return sessionmaker(engine, expire_on_commit=False)

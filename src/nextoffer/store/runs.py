@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from nextoffer.store.schema import JobRun
 
@@ -113,32 +113,36 @@ def last_runs(engine: Engine, job: str | None = None, limit: int = 20) -> list[J
         return [JobRun(**row._mapping) for row in conn.execute(query)]
 
 
-def last_successes(engine: Engine) -> dict[str, datetime]:
-    """When each job last finished successfully (the freshness that staleness alerts watch)."""
-    query = (
-        select(JobRun.job, func.max(JobRun.finished_at))
-        .where(JobRun.status == SUCCEEDED)
-        .group_by(JobRun.job)
-    )
-    with engine.connect() as conn:
-        return {job: _aware(at) for job, at in conn.execute(query) if at is not None}
+def record_finished_run(
+    engine: Engine,
+    job: str,
+    started_at: datetime,
+    counts: dict[str, Any],
+    *,
+    also_finished: tuple[str, datetime] | None = None,
+) -> str:
+    """Record a run that already ended well (a restore, which replaced `job_runs` itself).
 
-
-def last_outcomes(engine: Engine) -> dict[str, bool]:
-    """Whether each job's most recent finished run succeeded."""
-    newest = (
-        select(JobRun.job, func.max(JobRun.finished_at).label("at"))
-        .where(JobRun.status.in_((SUCCEEDED, FAILED)))
-        .group_by(JobRun.job)
-        .subquery()
-    )
-    query = select(JobRun.job, JobRun.status).join(
-        newest, (JobRun.job == newest.c.job) & (JobRun.finished_at == newest.c.at)
-    )
-    with engine.connect() as conn:
-        return {job: status == SUCCEEDED for job, status in conn.execute(query)}
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every time the store writes is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    `also_finished` = (run id, finished at) marks another run succeeded in the same
+    transaction (a backup's run, `running` in its own snapshot). Returns the new run's id.
+    """
+    run_id = str(uuid.uuid4())
+    with engine.begin() as conn:
+        if also_finished is not None:
+            other, finished_at = also_finished
+            conn.execute(
+                update(JobRun)
+                .where(JobRun.run_id == other)
+                .values(status=SUCCEEDED, finished_at=finished_at)
+            )
+        conn.execute(
+            insert(JobRun).values(
+                run_id=run_id,
+                job=job,
+                status=SUCCEEDED,
+                started_at=started_at,
+                finished_at=utcnow(),
+                counts=counts,
+            )
+        )
+    return run_id

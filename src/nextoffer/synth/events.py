@@ -5,18 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from nextoffer.domain.vocabulary import Channel, EventType
-from nextoffer.synth.catalog import CHANNELS, Catalog
+from nextoffer.synth.arrays import F64, I64, BoolA
+from nextoffer.synth.catalog import Catalog
+from nextoffer.synth.market import CHANNELS
 from nextoffer.synth.population import Population
 from nextoffer.synth.simulate import PURCHASE
 from nextoffer.synth.world import DAYS_PER_MONTH, SERVICE_WINDOW_DAYS, Timeline
-
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
-F32 = npt.NDArray[np.float32]
-BoolA = npt.NDArray[np.bool_]
 
 EVENT_TYPES: tuple[EventType, ...] = tuple(EventType)
 WEB_VISIT = EVENT_TYPES.index(EventType.WEB_VISIT)

@@ -12,19 +12,20 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-import numpy.typing as npt
 
 from nextoffer.domain.vocabulary import AgeBand, EventType, PaymentMethod
 from nextoffer.ingest.entities import (
     CHURN_LABELS,
     CUSTOMERS,
+    ENTITIES,
     EVENTS,
     PRODUCTS,
     SUBSCRIPTIONS,
     TRANSACTIONS,
     Entity,
 )
-from nextoffer.synth.catalog import CATEGORIES, CHANNELS, COMPLEMENTS, CONTRACTS, REGIONS, Catalog
+from nextoffer.synth.arrays import I64
+from nextoffer.synth.catalog import Catalog
 from nextoffer.synth.events import (
     DAY,
     EventColumns,
@@ -32,33 +33,22 @@ from nextoffer.synth.events import (
     offer_events,
     service_counts,
 )
+from nextoffer.synth.market import CATEGORIES, CHANNELS, CONTRACTS, REGIONS
+from nextoffer.synth.names import FIRST_NAMES, LAST_NAMES
 from nextoffer.synth.population import Population, draw_population
+from nextoffer.synth.products import COMPLEMENTS
+from nextoffer.synth.segments import SEGMENTS, affinity_matrix
 from nextoffer.synth.simulate import TXN_TYPES, ChunkSimulation, ChurnOutcome
 from nextoffer.synth.world import (
     CHURN,
     CUSTOMER_EFFECTS,
-    FIRST_NAMES,
     FORMAT_VERSION,
-    LAST_NAMES,
     MAX_TENURE_DAYS,
     PRICE_PENALTY,
-    SEGMENTS,
     Timeline,
-    affinity_matrix,
 )
 from nextoffer.synth.writer import Column, Text, join, write_header, write_rows
 
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
-
-ENTITIES: tuple[Entity, ...] = (
-    PRODUCTS,
-    CUSTOMERS,
-    SUBSCRIPTIONS,
-    TRANSACTIONS,
-    EVENTS,
-    CHURN_LABELS,
-)
 TRUTH_COLUMNS = (
     "customer_id",
     "latent_segment",
@@ -69,6 +59,7 @@ TRUTH_COLUMNS = (
     "digital_level",
     "churn_noise",
 )
+
 CUSTOMER_WIDTH = 8
 AGE_BANDS = [a.value for a in AgeBand]
 PAYMENTS = [p.value for p in PaymentMethod]
@@ -121,6 +112,12 @@ def simulate_chunk(
     activity = activity.take(activity.secs // DAY < churn.churn_day[activity.cust])
     events = EventColumns.concat([activity, offers])
     return ChunkOutput(pop, churn, txn, sim.records.subscriptions(), events)
+
+
+def _ordered(rows: dict[str, I64], *keys: str) -> dict[str, I64]:
+    """Every column of `rows` sorted by `keys`, the first key the most significant."""
+    order = np.lexsort([rows[key] for key in reversed(keys)])
+    return {name: values[order] for name, values in rows.items()}
 
 
 def _rank(cust: I64) -> I64:
@@ -211,9 +208,7 @@ class WorldWriter:
             n,
         )
 
-        sub = out.sub
-        order = np.lexsort((sub["prod"], sub["start"], sub["cust"]))
-        sub = {k: v[order] for k, v in sub.items()}
+        sub = _ordered(out.sub, "cust", "start", "prod")
         number = pop.number[sub["cust"]]
         self._write(
             SUBSCRIPTIONS,
@@ -228,9 +223,7 @@ class WorldWriter:
             len(number),
         )
 
-        txn = out.txn
-        order = np.lexsort((txn["prod"], txn["type"], txn["secs"], txn["cust"]))
-        txn = {k: v[order] for k, v in txn.items()}
+        txn = _ordered(out.txn, "cust", "secs", "type", "prod")
         number = pop.number[txn["cust"]]
         self._write(
             TRANSACTIONS,

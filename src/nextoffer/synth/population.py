@@ -5,31 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from nextoffer.domain.vocabulary import ContractType
-from nextoffer.synth.catalog import CONTRACTS, REGIONS, Catalog
-from nextoffer.synth.world import (
-    DAYS_PER_MONTH,
-    FIRST_NAMES,
-    LAST_NAMES,
-    MAX_TENURE_DAYS,
-    PREPAID_PAYMENTS,
-    SEGMENTS,
-    Timeline,
-    region_table,
-)
-
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
-BoolA = npt.NDArray[np.bool_]
+from nextoffer.synth.arrays import F64, I64, BoolA
+from nextoffer.synth.catalog import Catalog
+from nextoffer.synth.market import CONTRACTS, REGIONS
+from nextoffer.synth.names import FIRST_NAMES, LAST_NAMES
+from nextoffer.synth.segments import PREPAID_PAYMENTS, SEGMENTS, region_table
+from nextoffer.synth.world import DAYS_PER_MONTH, MAX_TENURE_DAYS, Timeline
 
 PREPAID = CONTRACTS.index(ContractType.PREPAID)
 ONE_YEAR = CONTRACTS.index(ContractType.ONE_YEAR)
 TWO_YEAR = CONTRACTS.index(ContractType.TWO_YEAR)
 
 
-def pick(rng: np.random.Generator, probs: npt.NDArray[np.float64]) -> I64:
+def pick(rng: np.random.Generator, probs: F64) -> I64:
     """One categorical draw per row of `probs` (rows need not be normalised)."""
     cum = np.cumsum(probs, axis=1)
     u = rng.random(len(probs)) * cum[:, -1]

@@ -5,26 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
 from nextoffer.domain.vocabulary import Channel, ContractType, TransactionType
-from nextoffer.synth.catalog import CHANNELS, CONTRACTS, REGIONS, Catalog
+from nextoffer.synth.arrays import F32, F64, I64, BoolA
+from nextoffer.synth.catalog import Catalog
+from nextoffer.synth.market import CHANNELS, CONTRACTS, REGIONS
 from nextoffer.synth.population import Population
+from nextoffer.synth.segments import SEGMENTS, affinity_matrix
 from nextoffer.synth.world import (
     CHURN,
     DAYS_PER_MONTH,
     PRICE_PENALTY,
     PURCHASE_SCALE,
-    SEGMENTS,
     Timeline,
-    affinity_matrix,
     effect_vectors,
 )
-
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
-F32 = npt.NDArray[np.float32]
-BoolA = npt.NDArray[np.bool_]
 
 NEVER = np.int64(1 << 40)
 TXN_TYPES: tuple[TransactionType, ...] = tuple(TransactionType)
@@ -42,6 +37,7 @@ CANCEL_CHANNEL_WEIGHT = np.array(
         for c in CHANNELS
     ]
 )
+
 SEGMENT_CHANNELS = np.array([s.channels for s in SEGMENTS])
 ARPU_NORM = np.array([s.arpu_norm for s in SEGMENTS])
 NEW_CUSTOMER_DAYS = 183
@@ -247,6 +243,18 @@ class ChunkSimulation:
         term = self.cat.term_days[prod]
         self.expire[cust, prod] = np.where(term > 0, day + term - 1, NEVER)
 
+    def _cancel(self, cust: I64, prod: I64, day: I64) -> None:
+        """The customers cancel these holdings on `day`: a free cancellation, then the end."""
+        self.records.add_txn(
+            cust,
+            prod,
+            day,
+            CANCELLATION,
+            np.zeros(len(cust), np.int64),
+            self._channels(cust, prod, cancel=True),
+        )
+        self._close(cust, prod, day)
+
     def _close(self, cust: I64, prod: I64, day: I64) -> None:
         start = self.sub_start[cust, prod]
         has = start >= 0
@@ -404,15 +412,7 @@ class ChunkSimulation:
             first = np.ones(len(x_cust), np.bool_)
             first[1:] = (x_cust[1:] != x_cust[:-1]) | (x_prod[1:] != x_prod[:-1])
             x_cust, x_prod, x_day = x_cust[first], x_prod[first], x_day[first]
-            self.records.add_txn(
-                x_cust,
-                x_prod,
-                x_day,
-                CANCELLATION,
-                np.zeros(len(x_cust), np.int64),
-                self._channels(x_cust, x_prod, cancel=True),
-            )
-            self._close(x_cust, x_prod, x_day)
+            self._cancel(x_cust, x_prod, x_day)
 
         if plan_changes:
             self._plan_changes(a, b, dt, exists)
@@ -534,16 +534,7 @@ class ChunkSimulation:
         self._close(cust, prod, self.expire[cust, prod])
         leaving = (self.sub_start >= 0) & (churn < NEVER)
         cust, prod = np.nonzero(leaving)
-        day = self.churn_day[cust]
-        self.records.add_txn(
-            cust,
-            prod,
-            day,
-            CANCELLATION,
-            np.zeros(len(cust), np.int64),
-            self._channels(cust, prod, cancel=True),
-        )
-        self._close(cust, prod, day)
+        self._cancel(cust, prod, self.churn_day[cust])
         self.held[self.churn_day < NEVER] = False
         cust, prod = np.nonzero(self.sub_start >= 0)
         self.records.add_sub(

@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-I64 = npt.NDArray[np.int64]
-BoolA = npt.NDArray[np.bool_]
+from nextoffer.synth.arrays import F64, I64, BoolA
+
 DAY = 86400
 
 # pyarrow is untyped here; its arrays travel as Any.
@@ -22,7 +21,6 @@ def _strings(values: Sequence[str]) -> Column:
     return pa.array(list(values), type=pa.string())
 
 
-TWO_DIGITS = _strings([f"{i:02d}" for i in range(100)])
 CLOCK = _strings(
     [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
 )
@@ -93,7 +91,7 @@ class Text:
         """Money with two decimals, e.g. 12.50."""
         return self.decimals(cents, 2)
 
-    def floats(self, values: npt.NDArray[np.float64], places: int) -> Column:
+    def floats(self, values: F64, places: int) -> Column:
         """Floats rounded to `places` decimals, printed without exponent; NaN becomes empty."""
         values = np.asarray(values, dtype=np.float64)
         missing = np.isnan(values)

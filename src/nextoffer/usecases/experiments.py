@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from nextoffer.domain.errors import ConflictError, InvalidRequestError
 from nextoffer.domain.experiments import Variant
-from nextoffer.serving import experiments as store
-from nextoffer.serving.experiments import ExperimentRecord
+from nextoffer.store import experiments as store
+from nextoffer.store.experiments import ExperimentRecord
 from nextoffer.usecases.context import Services
 
 

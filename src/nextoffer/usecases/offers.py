@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nextoffer.domain.experiments import Variant
-from nextoffer.serving.experiments import ExperimentRecord
 from nextoffer.serving.offers import OffersAnswer
+from nextoffer.store.experiments import ExperimentRecord
 from nextoffer.usecases.context import Services
 
 

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import Response
 
 from nextoffer.domain.roles import Role, role_allows
-from nextoffer.serving.accounts import Principal, TokenVerifier, issue_token
+from nextoffer.serving.accounts import Principal
+from nextoffer.serving.tokens import TokenVerifier, issue_token
+from nextoffer.store import Engine
 
 _KEY_LABEL = b"nextoffer console session v1"
 LOGIN_NONCE_TTL_S = 3600

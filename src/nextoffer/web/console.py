@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import jinja2
+from cachetools import TLRUCache
 from fastapi import Depends, Form, Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -71,9 +72,11 @@ class Memo:
 
     def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
-        self._clock = clock
         self._lock = threading.Lock()
-        self._values: dict[str, tuple[float, Any]] = {}
+        # Each entry carries its own time to live: (ttl_s, value).
+        self._values: TLRUCache[str, tuple[float, Any], float] = TLRUCache(
+            1000, lambda _key, entry, now: now + entry[0], timer=clock
+        )
 
     def get(self, key: str, compute: Callable[[], T], ttl_s: float | None = None) -> T:
         """The value under `key`, computed now when absent or older than its time to live.
@@ -81,17 +84,14 @@ class Memo:
         `ttl_s` overrides the default, for values whose key already says when they change
         (a scoring's instant, a day).
         """
-        now = self._clock()
         with self._lock:
             found = self._values.get(key)
-        if found is not None and found[0] > now:
+        if found is not None:
             value: T = found[1]
             return value
         value = compute()
         with self._lock:
-            if len(self._values) > 1000:
-                self._values.clear()
-            self._values[key] = (now + (self.ttl_s if ttl_s is None else ttl_s), value)
+            self._values[key] = (self.ttl_s if ttl_s is None else ttl_s, value)
         return value
 
 

@@ -1,119 +1,34 @@
-"""The Celery app built from Settings: queues, routes, limits; `celery -A nextoffer.worker.app`."""
+"""The worker's Celery app: the sending app plus beat's schedule, logging and the tasks.
+
+`celery -A nextoffer.worker.app worker|beat` and `nextoffer worker|beat` run it. What a
+sender needs (queues, routes, time limits) is nextoffer.jobs.broker's; this module only
+adds what a worker or beat process needs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Exchange, Queue
 
-from nextoffer.cache.base import same_redis_database
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
+from nextoffer.jobs import broker
+from nextoffer.jobs.catalogue import QUEUES
 from nextoffer.observe.logs import configure_logging
-from nextoffer.worker.schedule import RUN_SCHEDULED, beat_schedule
 
-BROKER_SETTING = "NEXTOFFER_BROKER_URL"
-
-RUN_JOB = "nextoffer.run_job"
-PRECOMPUTE_CHUNK = "nextoffer.precompute_chunk"
-
-QUEUES = ("etl", "training", "precompute", "ops")
-# The precompute job is a coordinator that waits for its chunks, so it runs on `ops` and
-# its chunks on `precompute` (see worker/fanout.py for why this cannot deadlock).
-JOB_QUEUES = {"etl": "etl", "training": "training", "precompute": "ops"}
-# Hard limits in seconds; a task gets a soft limit (an exception it can record) 5 min before.
-TIME_LIMITS_S = {"etl": 3600, "training": 4 * 3600, "precompute": 3600, "ops": 3600}
-SOFT_MARGIN_S = 300
-# Redis hands an unacknowledged message to another worker after this long. With late acks a
-# task is acknowledged when it ends, so this must outlast the longest task, or a long
-# training would be started a second time while the first still runs.
-REDIS_VISIBILITY_TIMEOUT_S = max(TIME_LIMITS_S.values()) + 600
-
-
-def broker_kind(broker_url: str) -> str:
-    """'redis' or 'amqp' for a broker URL; anything else is a ConfigError."""
-    scheme = broker_url.split("://", 1)[0].lower() if "://" in broker_url else ""
-    if not broker_url:
-        raise ConfigError(
-            f"{BROKER_SETTING} is empty: set it to redis://host:6379/0 or "
-            "amqp://user:password@host:5672// to run background jobs on workers"
-        )
-    if scheme in ("redis", "rediss"):
-        return "redis"
-    if scheme in ("amqp", "amqps", "pyamqp"):
-        return "amqp"
-    raise ConfigError(f"{BROKER_SETTING}: use redis://… or amqp://…, got a {scheme!r} URL")
-
-
-def job_queue(kind: str) -> str:
-    """The queue a job of `kind` runs on."""
-    return JOB_QUEUES.get(kind, "ops")
-
-
-def time_limits(queue: str) -> tuple[int, int]:
-    """(soft, hard) time limits in seconds for a task on `queue`."""
-    hard = TIME_LIMITS_S.get(queue, TIME_LIMITS_S["ops"])
-    return hard - SOFT_MARGIN_S, hard
-
-
-def route_task(
-    name: str, args: Sequence[Any], kwargs: Mapping[str, Any], options: Any, task: Any = None
-) -> dict[str, str] | None:
-    """Celery router: chunks to `precompute`, a job to the queue of its kind."""
-    if name == PRECOMPUTE_CHUNK:
-        return {"queue": "precompute"}
-    if name == RUN_SCHEDULED:
-        return {"queue": "ops"}
-    if name == RUN_JOB:
-        kind = args[0] if args else kwargs.get("kind", "")
-        return {"queue": job_queue(str(kind))}
-    return None
-
-
-def check_separate_redis(settings: Settings) -> None:
-    """Refuse a cache and a broker in one Redis database: cache eviction would drop tasks."""
-    if same_redis_database(settings.cache_url, settings.broker_url):
-        raise ConfigError(
-            "NEXTOFFER_CACHE_URL and NEXTOFFER_BROKER_URL point at the same Redis database: "
-            "the cache evicts keys under memory pressure and would drop queued tasks; use "
-            "another database number or (better) another Redis with maxmemory-policy noeviction"
-        )
+# Imported for its effect: the tasks attach to every nextoffer Celery app made after this
+# (shared tasks), so a worker made here can run them.
+from nextoffer.worker import tasks  # noqa: F401
+from nextoffer.worker.schedule import beat_schedule
 
 
 def make_celery(settings: Settings) -> Celery:
-    """A Celery app for `settings.broker_url`; connects to nothing until used."""
-    kind = broker_kind(settings.broker_url)
-    check_separate_redis(settings)
-    soft, hard = time_limits("ops")
-    app = Celery("nextoffer", set_as_current=False)
+    """The worker's (or beat's) Celery app for `settings`; connects to nothing until used."""
+    app = broker.make_celery(settings)
     app.conf.update(
-        broker_url=settings.broker_url,
-        # rpc:// sends each result back to the caller over the broker; Redis keeps them.
-        result_backend=settings.broker_url if kind == "redis" else "rpc://",
-        task_queues=[
-            Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES
-        ],
-        task_default_queue="ops",
-        task_routes=(route_task,),
-        # One message at a time per process, acknowledged when the task ends: a task whose
-        # worker dies is given to another worker, never lost, and no process hoards work.
-        worker_prefetch_multiplier=1,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_track_started=True,
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
-        task_time_limit=hard,
-        task_soft_time_limit=soft,
-        broker_connection_retry_on_startup=True,
-        # Beat: crontabs in UTC (the seed's 02:00 / Sunday 03:00 are UTC), entries from
-        # settings, its state file in the writable var folder.
-        timezone="UTC",
-        enable_utc=True,
+        # Beat: entries from settings, its state file in the writable var folder.
         beat_schedule=beat_schedule(settings),
         beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
         # Beat answers `celery inspect ping`, which is its container's health check.
@@ -122,11 +37,6 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
     )
-    if kind == "redis":
-        app.conf.broker_transport_options = {
-            "visibility_timeout": settings.worker_visibility_timeout_s or REDIS_VISIBILITY_TIMEOUT_S
-        }
-    app.nextoffer_settings = settings
 
     def json_logging(**_kwargs: Any) -> None:
         configure_logging(settings.log_level, json_lines=settings.log_json)
@@ -135,39 +45,7 @@ def make_celery(settings: Settings) -> Celery:
     # Any receiver of this signal stops Celery from setting up its own logging; one per
     # process is enough (a worker runs one app).
     signals.setup_logging.connect(json_logging, weak=False, dispatch_uid=__name__)
-    # Registers the tasks on this app (shared tasks attach to every app when it finalizes).
-    from nextoffer.worker import tasks  # noqa: F401
-
     return app
-
-
-def settings_of(app: Celery) -> Settings:
-    """The Settings an app was made from."""
-    settings = getattr(app, "nextoffer_settings", None)
-    if not isinstance(settings, Settings):
-        raise ConfigError("this Celery app was not made by nextoffer.worker.app.make_celery")
-    return settings
-
-
-def job_signature(app: Celery, kind: str, params: Mapping[str, Any], run_id: str) -> Any:
-    """The message that runs job `kind` under `run_id` on its queue, with its time limits."""
-    queue = job_queue(kind)
-    soft, hard = time_limits(queue)
-    return app.signature(
-        RUN_JOB,
-        args=[kind, dict(params), run_id],
-        queue=queue,
-        soft_time_limit=soft,
-        time_limit=hard,
-        immutable=True,
-        # The job_runs row is the record; a result nobody reads would pile up on the broker.
-        ignore_result=True,
-    )
-
-
-def send_job(app: Celery, kind: str, params: Mapping[str, Any], run_id: str) -> None:
-    """Queue job `kind` for a worker, under `run_id` (the job_runs row of the run)."""
-    job_signature(app, kind, params, run_id).apply_async()
 
 
 def check_worker_queues(queues: Sequence[str], concurrency: int) -> None:

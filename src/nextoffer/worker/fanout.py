@@ -7,8 +7,8 @@
 #
 # 1. At most one precompute coordinator runs at a time, anywhere: the job holds a lock for
 #    its whole run (a PostgreSQL advisory lock, released if its process dies; see
-#    worker/tasks.py `run_exclusive`). A second one fails at once, is acknowledged, and so
-#    never holds a process while waiting.
+#    nextoffer.jobs.runner `run_exclusive`). A second one is refused at once, is
+#    acknowledged, and so never holds a process while waiting.
 # 2. Every other task (chunks, etl, training) waits for nothing and ends within its time
 #    limit.
 # 3. A worker reserves at most `concurrency` messages (prefetch multiplier 1, late acks)
@@ -36,13 +36,13 @@ from datetime import datetime
 from celery import Celery, group, states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult, ResultSet, allow_join_result
-from sqlalchemy import Engine
 
 from nextoffer.domain.errors import BackendUnavailableError, NextOfferError
-from nextoffer.pipelines.jobs import JobContext
+from nextoffer.jobs.broker import BROKER_SETTING, PRECOMPUTE_CHUNK, settings_of, time_limits
+from nextoffer.jobs.context import JobContext
 from nextoffer.pipelines.precompute import Chunk, ChunkRunner
 from nextoffer.registry.mlflow_registry import ModelRegistry
-from nextoffer.worker.app import BROKER_SETTING, PRECOMPUTE_CHUNK, settings_of, time_limits
+from nextoffer.store import Engine
 
 log = logging.getLogger(__name__)
 

@@ -115,7 +115,7 @@ class QueueLengthCollector:
         """One sample per queue; none when the broker cannot be reached."""
         from prometheus_client.core import GaugeMetricFamily
 
-        from nextoffer.worker.app import QUEUES
+        from nextoffer.jobs.catalogue import QUEUES
 
         family = GaugeMetricFamily(
             "nextoffer_celery_queue_length",

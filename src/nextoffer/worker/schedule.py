@@ -1,4 +1,4 @@
-"""The Celery beat schedule from settings: nightly ETL, weekly retraining, backups, refreshes."""
+"""The Celery beat schedule from settings and the catalogue: each scheduled job and its chain."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from celery.schedules import crontab
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
-
-RUN_SCHEDULED = "nextoffer.run_scheduled"
+from nextoffer.jobs.broker import RUN_SCHEDULED
+from nextoffer.jobs.catalogue import JOBS
 
 
 @dataclass(frozen=True)
@@ -23,17 +23,12 @@ class Entry:
 
 
 # Each entry's jobs run as a Celery chain, one after the other, each on its own queue; a
-# failure stops the rest (a failed ETL must not be followed by a precompute of stale data).
-ENTRIES = (
-    # Seed: extract → clean → load → recalculate features → update the cache.
-    Entry("nightly-etl", ("etl", "precompute", "cache_rebuild"), "etl_cron"),
-    # Seed: train → evaluate → register if improved → update inference.
-    Entry("weekly-retraining", ("training", "precompute", "cache_rebuild"), "retrain_cron"),
-    # A new base backup, then grandfather-father-son retention over all of them.
-    Entry("backup", ("backup", "backup_prune"), "backup_cron"),
-    Entry("backup-verify", ("backup_verify",), "backup_verify_cron"),
-    Entry("kpi-refresh", ("kpi_refresh",), "kpi_refresh_cron"),
-    Entry("fallback-refresh", ("fallback_refresh",), "fallback_precompute_cron"),
+# failure or a refused start stops the rest (a failed ETL must not be followed by a
+# precompute of stale data). The catalogue says which job starts which chain, and when.
+ENTRIES = tuple(
+    Entry(spec.schedule.entry, (spec.name, *spec.schedule.then), spec.schedule.setting)
+    for spec in JOBS.values()
+    if spec.schedule is not None
 )
 
 

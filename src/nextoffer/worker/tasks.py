@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers over `ops.jobs`, precompute chunks, and beat's entries."""
+"""Celery tasks: a job of the catalogue, a precompute chunk, and beat's entries (chains)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,26 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from celery import Celery, chain, shared_task
-from sqlalchemy.exc import OperationalError
+from celery.exceptions import Ignore
 
+from nextoffer.domain.errors import JobConflictError
+from nextoffer.jobs.broker import (
+    PRECOMPUTE_CHUNK,
+    RUN_JOB,
+    RUN_SCHEDULED,
+    job_signature,
+    settings_of,
+)
+from nextoffer.jobs.context import JobContext
+from nextoffer.jobs.runner import run_exclusive
 from nextoffer.models.offer_model import OfferModel
 from nextoffer.observe.logs import correlation_id
-from nextoffer.ops.jobs import JobConflictError, run_exclusive
-from nextoffer.pipelines.champions import Champion, load_offer_version
-from nextoffer.pipelines.jobs import JobContext
 from nextoffer.pipelines.precompute import Chunk, load_catalogue, precompute_chunk
 from nextoffer.registry.mlflow_registry import ModelRegistry
+from nextoffer.scoring.champions import Champion, load_offer_version
+from nextoffer.store import OperationalError
 from nextoffer.store.engine import make_engine
-from nextoffer.worker.app import PRECOMPUTE_CHUNK, RUN_JOB, job_signature, settings_of
 from nextoffer.worker.fanout import job_context
-from nextoffer.worker.schedule import RUN_SCHEDULED
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +64,7 @@ class _Process:
         champion = self.offers.get(version)
         if champion is None:
             self.offers.clear()  # one model in memory: the version of the run under way
-            champion = self.offers[version] = load_offer_version(self.context.registry, version)
+            champion = self.offers[version] = load_offer_version(self.context.models(), version)
         return champion
 
 
@@ -76,7 +83,11 @@ def _process(app: Celery) -> _Process:
 
 @_task(RUN_JOB)
 def run_job_task(self: Any, kind: str, params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """Run job `kind` (etl, training, precompute), recorded in `job_runs` under `run_id`."""
+    """Run job `kind` of the catalogue, recorded in `job_runs` under `run_id`.
+
+    Refused because the job runs elsewhere: nothing is recorded, and the task ends as
+    ignored, neither succeeded nor failed, which also stops the rest of a chain.
+    """
     token = correlation_id.set(run_id)
     try:
         log.info("job %s started", kind, extra={"job": kind, "pid": os.getpid()})
@@ -85,7 +96,7 @@ def run_job_task(self: Any, kind: str, params: dict[str, Any], run_id: str) -> d
         return counts
     except JobConflictError as exc:
         log.warning("job %s refused: %s", kind, exc, extra={"job": kind})
-        return {}
+        raise Ignore() from None
     finally:
         correlation_id.reset(token)
 

@@ -7,7 +7,8 @@ from fastapi import APIRouter, Request
 from nextoffer.api.deps import PlatformDep
 from nextoffer.api.problems import ProblemError
 from nextoffer.api.schemas import TokenIn, TokenOut
-from nextoffer.serving.accounts import authenticate, issue_token
+from nextoffer.serving.tokens import issue_token
+from nextoffer.serving.users import authenticate
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 

@@ -41,17 +41,7 @@ def get_offers(
     answer = answer_offers(
         services, OfferRequest(customer_id, k=k, channel=channel, session_id=session_id)
     )
-    return OffersOut.model_validate(
-        {
-            "customer_id": answer.customer_id,
-            "offers": [o.to_dict() for o in answer.offers],
-            "source": answer.source.value,
-            "model_version": answer.model_version,
-            "degraded": answer.degraded,
-            "notes": answer.notes,
-            "experiment": dataclasses.asdict(answer.experiment) if answer.experiment else None,
-        }
-    )
+    return OffersOut.model_validate(answer)
 
 
 @router.get("/{customer_id}/churn-risk", response_model=ChurnRiskOut, summary="Churn risk")

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Path, Query
 from nextoffer.api.deps import Operator, ServicesDep, Viewer
 from nextoffer.api.schemas import ExperimentIn, ExperimentOut, ExperimentResultsOut
 from nextoffer.domain.experiments import Strategy, Variant
-from nextoffer.serving import experiments as store
-from nextoffer.serving.experiments import ExperimentRecord
+from nextoffer.store import experiments as store
+from nextoffer.store.experiments import ExperimentRecord
 from nextoffer.usecases.experiments import start_experiment, stop_experiment
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from nextoffer.api.deps import PlatformDep, ServicesDep, require
 from nextoffer.api.schemas import ComponentOut, ReadyOut
 from nextoffer.domain.roles import Role
+from nextoffer.store.engine import ping
 
 router = APIRouter(tags=["health"])
 
@@ -36,8 +36,7 @@ def ready(services: ServicesDep, response: Response) -> ReadyOut:
     """
     components: dict[str, ComponentOut] = {}
     try:
-        with services.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(services.engine)
         components["database"] = ComponentOut(status="ok")
     except Exception as exc:
         components["database"] = ComponentOut(status="down", detail=type(exc).__name__)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -11,7 +10,8 @@ from nextoffer.api.deps import Admin, Operator, ServicesDep
 from nextoffer.api.problems import ProblemError
 from nextoffer.api.schemas import DecisionOut, JobIn, JobOut, ModelsOut, ModelVersionOut, PromoteIn
 from nextoffer.pipelines.train import KINDS
-from nextoffer.store.runs import get_run
+from nextoffer.store.reads.jobs import RunView
+from nextoffer.usecases import jobs
 from nextoffer.usecases.models import promote_model, roll_back_model
 
 router = APIRouter(prefix="/v1", tags=["operations"])
@@ -71,9 +71,13 @@ def promote(
 
 @router.post("/jobs", response_model=JobOut, status_code=202, summary="Start a job")
 def start_job(body: JobIn, services: ServicesDep, caller: Operator) -> JobOut:
-    """Start a job in the background (one of a kind at a time); poll it by its id."""
-    run_id = services.jobs.start(body.kind, dict(body.params), f"{caller.kind}:{caller.id}")
-    return _job(services, run_id)
+    """Start a job in the background (one of a kind at a time); poll it by its id.
+
+    An unknown job answers 422, one of its kind already running 409, a broker that cannot
+    take it 503 (the domain errors' problem types, api/problems.py).
+    """
+    run = jobs.start_job(services, body.kind, body.params, f"{caller.kind}:{caller.id}")
+    return _job(run)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's status")
@@ -83,24 +87,16 @@ def job_status(
     _caller: Operator,
 ) -> JobOut:
     """Status, counts and timing of a job run."""
-    return _job(services, job_id)
+    return _job(jobs.job_run(services, job_id))
 
 
-def _job(services: ServicesDep, run_id: str) -> JobOut:
-    run = get_run(services.engine, run_id)
-    if run is None:
-        raise ProblemError(404, f"no job {run_id}")
+def _job(run: RunView) -> JobOut:
     return JobOut(
         job_id=run.run_id,
         kind=run.job,
         status=run.status,
-        started_at=_utc(run.started_at),
-        finished_at=None if run.finished_at is None else _utc(run.finished_at),
-        counts=run.counts or {},
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        counts=run.counts,
         message=run.message,
     )
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite gives stored UTC times back naive; the API always answers with an offset."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

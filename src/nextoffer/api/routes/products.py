@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from nextoffer.api.deps import ServicesDep, Viewer
-from nextoffer.api.schemas import ProductOut, ProductPageOut, SimilarOut
+from nextoffer.api.schemas import ProductPageOut, SimilarOut
 from nextoffer.domain.vocabulary import ID_PATTERN
 from nextoffer.serving import insights
 from nextoffer.store.reads import catalogue
@@ -33,7 +33,7 @@ def list_products(
         total=total,
         limit=limit,
         offset=offset,
-        items=[ProductOut.model_validate(dataclasses.asdict(p)) for p in items],
+        items=items,
     )
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
 
 from nextoffer.store.reads._sql import Bind, connect
-from nextoffer.store.schema import Product, Subscription
+from nextoffer.store.schema import Product, Subscription, Transaction, UserFeatures
 
 
 @dataclass(frozen=True)
@@ -115,3 +115,24 @@ def product_categories(bind: Bind) -> list[str]:
     """The categories in the catalogue (a small table)."""
     with connect(bind) as conn:
         return sorted(str(c) for c in conn.execute(select(Product.category).distinct()).scalars())
+
+
+def acquisitions_by_segment(
+    bind: Bind, types: Sequence[str], window: timedelta
+) -> list[tuple[int | None, str, int]]:
+    """(segment, product, count) of transactions of `types` in the last `window` of data.
+
+    The window ends at the newest transaction, not now, so an old extract still counts.
+    Customers without features have segment None. Empty when there are no transactions.
+    """
+    with connect(bind) as conn:
+        newest = conn.execute(select(func.max(Transaction.ts))).scalar()
+        if newest is None:
+            return []
+        rows = conn.execute(
+            select(UserFeatures.segment_id, Transaction.product_id, func.count())
+            .join(UserFeatures, UserFeatures.customer_id == Transaction.customer_id, isouter=True)
+            .where(Transaction.ts >= newest - window, Transaction.type.in_(list(types)))
+            .group_by(UserFeatures.segment_id, Transaction.product_id)
+        ).all()
+    return [(segment, str(product), int(n)) for segment, product, n in rows]

@@ -160,3 +160,22 @@ def score_history(bind: Bind, customer_id: str, limit: int) -> list[ScoreRecord]
             ScoreRecord(r.scored_at, float(r.score), r.band, r.model_version, list(reasons or []))
         )
     return out
+
+
+def latest_scores(bind: Bind, between: tuple[str, str] | None = None) -> dict[str, float]:
+    """Each customer's most recent churn score, for the ids in `between` (or everyone)."""
+    newest = select(ChurnScore.customer_id, func.max(ChurnScore.scored_at).label("at"))
+    if between is not None:
+        # Bounded inside the grouping too: a bound on the outer query alone is not pushed
+        # into it, and every score of every customer would be grouped for each live answer.
+        newest = newest.where(ChurnScore.customer_id.between(*between))
+    newest_at = newest.group_by(ChurnScore.customer_id).subquery()
+    query = select(ChurnScore.customer_id, ChurnScore.score).join(
+        newest_at,
+        (ChurnScore.customer_id == newest_at.c.customer_id)
+        & (ChurnScore.scored_at == newest_at.c.at),
+    )
+    if between is not None:
+        query = query.where(ChurnScore.customer_id.between(*between))
+    with connect(bind) as conn:
+        return {str(customer): float(score) for customer, score in conn.execute(query)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select
 
@@ -229,19 +230,21 @@ class SegmentRecord:
     size: int
 
 
-def _segment_record(
-    customer_id: str,
-    segment_id: int,
-    as_of: datetime,
-    known: object,
-    name: str | None,
-    description: str | None,
-    size: int | None,
-) -> SegmentRecord:
-    if known is None:
-        return SegmentRecord(customer_id, segment_id, as_of, False, f"segment {segment_id}", "", 0)
+def _segment_record(customer_id: str, row: Any) -> SegmentRecord:
+    # `known` is the segments table's id: None when the features name an unknown segment.
+    segment_id = int(row.segment_id or 0)
+    if row.known is None:
+        return SegmentRecord(
+            customer_id, segment_id, row.as_of, False, f"segment {row.segment_id}", "", 0
+        )
     return SegmentRecord(
-        customer_id, segment_id, as_of, True, str(name), str(description), int(size or 0)
+        customer_id,
+        segment_id,
+        row.as_of,
+        True,
+        str(row.name),
+        str(row.description),
+        int(row.size or 0),
     )
 
 
@@ -263,7 +266,7 @@ def segment_of(bind: Bind, customer_id: str) -> SegmentRecord | None:
         row = conn.execute(query).first()
     if row is None or row.segment_id is None:
         return None
-    return _segment_record(customer_id, int(row.segment_id), row.as_of, *row[2:])
+    return _segment_record(customer_id, row)
 
 
 def segments_between(bind: Bind, first: str, last: str) -> list[SegmentRecord]:
@@ -283,7 +286,20 @@ def segments_between(bind: Bind, first: str, last: str) -> list[SegmentRecord]:
     )
     with connect(bind) as conn:
         rows = conn.execute(query).all()
-    return [
-        _segment_record(customer_id, int(segment_id or 0), as_of, *rest)
-        for customer_id, segment_id, as_of, *rest in rows
-    ]
+    return [_segment_record(str(row.customer_id), row) for row in rows]
+
+
+def held_products(bind: Bind, customer_id: str) -> set[str]:
+    """The products of the customer's open subscriptions (no end date)."""
+    query = select(Subscription.product_id).where(
+        Subscription.customer_id == customer_id, Subscription.end_date.is_(None)
+    )
+    with connect(bind) as conn:
+        return {str(p) for p in conn.execute(query).scalars()}
+
+
+def ids_with_features(bind: Bind) -> list[str]:
+    """Every customer id that has a `user_features` row, in id order."""
+    query = select(UserFeatures.customer_id).order_by(UserFeatures.customer_id)
+    with connect(bind) as conn:
+        return [str(c) for c in conn.execute(query).scalars()]

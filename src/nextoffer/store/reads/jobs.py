@@ -13,9 +13,10 @@ from nextoffer.store.reads._sql import Bind, connect
 from nextoffer.store.runs import FAILED, SUCCEEDED
 from nextoffer.store.schema import JobRun
 
-# Job names as recorded in job_runs: the CLI and the API name the same work differently.
+# Job names as recorded in job_runs (nextoffer.jobs.catalogue). Data is fresh after an
+# `etl` or an `ingest` run, whichever came last.
 ETL_JOBS = ("ingest", "etl")
-TRAINING_JOBS = ("train", "training")
+TRAINING_JOBS = ("training",)
 BACKUP_JOBS = ("backup",)
 FRESHNESS_JOBS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ETL / ingest", ETL_JOBS),
@@ -58,6 +59,13 @@ def _run(row: Any) -> RunView:
         counts=counts,
         message=row.message,
     )
+
+
+def run_by_id(bind: Bind, run_id: str) -> RunView | None:
+    """One run by its id, or None."""
+    with connect(bind) as conn:
+        row = conn.execute(select(JobRun).where(JobRun.run_id == run_id)).first()
+    return None if row is None else _run(row)
 
 
 def latest_run(bind: Bind, jobs: Sequence[str], status: str | None = None) -> RunView | None:

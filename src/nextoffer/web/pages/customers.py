@@ -11,10 +11,8 @@ from starlette.responses import RedirectResponse, Response
 from nextoffer.domain.errors import InvalidRequestError, NotFoundError
 from nextoffer.domain.roles import Role
 from nextoffer.domain.vocabulary import ID_PATTERN, EventType
-from nextoffer.serving import insights
 from nextoffer.store.reads import customers
-from nextoffer.store.runs import utcnow
-from nextoffer.usecases.offers import OfferRequest, answer_offers
+from nextoffer.usecases.customers import customer_360
 from nextoffer.usecases.responses import OfferResponse, record_responses
 from nextoffer.web.charts import Series, line_chart, percent
 from nextoffer.web.console import (
@@ -76,22 +74,13 @@ def customer(
     request: Request, console: ConsoleDep, session: SessionDep, customer_id: CustomerId
 ) -> Response:
     """Everything about one customer, with the offers exactly as the API answers them."""
-    services = console.services
-    engine = services.engine
-    profile = customers.profile(engine, customer_id)
-    if profile is None:
-        raise PageError(404, "No such customer", f"There is no customer with id {customer_id}.")
     try:
-        segment = insights.segment_of(engine, services.cache, customer_id)
+        view = customer_360(console.services, customer_id, history=HISTORY, recent=RECENT)
     except NotFoundError:
-        segment = None
-    try:
-        risk = insights.churn_risk(engine, services.state, customer_id, HISTORY)
-    except NotFoundError:
-        risk = None
-    # The same use case as GET /v1/customers/{id}/offers, with the default k.
-    answer = answer_offers(services, OfferRequest(customer_id))
-    today = utcnow().date()
+        raise PageError(
+            404, "No such customer", f"There is no customer with id {customer_id}."
+        ) from None
+    risk = view.risk
     risk_chart = None
     if risk is not None and risk.history:
         points = risk.history
@@ -110,15 +99,15 @@ def customer(
         console,
         "customer.html",
         {
-            "title": profile.display_name,
-            "profile": profile,
-            "segment": segment,
+            "title": view.profile.display_name,
+            "profile": view.profile,
+            "segment": view.segment,
             "risk": risk,
             "risk_chart": risk_chart,
-            "answer": answer,
-            "holdings": customers.holdings(engine, customer_id, today),
-            "transactions": customers.recent_transactions(engine, customer_id, RECENT),
-            "events": customers.recent_events(engine, customer_id, RECENT),
+            "answer": view.offers,
+            "holdings": view.holdings,
+            "transactions": view.transactions,
+            "events": view.events,
             "can_respond": session.can(Role.WRITER),
         },
     )

@@ -12,13 +12,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from nextoffer.api.problems import ProblemError
 from nextoffer.domain.errors import NextOfferError
 from nextoffer.domain.roles import Role
-from nextoffer.pipelines.jobs import JOB_KINDS
 from nextoffer.pipelines.train import KINDS
 from nextoffer.store.reads import churn, jobs, quarantine
 from nextoffer.store.runs import SUCCEEDED
+from nextoffer.usecases import jobs as job_usecases
 from nextoffer.web.console import (
     ConsoleDep,
     FormSessionDep,
@@ -86,7 +85,7 @@ def data(
             "freshness": freshness,
             "churn_scored_at": churn.latest_scored_at(engine),
             "can_start": session.can(Role.OPERATOR),
-            "job_kinds": JOB_KINDS,
+            "job_kinds": job_usecases.CONSOLE_JOBS,
             "model_kinds": KINDS,
             "ingest_source": bool(console.settings.ingest_source),
             "csv_link": "/data/quarantine.csv"
@@ -172,9 +171,8 @@ def start_job(
         chosen = [m for m in (models or []) if m in KINDS]
         params["models"] = chosen or list(KINDS)
     try:
-        run_id = console.services.jobs.start(kind, params, f"user:{session.username}")
-    except ProblemError as exc:
-        return redirect(console, "/data", f"Not started: {exc.detail}", "error")
+        by = f"user:{session.username}"
+        run_id = job_usecases.start_job(console.services, kind, params, by).run_id
     except NextOfferError as exc:
         return redirect(console, "/data", f"Not started: {exc}", "error")
     return redirect(console, "/data", f"Started {kind} job {run_id}.")

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from nextoffer.domain.errors import NextOfferError, NotFoundError
 from nextoffer.domain.experiments import MAX_VARIANTS, Strategy, Variant
 from nextoffer.domain.roles import Role
-from nextoffer.serving import experiments as store
+from nextoffer.store import experiments as store
 from nextoffer.usecases.experiments import start_experiment, stop_experiment
 from nextoffer.web.charts import Interval, interval_chart
 from nextoffer.web.console import (

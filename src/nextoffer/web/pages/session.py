@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from nextoffer.serving.accounts import PASSWORD_MAX, authenticate
+from nextoffer.serving.users import PASSWORD_MAX, authenticate
 from nextoffer.web.auth import CSRF_FIELD, safe_next
 from nextoffer.web.console import ConsoleDep, FormSessionDep, PageError, limit, render
 

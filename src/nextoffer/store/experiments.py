@@ -1,11 +1,11 @@
-"""A/B experiments in the database: create, list, stop, and results from the offer events."""
+"""A/B experiments in the database: create, list, stop, and per-variant offer-event counts."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Row, case, func, insert, select, update
@@ -24,6 +24,7 @@ from nextoffer.domain.experiments import (
     variant_results,
 )
 from nextoffer.domain.vocabulary import EventType
+from nextoffer.store.reads.offers import OFFER_EVENTS
 from nextoffer.store.runs import utcnow
 from nextoffer.store.schema import Event, Experiment
 
@@ -41,13 +42,6 @@ _COLUMNS = (
     Experiment.created_at,
     Experiment.stopped_at,
     Experiment.created_by,
-)
-
-_OFFER_EVENTS = (
-    EventType.OFFER_IMPRESSION,
-    EventType.OFFER_CLICK,
-    EventType.OFFER_ACCEPT,
-    EventType.OFFER_DECLINE,
 )
 
 
@@ -194,7 +188,7 @@ def experiment_counts(engine: Engine, experiment_id: str) -> list[VariantCounts]
         .where(
             Event.experiment_id == experiment_id,
             Event.variant.in_(names),
-            Event.event_type.in_([t.value for t in _OFFER_EVENTS]),
+            Event.event_type.in_(OFFER_EVENTS),
         )
         .group_by(Event.variant)
     )
@@ -240,11 +234,6 @@ def _variant_from_json(data: dict[str, Any]) -> Variant:
     )
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite hands timezone-aware columns back naive; they were written in UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _record(row: Row[Any]) -> ExperimentRecord:
     return ExperimentRecord(
         experiment_id=row.experiment_id,
@@ -253,7 +242,7 @@ def _record(row: Row[Any]) -> ExperimentRecord:
             ExperimentUnit(row.unit), tuple(_variant_from_json(v) for v in row.variants)
         ),
         status=ExperimentStatus(row.status),
-        created_at=_aware(row.created_at),
-        stopped_at=_aware(row.stopped_at) if row.stopped_at is not None else None,
+        created_at=row.created_at,
+        stopped_at=row.stopped_at,
         created_by=row.created_by,
     )

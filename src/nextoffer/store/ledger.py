@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -120,14 +120,7 @@ def list_entries(
             rows_loaded=int(r.rows_loaded),
             rows_quarantined=int(r.rows_quarantined),
             etag=r.etag,
-            loaded_at=_utc(r.loaded_at),
+            loaded_at=r.loaded_at,
         )
         for r in rows
     ]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; every time the store writes is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)

@@ -1,0 +1,70 @@
+"""MLflow models-from-code entry for the churn model: one row per customer in, churn risk out.
+
+MLflow runs this file when it loads a `nextoffer-churn` version (`mlflow.pyfunc.load_model(
+"models:/nextoffer-churn@champion")`); the model's own files (JSON, LightGBM text) are its
+`model` artifact and `ChurnModel.load` reads them: nothing is unpickled. nextoffer itself
+imports this module only in `registry.pyfunc.write_pyfunc`, after `prepare_mlflow()`.
+
+Input: the model's feature columns (numbers and 0/1 flags as float64, categories as text).
+Output: the calibrated churn probability of each row, as nextoffer's churn scoring gives it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models.signature import ModelSignature
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
+from mlflow.types.schema import ColSpec, DataType, Schema
+
+from nextoffer.models.churn import SCHEMA_FILE, ChurnModel
+from nextoffer.models.tabular import TableSchema
+
+OUTPUT = "churn_probability"
+
+
+class ChurnPyfunc(PythonModel):
+    """The churn model as an MLflow pyfunc: `predict(frame)` → calibrated probabilities."""
+
+    model: ChurnModel | None = None
+
+    def load_context(self, context: PythonModelContext) -> None:
+        """Read the model's own files (the `model` artifact)."""
+        self.model = ChurnModel.load(Path(context.artifacts["model"]))
+
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """One row per input row: the churn probability."""
+        del context, params
+        if self.model is None:
+            raise RuntimeError("the churn model is not loaded (load_context was not called)")
+        frame = pd.DataFrame(model_input)
+        scores = np.asarray(self.model.predict_proba(frame), dtype=np.float64)
+        return pd.DataFrame({OUTPUT: scores}, index=frame.index)
+
+
+def signature(model_dir: Path) -> ModelSignature | None:
+    """The columns the model's schema reads; None when the folder has no schema."""
+    path = model_dir / SCHEMA_FILE
+    if not path.is_file():
+        return None
+    schema = TableSchema.from_dict(json.loads(path.read_text()))
+    inputs = Schema(
+        [
+            *(ColSpec(DataType.double, name) for name in (*schema.numeric, *schema.boolean)),
+            *(ColSpec(DataType.string, column.name) for column in schema.categorical),
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(DataType.double, OUTPUT)]))
+
+
+mlflow.models.set_model(ChurnPyfunc())

@@ -1,0 +1,112 @@
+"""MLflow models-from-code entry for the offers model: one row per customer in, propensities out.
+
+MLflow runs this file when it loads a `nextoffer-offers` version (`mlflow.pyfunc.load_model(
+"models:/nextoffer-offers@champion")`); the model's own files (JSON, npz, LightGBM text)
+are its `model` artifact and `OfferModel.load` reads them: nothing is unpickled. nextoffer
+itself imports this module only in `registry.pyfunc.write_pyfunc`, after `prepare_mlflow()`.
+
+Input: the customer feature columns (numbers as float64, MLflow refuses int64 → double;
+categories as text; `segment_id` as an integer), and `held` / `history`, each a list of
+product ids (held on the scoring day / ever held or acquired). Output: one column per
+product, the purchase propensity the ranker gives, NaN where the product is not a candidate
+(held, inactive, or on no recommender's shortlist), exactly as nextoffer's scorer computes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from mlflow.models.signature import ModelSignature
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
+from mlflow.types.schema import Array, ColSpec, DataType, Schema
+
+from nextoffer.models.candidates import CUSTOMER_CATEGORICAL, CUSTOMER_NUMERIC
+from nextoffer.models.offer_model import OfferModel
+
+HELD = "held"
+HISTORY = "history"
+# The segment is an integer id; the other categories are text.
+INTEGER_CATEGORIES = ("segment_id",)
+MODEL_FILE = "offer_model.json"
+
+
+class OffersPyfunc(PythonModel):
+    """The offers model as an MLflow pyfunc: `predict(frame)` → propensity per product."""
+
+    model: OfferModel | None = None
+
+    def load_context(self, context: PythonModelContext) -> None:
+        """Read the model's own files (the `model` artifact)."""
+        self.model = OfferModel.load(Path(context.artifacts["model"]))
+
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """Propensities, customers × products (NaN where not a candidate)."""
+        del context, params
+        if self.model is None:
+            raise RuntimeError("the offers model is not loaded (load_context was not called)")
+        frame = pd.DataFrame(model_input)
+        products = list(self.model.products.product_ids)
+        held = product_matrix(frame[HELD], products)
+        history = product_matrix(frame[HISTORY], products)
+        features = frame.drop(columns=[HELD, HISTORY]).reset_index(drop=True)
+        propensity, _ = self.model.propensity(features, history, held)
+        return pd.DataFrame(propensity.astype(np.float64), index=frame.index, columns=products)
+
+
+def product_matrix(cells: Iterable[Any], products: Sequence[str]) -> sp.csr_matrix:
+    """Customers × products, 1 where a row's list names the product (unknown ids ignored)."""
+    column = {product: j for j, product in enumerate(products)}
+    rows: list[int] = []
+    cols: list[int] = []
+    count = 0
+    for i, items in enumerate(cells):
+        count += 1
+        if items is None or isinstance(items, float):  # a missing list: nothing held
+            continue
+        for product in items:
+            j = column.get(str(product))
+            if j is not None:
+                rows.append(i)
+                cols.append(j)
+    matrix = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(count, len(products))
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def signature(model_dir: Path) -> ModelSignature:
+    """The feature columns in; one propensity column per product out (when the files say)."""
+    inputs = Schema(
+        [
+            *(ColSpec(DataType.double, name) for name in CUSTOMER_NUMERIC),
+            *(
+                ColSpec(DataType.long if name in INTEGER_CATEGORIES else DataType.string, name)
+                for name in CUSTOMER_CATEGORICAL
+            ),
+            ColSpec(Array(DataType.string), HELD),
+            ColSpec(Array(DataType.string), HISTORY),
+        ]
+    )
+    meta = model_dir / MODEL_FILE
+    if not meta.is_file():
+        return ModelSignature(inputs=inputs)
+    products = json.loads(meta.read_text())["products"]["product_ids"]
+    outputs = Schema([ColSpec(DataType.double, str(p)) for p in products])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+mlflow.models.set_model(OffersPyfunc())

@@ -1,0 +1,38 @@
+"""Job names: runs recorded under an old name get the catalogue's name (`train` → `training`).
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-07 12:00:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0005"
+down_revision: str | None = "0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# Old name → the name of nextoffer.jobs.catalogue. Written out: a migration must not change
+# when the code it was written against does.
+RENAMED = {"train": "training"}
+
+_job_runs = sa.table("job_runs", sa.column("job", sa.String))
+
+
+def upgrade() -> None:
+    """Apply this revision."""
+    for old, new in RENAMED.items():
+        op.execute(_job_runs.update().where(_job_runs.c.job == old).values(job=new))
+
+
+def downgrade() -> None:
+    """Revert this revision: nothing to do.
+
+    The old code read both names (the console's aliases, the alerts' `train|training`), and
+    the runs renamed here cannot be told apart from `training` runs any more.
+    """

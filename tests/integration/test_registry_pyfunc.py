@@ -1,0 +1,227 @@
+"""The champions load with MLflow's own pyfunc loader, in a fresh process, and score as nextoffer does.
+
+Also: importing the registry writes no environment and imports no MLflow; building one
+switches MLflow's telemetry off before MLflow is first imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nextoffer.config import Settings
+from nextoffer.features.training import build_snapshot, current_features
+from nextoffer.models.candidates import CUSTOMER_CATEGORICAL, CUSTOMER_NUMERIC
+from nextoffer.pipelines.etl import run_ingest
+from nextoffer.pipelines.features import run_features
+from nextoffer.pipelines.train import TrainOverrides, run_training
+from nextoffer.registry.mlflow_registry import ModelRegistry
+from nextoffer.scoring.champions import load_churn_champion, load_offer_champion
+from nextoffer.scoring.churn import churn_frame
+from nextoffer.store import migrate
+from nextoffer.store.engine import make_engine
+from nextoffer.synth.generator import generate_world
+
+# MLflow's own SQLAlchemy models use a deprecated loader; nothing we can act on.
+pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")
+
+CUSTOMERS = 1500
+SCORED = 200
+PINNED = TrainOverrides(churn={"num_leaves": 7, "num_boost_round": 100})
+
+# Run by a fresh interpreter: MLflow's loader only, with the tracking URI as its argument.
+# It writes the scores of both champions for the customers in the input files.
+LOAD_WITH_MLFLOW = textwrap.dedent(
+    """
+    import json
+    import sys
+
+    import mlflow
+    import pandas as pd
+
+    tracking_uri, folder = sys.argv[1], sys.argv[2]
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    loaded = [name for name in sys.modules if name.startswith("nextoffer.registry")]
+    for kind in ("offers", "churn"):
+        model = mlflow.pyfunc.load_model(f"models:/nextoffer-{kind}@champion")
+        frame = pd.read_parquet(f"{folder}/{kind}-input.parquet")
+        pd.DataFrame(model.predict(frame)).to_parquet(f"{folder}/{kind}-output.parquet")
+    # nextoffer's registry (its downloader and loader) played no part.
+    loaded += [name for name in sys.modules if name.startswith("nextoffer.registry")]
+    print(json.dumps(sorted(set(loaded))))
+    """
+)
+
+
+@dataclass
+class Trained:
+    settings: Settings
+    registry: ModelRegistry
+    features: pd.DataFrame
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+    root = tmp_path_factory.mktemp("pyfunc-world")
+    generate_world(root / "data", CUSTOMERS, seed=11)
+    settings = Settings(
+        database_url=f"sqlite:///{root / 'nextoffer.db'}",
+        var_dir=root / "var",
+        registry_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifacts_url=f"file://{root / 'artifacts'}",
+        train_threads=1,
+    )
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    run_ingest(engine, settings, root / "data")
+    run_features(engine, settings)
+    registry = ModelRegistry.from_settings(settings)
+    run_training(engine, settings, registry, overrides=PINNED, score=False)
+    with engine.connect() as conn:
+        features = current_features(conn).iloc[:SCORED].reset_index(drop=True)
+    engine.dispose()
+    yield Trained(settings, registry, features)
+
+
+def test_champions_load_with_mlflow_pyfunc_in_a_fresh_process(
+    trained: Trained, tmp_path: Path
+) -> None:
+    offers = load_offer_champion(trained.registry).model
+    churn = load_churn_champion(trained.registry).model
+    engine = make_engine(trained.settings.database_url)
+    with engine.connect() as conn:
+        snapshot = build_snapshot(
+            conn,
+            datetime.now(UTC),
+            list(offers.products.product_ids),
+            segments=trained.settings.segments,
+            seed=trained.settings.random_seed,
+            features=trained.features,
+            only_listed=True,
+        )
+    engine.dispose()
+    assert len(snapshot.features) == SCORED
+    # nextoffer's scores: the propensities its offer scorer arbitrates, the churn risk.
+    expected_offers = offers.propensity(snapshot.features, snapshot.history, snapshot.held)[0]
+    expected_churn = churn.predict_proba(churn_frame(snapshot.features))
+
+    # The same customers as the signatures ask for them: numbers as float64, holdings as
+    # lists of product ids.
+    products = np.array(offers.products.product_ids)
+    offers_input = snapshot.features.loc[:, [*CUSTOMER_NUMERIC, *CUSTOMER_CATEGORICAL]]
+    offers_input = offers_input.astype({c: "float64" for c in CUSTOMER_NUMERIC})
+    offers_input["held"] = [list(products[row.indices]) for row in snapshot.held]
+    offers_input["history"] = [list(products[row.indices]) for row in snapshot.history]
+    offers_input.to_parquet(tmp_path / "offers-input.parquet")
+    schema = churn.schema
+    churn_input = churn_frame(snapshot.features).loc[:, list(schema.features)]
+    churn_input = churn_input.astype({c: "float64" for c in (*schema.numeric, *schema.boolean)})
+    churn_input.to_parquet(tmp_path / "churn-input.parquet")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NEXTOFFER_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_WITH_MLFLOW, trained.registry.tracking_uri, str(tmp_path)],
+        env={**env, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+    got_offers = pd.read_parquet(tmp_path / "offers-output.parquet")
+    assert list(got_offers.columns) == list(products)
+    np.testing.assert_allclose(
+        got_offers.to_numpy(), expected_offers.astype(np.float64), atol=1e-9, rtol=0
+    )
+    # Every customer has candidates: the comparison is not NaN against NaN only.
+    assert np.isfinite(got_offers.to_numpy()).any(axis=1).all()
+    got_churn = pd.read_parquet(tmp_path / "churn-output.parquet")
+    assert list(got_churn.columns) == ["churn_probability"]
+    np.testing.assert_allclose(
+        got_churn["churn_probability"].to_numpy(), expected_churn, atol=1e-9, rtol=0
+    )
+
+
+def test_the_version_holds_our_files_and_the_pyfunc_wrapper(
+    trained: Trained, tmp_path: Path
+) -> None:
+    champion = trained.registry.champion("offers")
+    assert champion is not None
+    artifacts = Path(trained.registry.artifacts_url.removeprefix("file://"))
+    folder = artifacts / "nextoffer" / champion.run_id / "artifacts" / "model"
+    mlmodel = (folder / "MLmodel").read_text()
+    # Models from code: the entry script beside the files, and no pickled model anywhere.
+    assert "loader_module: mlflow.pyfunc.loaders.code_model" in mlmodel
+    assert "model_code_path: offers_model.py" in mlmodel
+    assert (folder / "offers_model.py").is_file() and (folder / "offer_model.json").is_file()
+    assert not list(folder.rglob("*.pkl")) and "python_model.pkl" not in mlmodel
+
+    # nextoffer's download is the model's own files only, as before.
+    got = trained.registry.download("offers", dst=tmp_path / "offers")
+    names = {p.name for p in got.iterdir()}
+    assert "offer_model.json" in names
+    assert not names & {"MLmodel", "offers_model.py", "requirements.txt", "conda.yaml"}
+
+
+def test_registry_import_sets_nothing_and_telemetry_is_off_before_mlflow(tmp_path: Path) -> None:
+    probe = textwrap.dedent(
+        """
+        import json, os, sys
+
+        seen = {}
+
+        class Watch:
+            # Records the environment at the moment MLflow is first imported.
+            def find_spec(self, name, path=None, target=None):
+                if name == "mlflow" and "mlflow" not in seen:
+                    seen["mlflow"] = os.environ.get("MLFLOW_DISABLE_TELEMETRY")
+                return None
+
+        sys.meta_path.insert(0, Watch())
+        before = dict(os.environ)
+        import nextoffer.registry.mlflow_registry as reg
+        imported = "mlflow" in sys.modules
+        unchanged = dict(os.environ) == before
+        reg.ModelRegistry(f"sqlite:///{sys.argv[1]}/mlflow.db", f"file://{sys.argv[1]}/art")
+        from mlflow.telemetry import get_telemetry_client
+
+        print(json.dumps({
+            "imported_on_import": imported,
+            "env_unchanged_on_import": unchanged,
+            "telemetry_at_first_import": seen.get("mlflow"),
+            "client": get_telemetry_client() is not None,
+        }))
+        """
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "imported_on_import": False,
+        "env_unchanged_on_import": True,
+        "telemetry_at_first_import": "true",
+        "client": False,
+    }
