@@ -13,6 +13,7 @@ from nextoffer.store.engine import make_engine
 from nextoffer.store.migrate import upgrade
 from nextoffer.store.reads import catalogue as catalogue_reads
 from nextoffer.store.reads import churn as churn_reads
+from nextoffer.store.reads import contacts as contacts_reads
 from nextoffer.store.reads import customers as customers_reads
 from nextoffer.store.reads import jobs as jobs_reads
 from nextoffer.store.reads import kpis as kpis_reads
@@ -311,3 +312,39 @@ def test_runs_newest_first_by_key_and_latest_success(engine: Engine) -> None:
     assert ok is not None and ok.run_id == "R0"
     assert jobs_reads.latest_run(engine, jobs_reads.BACKUP_JOBS) is None
     assert jobs_reads.job_names(engine) == ["etl", "features", "ingest", "train", "training"]
+
+
+def test_churn_bands_and_revenue_at_risk_are_one_definition(engine: Engine) -> None:
+    # The gauge, the KPIs and the console all read these: the latest scoring only.
+    assert churn_reads.band_counts(engine) == {"high": 2, "low": 1}
+    assert churn_reads.revenue_at_risk(engine) == pytest.approx(10 + 11)
+    scored_at = churn_reads.latest_scored_at(engine)
+    assert scored_at == NOW - timedelta(hours=3) and scored_at.tzinfo is not None
+    earlier = NOW - timedelta(days=7)
+    assert churn_reads.band_counts(engine, earlier) == {"low": 1, "high": 1}
+    assert churn_reads.revenue_at_risk(engine, earlier) == pytest.approx(13)  # C4
+    assert churn_reads.latest_scores(engine) == {
+        "C1": pytest.approx(0.6),
+        "C2": pytest.approx(0.5),
+        "C3": pytest.approx(0.1),
+        "C4": pytest.approx(0.9),
+    }
+    assert churn_reads.latest_scores(engine, ("C1", "C2")) == {
+        "C1": pytest.approx(0.6),
+        "C2": pytest.approx(0.5),
+    }
+
+
+def test_contact_reads_and_holdings(engine: Engine) -> None:
+    assert customers_reads.held_products(engine, "C1") == {"P1", "P2"}
+    assert customers_reads.held_products(engine, "C3") == set()  # ends later: not open
+    assert offers_reads.offer_event_counts(engine, NOW - timedelta(days=30)) == {
+        "offer_impression": 10,
+        "offer_click": 2,
+        "offer_accept": 3,
+        "offer_decline": 1,
+    }
+    accepted = contacts_reads.accepted_products(engine, NOW - timedelta(days=30))
+    assert dict(accepted) == {"C1": {"P1"}}
+    assert contacts_reads.accepted_products(engine, NOW, ("C2", "C9"))["C2"] == set()
+    assert dict(contacts_reads.shown_counts(engine, NOW - timedelta(days=30))) == {}

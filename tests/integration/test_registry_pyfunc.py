@@ -134,6 +134,7 @@ def test_champions_load_with_mlflow_pyfunc_in_a_fresh_process(
     done = subprocess.run(
         [sys.executable, "-c", LOAD_WITH_MLFLOW, trained.registry.tracking_uri, str(tmp_path)],
         env={**env, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
@@ -156,25 +157,36 @@ def test_champions_load_with_mlflow_pyfunc_in_a_fresh_process(
     )
 
 
-def test_the_version_holds_our_files_and_the_pyfunc_wrapper(
+def test_the_run_keeps_our_files_and_the_version_is_a_models_from_code_pyfunc(
     trained: Trained, tmp_path: Path
 ) -> None:
-    champion = trained.registry.champion("offers")
-    assert champion is not None
-    artifacts = Path(trained.registry.artifacts_url.removeprefix("file://"))
-    folder = artifacts / "nextoffer" / champion.run_id / "artifacts" / "model"
-    mlmodel = (folder / "MLmodel").read_text()
-    # Models from code: the entry script beside the files, and no pickled model anywhere.
-    assert "loader_module: mlflow.pyfunc.loaders.code_model" in mlmodel
-    assert "model_code_path: offers_model.py" in mlmodel
-    assert (folder / "offers_model.py").is_file() and (folder / "offer_model.json").is_file()
-    assert not list(folder.rglob("*.pkl")) and "python_model.pkl" not in mlmodel
+    from mlflow import MlflowClient
 
-    # nextoffer's download is the model's own files only, as before.
-    got = trained.registry.download("offers", dst=tmp_path / "offers")
-    names = {p.name for p in got.iterdir()}
-    assert "offer_model.json" in names
-    assert not names & {"MLmodel", "offers_model.py", "requirements.txt", "conda.yaml"}
+    registry = trained.registry
+    champion = registry.champion("offers")
+    assert champion is not None
+    client = MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)
+    version = client.get_model_version("nextoffer-offers", str(champion.version))
+    assert version.run_id == champion.run_id
+
+    # The run keeps the model's own files only, where backups and nextoffer's loader look.
+    artifacts = Path(registry.artifacts_url.removeprefix("file://")) / registry.experiment
+    files = artifacts / champion.run_id / "artifacts" / "model"
+    assert (files / "offer_model.json").is_file() and not (files / "MLmodel").exists()
+    got = registry.download("offers", dst=tmp_path / "offers")
+    assert sorted(p.name for p in got.iterdir()) == sorted(p.name for p in files.iterdir())
+
+    # The version is MLflow's logged model of that run: models from code, nothing pickled.
+    where = client.get_model_version_download_uri("nextoffer-offers", str(champion.version))
+    model = Path(where.removeprefix("file://"))
+    mlmodel = (model / "MLmodel").read_text()
+    assert "loader_module: mlflow.pyfunc.loaders.code_model" in mlmodel
+    assert "model_code_path:" in mlmodel and (model / "offers_model.py").is_file()
+    assert list(model.rglob("offer_model.json"))
+    assert not list(model.rglob("*.pkl")) and "python_model.pkl" not in mlmodel
+    # MLflow 3 keeps it as a logged model of the run: <experiment>/models/<model id>/artifacts.
+    assert model.parent.parent == artifacts / "models"
+    assert client.get_logged_model(model.parent.name).source_run_id == champion.run_id
 
 
 def test_registry_import_sets_nothing_and_telemetry_is_off_before_mlflow(tmp_path: Path) -> None:
@@ -213,6 +225,7 @@ def test_registry_import_sets_nothing_and_telemetry_is_off_before_mlflow(tmp_pat
     done = subprocess.run(
         [sys.executable, "-c", probe, str(tmp_path)],
         env=env,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
@@ -225,3 +238,26 @@ def test_registry_import_sets_nothing_and_telemetry_is_off_before_mlflow(tmp_pat
         "telemetry_at_first_import": "true",
         "client": False,
     }
+
+
+def test_prune_deletes_the_pyfunc_copy_too(trained: Trained, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    settings = trained.settings
+    registry = ModelRegistry(settings.registry_uri, settings.artifacts_url, keep_versions=1)
+    client = MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)
+    places: dict[int, Path] = {}
+    for number in range(2):
+        folder = tmp_path / f"model-{number}"
+        folder.mkdir()
+        (folder / "meta.json").write_text("{}")
+        # Never better than the champion: the champion and the other tests are unaffected.
+        decision = registry.register(
+            "churn", folder, params={}, metrics={"roc_auc": 0.0}, primary_metric="roc_auc"
+        )
+        assert not decision.promoted
+        uri = client.get_model_version_download_uri("nextoffer-churn", str(decision.version))
+        places[decision.version] = Path(uri.removeprefix("file://"))
+    first, second = sorted(places)
+    assert not places[first].exists() and (places[second] / "MLmodel").is_file()
+    assert [v.version for v in registry.versions("churn") if v.artifacts_deleted] == [first]

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-from sqlalchemy import Engine, create_engine, make_url, text
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.pool import NullPool
 
 from nextoffer.domain.errors import BackendUnavailableError, ConfigError
 from nextoffer.ops.manifest import BackupError
-from nextoffer.store.engine import safe_url
+from nextoffer.store import URL
+from nextoffer.store.engine import parse_database_url, safe_url
+
+# Server-level statements (CREATE/DROP DATABASE, catalogue counts) live in the store; they
+# are named here too because every caller of the PostgreSQL tools reaches them through here.
+from nextoffer.store.server import create_database as create_database
+from nextoffer.store.server import database_exists as database_exists
+from nextoffer.store.server import drop_database as drop_database
+from nextoffer.store.server import psycopg_url as psycopg_url
+from nextoffer.store.server import user_table_count as user_table_count
 
 BIN_SETTING = "NEXTOFFER_POSTGRES_BIN_DIR"
 # URL query parameters that libpq reads from the environment under another name.
@@ -64,10 +67,7 @@ def pg_program(name: str, bin_dir: str = "") -> str:
 
 def parse_url(url: str | URL, setting: str) -> URL:
     """A SQLAlchemy URL, or a ConfigError naming `setting`."""
-    try:
-        return make_url(url)
-    except ArgumentError:
-        raise ConfigError(f"{setting}: not a database URL") from None
+    return parse_database_url(url, setting)
 
 
 def libpq_env(url: str | URL, *, database: str | None = None) -> dict[str, str]:
@@ -151,90 +151,6 @@ def _first_error(text: str) -> str:
         if "error:" in line or "FATAL" in line or "ERROR" in line:
             return line[:400]
     return lines[-1][:400] if lines else ""
-
-
-def psycopg_url(url: str | URL, setting: str) -> URL:
-    """`url` with the psycopg driver (MLflow's URLs name psycopg2 or no driver at all)."""
-    parsed = parse_url(url, setting)
-    if parsed.get_backend_name() != "postgresql":
-        raise ConfigError(f"{setting}: not a PostgreSQL URL")
-    return parsed.set(drivername="postgresql+psycopg")
-
-
-def _admin_engine(url: URL) -> Engine:
-    # NullPool: these are one-off administrative connections, not a pool to keep.
-    return create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 10})
-
-
-@contextlib.contextmanager
-def _connecting(url: URL, setting: str) -> Iterator[None]:
-    try:
-        yield
-    except OperationalError as exc:
-        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise BackendUnavailableError(setting, safe_url(url), detail) from None
-
-
-def database_exists(url: str | URL, setting: str) -> bool:
-    """True when the database named in `url` exists on its server."""
-    parsed = psycopg_url(url, setting)
-    admin = parsed.set(database="postgres")
-    engine = _admin_engine(admin)
-    try:
-        with _connecting(admin, setting), engine.connect() as conn:
-            found = conn.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"),
-                {"name": parsed.database},
-            ).first()
-        return found is not None
-    finally:
-        engine.dispose()
-
-
-def create_database(url: str | URL, setting: str) -> None:
-    """Create the database named in `url` (template0, owned by the connecting user)."""
-    _on_server(url, setting, "CREATE DATABASE {name} TEMPLATE template0")
-
-
-def drop_database(url: str | URL, setting: str) -> None:
-    """Drop the database named in `url`, closing its sessions (a scratch database)."""
-    _on_server(url, setting, "DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def _on_server(url: str | URL, setting: str, statement: str) -> None:
-    """Run a database-level `statement` ({name}: the quoted name) from the `postgres` DB."""
-    parsed = psycopg_url(url, setting)
-    admin = parsed.set(database="postgres")
-    engine = _admin_engine(admin)
-    name = '"' + str(parsed.database).replace('"', '""') + '"'
-    try:
-        with (
-            _connecting(admin, setting),
-            engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
-        ):
-            conn.exec_driver_sql(statement.format(name=name))
-    finally:
-        engine.dispose()
-
-
-def user_table_count(url: str | URL, setting: str) -> int:
-    """Tables outside PostgreSQL's own schemas; 0 when the database does not exist."""
-    if not database_exists(url, setting):
-        return 0
-    parsed = psycopg_url(url, setting)
-    engine = _admin_engine(parsed)
-    try:
-        with _connecting(parsed, setting), engine.connect() as conn:
-            return int(
-                conn.exec_driver_sql(
-                    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN "
-                    "('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'"
-                ).scalar()
-                or 0
-            )
-    finally:
-        engine.dispose()
 
 
 def start_dump(

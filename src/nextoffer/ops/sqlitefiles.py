@@ -7,10 +7,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from sqlalchemy import make_url
-from sqlalchemy.exc import ArgumentError
-
 from nextoffer.domain.errors import ConfigError
+from nextoffer.store.engine import parse_database_url
 
 # gzip level 3: most of level 6's ratio on table pages at about twice the speed.
 GZIP_LEVEL = 3
@@ -19,10 +17,7 @@ _SIDE_FILES = ("-wal", "-shm", "-journal")
 
 def sqlite_path(url: str, setting: str) -> Path:
     """The file of a `sqlite:///path` URL (relative paths from the working directory)."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(f"{setting}: not a database URL") from None
+    parsed = parse_database_url(url, setting)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         raise ConfigError(f"{setting}: not a SQLite file URL")
     if parsed.database == ":memory:":

@@ -18,9 +18,8 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
-from sqlalchemy import Connection
-
 from nextoffer.ops.manifest import TableStat
+from nextoffer.store import Connection
 
 PG_METHOD = "pg-row-text-sha256-sum/1"
 SQLITE_METHOD = "sqlite-row-repr-sha256-sum/1"

@@ -23,13 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, text
-
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
 from nextoffer.ops import pgtools
 from nextoffer.ops.manifest import WAL, BackupError, Manifest, PhysicalPart
 from nextoffer.storage import ObjectStore, file_url_path
+from nextoffer.store import Engine
+from nextoffer.store.engine import server_now, server_setting
 
 DATABASE_SETTING = "NEXTOFFER_DATABASE_URL"
 PHYSICAL_DIR = "pgdata"
@@ -147,14 +147,13 @@ def base_backup(
     if start is None or timeline is None:
         raise BackupError("pg_basebackup: no START WAL LOCATION in its backup_label")
     # The server's clock, not ours: recovery targets are compared with commit times it wrote.
-    with engine.connect() as conn:
-        finished = conn.execute(text("SELECT now()")).scalar_one()
+    finished = server_now(engine)
     files = sorted(target.iterdir())
     part = PhysicalPart(
         start_wal=start.group(2),
         start_lsn=start.group(1),
         timeline=int(timeline.group(1)),
-        finished_at=finished.astimezone(UTC),
+        finished_at=finished,
         files=[p.name for p in files],
     )
     return part, files
@@ -162,8 +161,7 @@ def base_backup(
 
 def check_archiving(engine: Engine) -> None:
     """Refuse a base backup no WAL will follow: it could never recover to a later time."""
-    with engine.connect() as conn:
-        mode = str(conn.execute(text("SHOW archive_mode")).scalar_one())
+    mode = server_setting(engine, "archive_mode")
     if mode == "off":
         raise ConfigError(
             "NEXTOFFER_WAL_ARCHIVE is on, but the server's archive_mode is off: set "

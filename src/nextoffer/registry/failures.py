@@ -11,12 +11,9 @@ import re
 
 from nextoffer.domain.errors import BackendUnavailableError, NextOfferError, RegistryError
 from nextoffer.registry.urls import redact
+from nextoffer.storage import is_s3_library_error
 
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)")
-# Exceptions of these libraries are failures of a backend (recognised by the module a
-# class comes from). boto3 is optional, only s3:// needs it; the same recognition as
-# nextoffer.storage.errors.is_s3_library_error.
-_S3_LIBRARIES = {"botocore", "boto3", "s3transfer"}
 # The errors of MLflow and of its database store, by (library, class name) in the class's
 # ancestry; requests' errors are OSErrors already.
 _BACKEND_ERRORS = {("mlflow", "MlflowException"), ("sqlalchemy", "SQLAlchemyError")}
@@ -45,7 +42,7 @@ def is_backend_failure(exc: BaseException) -> bool:
 
 def is_storage_failure(exc: BaseException) -> bool:
     """True for an error of the S3 libraries: the artifact store failed, whatever the call."""
-    return _library(type(exc)) in _S3_LIBRARIES
+    return is_s3_library_error(exc)
 
 
 def translate(what: str, exc: BaseException, *, setting: str, target: str) -> NextOfferError:

@@ -351,7 +351,7 @@ class ModelRegistry:
                     )
             with self._calling(f"storing the model files of run {run_id}", artifacts=True):
                 self._client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_PATH)
-            model_id = self._log_pyfunc(experiment_id, run_id, kind, pyfunc)
+            model = self._log_pyfunc(experiment_id, run_id, kind, pyfunc)
         except BaseException:
             # A run left RUNNING forever looks like a live training job in the MLflow UI.
             with contextlib.suppress(Exception):
@@ -359,7 +359,7 @@ class ModelRegistry:
             raise
         with self._calling(f"finishing run {run_id}"):
             self._client.set_terminated(run_id, "FINISHED")
-        return run_id, f"{str(run.info.artifact_uri).rstrip('/')}/{MODEL_ARTIFACT_PATH}", model_id
+        return run_id, f"{str(run.info.artifact_uri).rstrip('/')}/{MODEL_ARTIFACT_PATH}", model
 
     def _log_pyfunc(self, experiment_id: str, run_id: str, kind: str, pyfunc: Path) -> LoggedModel:
         """The run's MLflow logged model (where MLflow 3 keeps models): the pyfunc model."""

@@ -1,18 +1,18 @@
 """The registry's two URLs made absolute and checked, and passwords masked in anything shown.
 
 This is the registry's only URL handling; the artifact files themselves are read and written
-by MLflow's own artifact repositories. `absolute_artifacts_url` does what
-`nextoffer.storage.absolute_url(url, ARTIFACTS_SETTING)` does for the other object-store URLs.
+by MLflow's own artifact repositories. Object-store URLs are made absolute the one way
+`nextoffer.storage` does it for every other store.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from nextoffer.domain.errors import ConfigError
+from nextoffer.storage import absolute_url
 
 REGISTRY_SETTING = "NEXTOFFER_REGISTRY_URI"
 ARTIFACTS_SETTING = "NEXTOFFER_ARTIFACTS_URL"
@@ -33,23 +33,8 @@ def absolute_tracking_uri(uri: str) -> str:
 
 
 def absolute_artifacts_url(url: str) -> str:
-    """`file://./var/artifacts` (relative) as an absolute file URI; other schemes unchanged.
-
-    Everything after `file://` is taken as a path, so `file://./x` and `file://x` are both
-    relative to the working directory and `file:///x` is absolute. `s3://` needs boto3.
-    """
-    if not url:
-        raise ConfigError(f"{ARTIFACTS_SETTING} is empty")
-    scheme = urlsplit(url).scheme
-    if scheme in {"", "file"}:
-        path = url.removeprefix("file:")
-        if path.startswith("//"):
-            path = path[2:]
-        path = path.removeprefix("localhost/") if path.startswith("localhost/") else path
-        return Path(path or ".").resolve().as_uri()
-    if scheme == "s3" and importlib.util.find_spec("boto3") is None:
-        raise ConfigError(f"{ARTIFACTS_SETTING}: s3:// needs the boto3 package (pip install boto3)")
-    return url
+    """`file://./var/artifacts` (relative) as an absolute file URI; other schemes unchanged."""
+    return absolute_url(url, ARTIFACTS_SETTING)
 
 
 def artifacts_are_separate(artifacts_url: str) -> bool:

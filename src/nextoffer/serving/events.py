@@ -7,16 +7,11 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import Connection, Engine, String, Table, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from nextoffer.domain.vocabulary import EventType
 from nextoffer.serving.spool import (
@@ -24,8 +19,11 @@ from nextoffer.serving.spool import (
     original_name,
     read_all,
 )
+from nextoffer.store import Connection, Engine
+from nextoffer.store import events as store
+from nextoffer.store.engine import is_database_down as is_database_down
+from nextoffer.store.engine import ping
 from nextoffer.store.runs import utcnow
-from nextoffer.store.schema import ContactHistory, Customer, Event, Product, QuarantinedRow
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +43,12 @@ QUARANTINE_ENTITY = "events"
 REPLAY_BATCH = 1000
 """Events per insert statement during replay; a whole file is still one transaction."""
 
-_LOOKUP_CHUNK = 500
-"""Ids per `IN (...)` list: far below SQLite's and PostgreSQL's bound-parameter limits."""
-
-_EVENTS: Table = Event.__table__  # type: ignore[assignment]
-_CONTACTS: Table = ContactHistory.__table__  # type: ignore[assignment]
-_QUARANTINE: Table = QuarantinedRow.__table__  # type: ignore[assignment]
-
 _REQUIRED = ("event_id", "customer_id", "event_type", "product_id", "ts")
 _OPTIONAL = ("channel", "session_id", "experiment_id", "variant")
 _TEXT_FIELDS = ("event_id", "customer_id", "product_id", *_OPTIONAL)
 # Widths come from the table so a request that validates here can never fail in the database
 # with a DataError, which would not be a "database down" error and could not be spooled.
-_MAX_LENGTH: dict[str, int] = {}
-for _name in _TEXT_FIELDS:
-    _type = _EVENTS.c[_name].type
-    if isinstance(_type, String) and _type.length:
-        _MAX_LENGTH[_name] = _type.length
+_MAX_LENGTH = store.text_limits(_TEXT_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -213,34 +200,9 @@ class _SpoolLine:
     reason: str | None
 
 
-def is_database_down(exc: BaseException) -> bool:
-    """True for errors meaning the database cannot be used now, so an event must be spooled.
-
-    A pool timeout counts too: every connection is stuck on a database that does not answer.
-    """
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
-
-
-def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    """`INSERT` in the connection's dialect, which has ON CONFLICT DO NOTHING."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _existing(conn: Connection, column: Any, ids: Iterable[str]) -> set[str]:
-    wanted = sorted(set(ids))
-    found: set[str] = set()
-    for chunk in _chunks(wanted, _LOOKUP_CHUNK):
-        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
-    return found
 
 
 def _write_events(conn: Connection, events: Sequence[OfferEvent]) -> _Written:
@@ -251,8 +213,8 @@ def _write_events(conn: Connection, events: Sequence[OfferEvent]) -> _Written:
     changes nothing.
     """
     written = _Written()
-    customers = _existing(conn, Customer.customer_id, (e.customer_id for e in events))
-    products = _existing(conn, Product.product_id, (e.product_id for e in events))
+    customers = store.existing_customers(conn, (e.customer_id for e in events))
+    products = store.existing_products(conn, (e.product_id for e in events))
     seen: set[str] = set()
     good: list[OfferEvent] = []
     for position, event in enumerate(events):
@@ -268,12 +230,7 @@ def _write_events(conn: Connection, events: Sequence[OfferEvent]) -> _Written:
             seen.add(event.event_id)
             good.append(event)
     for batch in _chunks(good, REPLAY_BATCH):
-        statement = (
-            _insert(conn, _EVENTS)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(_EVENTS.c.event_id)
-        )
-        stored = set(conn.execute(statement, [e.row() for e in batch]).scalars())
+        stored = store.insert_events(conn, [e.row() for e in batch])
         written.stored += len(stored)
         written.duplicates += len(batch) - len(stored)
         contacts = [
@@ -288,11 +245,7 @@ def _write_events(conn: Connection, events: Sequence[OfferEvent]) -> _Written:
             for e in batch
             if e.event_type is EventType.OFFER_IMPRESSION and e.event_id in stored
         ]
-        if contacts:
-            conn.execute(
-                _insert(conn, _CONTACTS).on_conflict_do_nothing(index_elements=["contact_id"]),
-                contacts,
-            )
+        store.insert_contacts(conn, contacts)
     return written
 
 
@@ -426,8 +379,7 @@ class EventWriter:
 
     def _database_up(self) -> bool:
         try:
-            with self.engine.connect() as conn:
-                conn.execute(select(1))
+            ping(self.engine)
         except Exception as exc:
             if not is_database_down(exc):
                 raise
@@ -480,10 +432,7 @@ class EventWriter:
             }
             for line, raw, reason in sorted(bad)
         ]
-        statement = _insert(conn, _QUARANTINE).on_conflict_do_nothing(
-            index_elements=["source_sha256", "entity", "line"]
-        )
-        conn.execute(statement, rows)
+        store.insert_quarantined(conn, rows)
 
 
 def start_replayer(

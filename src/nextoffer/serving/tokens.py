@@ -23,9 +23,9 @@ from nextoffer.serving.accounts import (
     stored_role,
     utcnow,
 )
-from nextoffer.serving.events import is_database_down
 from nextoffer.serving.users import current_role
 from nextoffer.store import Engine
+from nextoffer.store.engine import is_database_down
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ passes an engine or a connection along, or catches the database's errors, names 
 re-exported types, not SQLAlchemy's.
 """
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import SQLAlchemyError as DatabaseError
 
-__all__ = ["Connection", "DatabaseError", "Engine", "OperationalError"]
+__all__ = ["URL", "Connection", "DatabaseError", "Engine", "OperationalError"]

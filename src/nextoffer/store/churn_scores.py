@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from nextoffer.store.bulk import upsert_frame
 from nextoffer.store.schema import ChurnScore
 
 if TYPE_CHECKING:
@@ -19,6 +18,8 @@ def append_scores(engine: Engine, rows: pd.DataFrame) -> None:
     Rows are keyed (customer_id, scored_at): rows already there (a re-run of the same
     instant) are kept, and JSON columns never need comparing.
     """
+    from nextoffer.store.bulk import upsert_frame  # pandas and pyarrow: only where written
+
     with engine.begin() as conn:
         upsert_frame(
             conn,

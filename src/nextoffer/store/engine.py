@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from nextoffer.domain.errors import BackendUnavailableError, ConfigError
 
@@ -21,6 +24,14 @@ def safe_url(url: str | URL) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable URL>"
+
+
+def parse_database_url(url: str | URL, setting: str) -> URL:
+    """A parsed database URL, or a ConfigError naming `setting`."""
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"{setting}: not a database URL") from None
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -66,6 +77,16 @@ def ping(engine: Engine) -> None:
         conn.execute(text("SELECT 1"))
 
 
+def is_database_down(exc: BaseException) -> bool:
+    """True for errors meaning the database cannot be used now (so work must wait or spool).
+
+    A pool timeout counts too: every connection is stuck on a database that does not answer.
+    """
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
 def has_table(engine: Engine, name: str) -> bool:
     """True when the database holds a table called `name` (e.g. migrations have run)."""
     return inspect(engine).has_table(name)
@@ -87,6 +108,21 @@ def wait_for_database(engine: Engine, timeout_s: float, interval_s: float = 0.5)
                     f"{detail} (waited {timeout_s:g} s)",
                 ) from None
             time.sleep(interval_s)
+
+
+def server_now(engine: Engine) -> datetime:
+    """The database server's clock (PostgreSQL `now()`), aware UTC."""
+    with engine.connect() as conn:
+        found: datetime = conn.execute(text("SELECT now()")).scalar_one()
+    return found.astimezone(UTC)
+
+
+def server_setting(engine: Engine, name: str) -> str:
+    """A PostgreSQL run-time setting (`SHOW name`), e.g. archive_mode."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_.]*", name):
+        raise ValueError(f"not a setting name: {name!r}")
+    with engine.connect() as conn:
+        return str(conn.execute(text(f"SHOW {name}")).scalar_one())
 
 
 def is_postgres(engine: Engine) -> bool:
