@@ -250,3 +250,24 @@ def test_every_start_takes_the_lock_and_records_one_run(
     # Exactly one row per start: five CLI commands, the API's, the task's, two stages.
     assert _count(engine) == len(CLI_STARTS) + 1 + 1 + len(CHAIN.jobs)
     engine.dispose()
+
+
+def test_the_lock_is_taken_on_the_direct_database_url(postgres_url: str, tmp_path: Path) -> None:
+    # The engine a process queries through stands for pgbouncer here: a SQLite file, which
+    # would take a file lock. With NEXTOFFER_DATABASE_DIRECT_URL set, the job's lock is an
+    # advisory lock on that PostgreSQL database instead, where every other host sees it.
+    pooled = make_engine(f"sqlite:///{tmp_path / 'pooled.db'}")
+    settings = Settings(
+        database_url=str(pooled.url), database_direct_url=postgres_url, var_dir=tmp_path
+    )
+    direct = make_engine(postgres_url)
+    try:
+        with hold_job_lock(settings, pooled, "etl") as held:
+            assert held
+            with hold_job_lock(Settings(database_url=postgres_url), direct, "etl") as other:
+                assert not other
+        with hold_job_lock(Settings(database_url=postgres_url), direct, "etl") as again:
+            assert again
+    finally:
+        pooled.dispose()
+        direct.dispose()

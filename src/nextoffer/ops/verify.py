@@ -118,6 +118,7 @@ def check_backup(settings: Settings, backup_id: str | None, run: RunHandle) -> V
     log.info(result.summary(), extra={"backup_id": manifest.backup_id})
     return result
 
+
 def _restore_scratch(
     settings: Settings, manifest: Manifest, db_file: Path, tmp: Path
 ) -> list[TableStat]:

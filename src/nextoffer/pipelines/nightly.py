@@ -150,4 +150,3 @@ def nightly_steps(
             result.precompute = update_cache(engine, settings, registry)
     result.seconds = time.perf_counter() - started
     return result
-

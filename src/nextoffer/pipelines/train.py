@@ -20,11 +20,12 @@ from nextoffer.pipelines.score_churn import score_all_customers
 from nextoffer.pipelines.train_churn import ChurnTraining, ChurnTrainingConfig, train_churn
 from nextoffer.pipelines.train_offers import OfferTraining, OfferTrainingConfig, train_offers
 from nextoffer.registry.mlflow_registry import Decision, ModelRegistry
+from nextoffer.registry.protocol import MODEL_KINDS
 from nextoffer.scoring.champions import load_churn_champion
 from nextoffer.store import Engine
 from nextoffer.store.runs import utcnow
 
-KINDS = ("offers", "churn")
+KINDS = MODEL_KINDS
 OFFER_K = 10
 
 

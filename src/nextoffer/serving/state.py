@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 M = TypeVar("M")
 
-# Jobs whose completion changes what a cached answer would be. Not precompute: its rows
-# come from the same model and features, and are checked against the model version.
-STAMP_JOBS = ("features", "train")
+# Jobs whose completion changes what a cached answer would be (an `etl` run computes
+# features as part of it). Not precompute: its rows come from the same model and
+# features, and are checked against the model version.
+STAMP_JOBS = ("etl", "features", "training")
 
 
 @dataclass

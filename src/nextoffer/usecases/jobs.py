@@ -13,9 +13,7 @@ from nextoffer.usecases.context import Services
 __all__ = ["ALL_KINDS", "CONSOLE_JOBS", "job_run", "start_job"]
 
 
-def start_job(
-    services: Services, kind: str, params: Mapping[str, Any], started_by: str
-) -> RunView:
+def start_job(services: Services, kind: str, params: Mapping[str, Any], started_by: str) -> RunView:
     """Start job `kind` for `started_by`; returns its run as first recorded, to be polled.
 
     Raises UnknownJobError (no job of that name), JobConflictError (one of its kind is

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from nextoffer.api.deps import Admin, Operator, ServicesDep
 from nextoffer.api.problems import ProblemError
 from nextoffer.api.schemas import DecisionOut, JobIn, JobOut, ModelsOut, ModelVersionOut, PromoteIn
-from nextoffer.pipelines.train import KINDS
+from nextoffer.registry.protocol import MODEL_KINDS as KINDS
 from nextoffer.store.reads.jobs import RunView
 from nextoffer.usecases import jobs
 from nextoffer.usecases.models import promote_model, roll_back_model

@@ -20,7 +20,8 @@ TRAINING_JOBS = ("training",)
 BACKUP_JOBS = ("backup",)
 FRESHNESS_JOBS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ETL / ingest", ETL_JOBS),
-    ("features", ("features",)),
+    # An `etl` run computes features too (or finds nothing new, which leaves them current).
+    ("features", ("features", "etl")),
     ("training", TRAINING_JOBS),
     ("precompute", ("precompute",)),
     ("backup", BACKUP_JOBS),

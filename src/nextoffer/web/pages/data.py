@@ -14,7 +14,7 @@ from starlette.responses import Response, StreamingResponse
 
 from nextoffer.domain.errors import NextOfferError
 from nextoffer.domain.roles import Role
-from nextoffer.pipelines.train import KINDS
+from nextoffer.registry.protocol import MODEL_KINDS as KINDS
 from nextoffer.store.reads import churn, jobs, quarantine
 from nextoffer.store.runs import SUCCEEDED
 from nextoffer.usecases import jobs as job_usecases

@@ -11,13 +11,13 @@ from starlette.responses import Response
 
 from nextoffer.domain.errors import NextOfferError
 from nextoffer.domain.roles import Role
-from nextoffer.pipelines.train import KINDS
 from nextoffer.registry.mlflow_registry import (
     TAG_DECISION,
     TAG_PRIMARY_METRIC,
     TAG_REASON,
     ModelVersionInfo,
 )
+from nextoffer.registry.protocol import MODEL_KINDS as KINDS
 from nextoffer.usecases.models import promote_model, roll_back_model
 from nextoffer.web.charts import Bar, bar_chart, plain
 from nextoffer.web.console import (
