@@ -54,14 +54,15 @@ def nightly_step(step: str, staged: dict | None = None, loaded: dict | None = No
     # Imported after the check above, which must stay quick: these take seconds.
     import uuid
 
-    from nextoffer.jobs.context import JobContext
     from nextoffer.jobs.runner import execute
     from nextoffer.pipelines import nightly
-    from nextoffer.store.engine import make_engine, wait_for_database
+    from nextoffer.platform import build_platform
+    from nextoffer.store.engine import wait_for_database
 
-    engine = make_engine(settings.database_url)
+    platform = build_platform(settings)  # as every entry point starts
+    engine = platform.engine
     wait_for_database(engine, settings.db_wait_timeout_s)
-    context = JobContext(engine, settings)
+    context = platform.job_context()
     if step == "extract":
         # Only lists and downloads: no job of its own, nothing recorded.
         return nightly.extract(engine, settings).to_dict()

@@ -52,13 +52,14 @@ def retraining_step(step: str, trained: dict | None = None) -> dict:
         return {"scheduler": settings.scheduler}
 
     # Imported after the check above, which must stay quick: these take seconds.
-    from nextoffer.jobs.context import JobContext
     from nextoffer.jobs.runner import run_exclusive
-    from nextoffer.store.engine import make_engine, wait_for_database
+    from nextoffer.platform import build_platform
+    from nextoffer.store.engine import wait_for_database
 
-    engine = make_engine(settings.database_url)
+    platform = build_platform(settings)  # as every entry point starts
+    engine = platform.engine
     wait_for_database(engine, settings.db_wait_timeout_s)
-    context = JobContext(engine, settings)
+    context = platform.job_context()
     # The same jobs as Celery beat's chain, by their catalogue names, one of a kind at a
     # time whoever started them.
     if step == "train_evaluate_register":

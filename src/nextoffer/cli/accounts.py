@@ -14,11 +14,12 @@ from nextoffer.cli.common import (
     err_console,
     handles_errors,
     load_settings,
+    open_platform,
 )
 from nextoffer.domain.errors import ConfigError
 from nextoffer.domain.roles import Role, parse_role
 from nextoffer.store import Engine
-from nextoffer.store.engine import make_engine, wait_for_database
+from nextoffer.store.engine import wait_for_database
 
 keys_app = typer.Typer(help="API keys for machines: create, list, revoke.")
 users_app = typer.Typer(help="User accounts for people: create, list, disable.")
@@ -35,7 +36,7 @@ def _role_option(text: str) -> Role:
 
 def _accounts_engine() -> Engine:
     settings = load_settings()
-    engine = make_engine(settings.database_url)
+    engine = open_platform(settings).engine
     wait_for_database(engine, settings.db_wait_timeout_s)
     return engine
 

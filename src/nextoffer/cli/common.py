@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -15,6 +15,10 @@ from rich.table import Table
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError, NextOfferError
 from nextoffer.observe.logs import configure_logging
+from nextoffer.platform import Platform, build_platform
+
+if TYPE_CHECKING:
+    from nextoffer.registry.mlflow_registry import ModelRegistry
 
 console = Console()
 err_console = Console(stderr=True)
@@ -101,8 +105,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def open_registry(settings: Settings) -> Any:
-    """The MLflow model registry the settings name."""
-    from nextoffer.registry.mlflow_registry import ModelRegistry
+def open_registry(settings: Settings) -> ModelRegistry:
+    """The MLflow model registry the settings name (the command's platform's)."""
+    return open_platform(settings).registry
 
-    return ModelRegistry.from_settings(settings)
+
+_platforms: dict[int, Platform] = {}
+
+
+def open_platform(settings: Settings) -> Platform:
+    """The platform of this command: built once from `settings`, as every entry point does."""
+    found = _platforms.get(id(settings))
+    if found is None or found.settings is not settings:
+        found = _platforms[id(settings)] = build_platform(settings, pool_size=5)
+    return found

@@ -15,10 +15,11 @@ from nextoffer.cli.common import (
     err_console,
     handles_errors,
     load_settings,
+    open_platform,
     progress,
 )
 from nextoffer.store import migrate
-from nextoffer.store.engine import make_engine, safe_url, wait_for_database
+from nextoffer.store.engine import safe_url, wait_for_database
 
 db_app = typer.Typer(help="Database schema: migrate up or down, show the current revision.")
 
@@ -57,7 +58,7 @@ def db_upgrade(
 ) -> None:
     """Wait for the database, then apply migrations up to REVISION (default: newest)."""
     settings = load_settings()
-    engine = make_engine(settings.database_url)
+    engine = open_platform(settings).engine
     wait_for_database(engine, settings.db_wait_timeout_s if timeout is None else timeout)
     migrate.upgrade(engine, revision)
     console.print(
@@ -74,7 +75,7 @@ def db_downgrade(
 ) -> None:
     """Revert migrations down to REVISION (default: one step)."""
     settings = load_settings()
-    engine = make_engine(settings.database_url)
+    engine = open_platform(settings).engine
     wait_for_database(engine, settings.db_wait_timeout_s)
     migrate.downgrade(engine, revision)
     console.print(f"db: at revision {migrate.current_revision(engine) or 'base'}")
@@ -85,7 +86,7 @@ def db_downgrade(
 def db_current() -> None:
     """Show the database's revision and whether it is the newest this version ships."""
     settings = load_settings()
-    engine = make_engine(settings.database_url)
+    engine = open_platform(settings).engine
     wait_for_database(engine, settings.db_wait_timeout_s)
     current = migrate.current_revision(engine)
     head = migrate.head_revision()
@@ -114,7 +115,7 @@ def ingest(
     from nextoffer.jobs.context import Progress
 
     settings = load_settings()
-    engine = make_engine(settings.database_url)
+    engine = open_platform(settings).engine
     wait_for_database(engine, settings.db_wait_timeout_s)
     with progress(DownloadColumn()) as bar:
         task = bar.add_task("ingest", total=None)
@@ -159,7 +160,7 @@ def features(
     from nextoffer.jobs.calls import run_features
 
     settings = load_settings()
-    engine = make_engine(settings.database_url)
+    engine = open_platform(settings).engine
     wait_for_database(engine, settings.db_wait_timeout_s)
     with err_console.status("computing features and segments"):
         # The `features` job: its lock and its run record.

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nextoffer.cli.common import console, err_console, handles_errors, load_settings
-from nextoffer.store.engine import make_engine, wait_for_database
+from nextoffer.cli.common import console, err_console, handles_errors, load_settings, open_platform
+from nextoffer.store.engine import wait_for_database
 
 etl_app = typer.Typer(
     help="The nightly ETL (new files → load → features → precompute) and its ledger.",
@@ -33,15 +33,12 @@ def nightly(
     (NEXTOFFER_SCHEDULER) runs at NEXTOFFER_ETL_CRON; run by hand, it always runs.
     """
     from nextoffer.jobs.calls import run_nightly_etl
-    from nextoffer.registry.mlflow_registry import ModelRegistry
 
     settings = load_settings()
-    engine = make_engine(settings.database_url)
-    wait_for_database(engine, settings.db_wait_timeout_s)
+    platform = open_platform(settings)
+    wait_for_database(platform.engine, settings.db_wait_timeout_s)
     with err_console.status("nightly ETL"):
-        result = run_nightly_etl(
-            engine, settings, source, registry=ModelRegistry.from_settings(settings)
-        )
+        result = run_nightly_etl(platform.engine, settings, source, registry=platform.registry)
     if result.ingest is not None and result.ingest.rows_quarantined:
         console.print(f"quarantined rows: {settings.quarantine_dir}/ and table `quarantine`")
     console.print(result.summary(), highlight=False, soft_wrap=True)
@@ -57,7 +54,7 @@ def ledger(
     from nextoffer.store.ledger import list_entries
 
     settings = load_settings()
-    engine = make_engine(settings.database_url)
+    engine = open_platform(settings).engine
     wait_for_database(engine, settings.db_wait_timeout_s)
     entries = list_entries(engine, limit=limit)
     if as_json:

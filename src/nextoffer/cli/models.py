@@ -14,11 +14,12 @@ from nextoffer.cli.common import (
     handles_errors,
     load_settings,
     metrics_table,
+    open_platform,
     open_registry,
     print_json,
 )
 from nextoffer.domain.errors import ConfigError
-from nextoffer.store.engine import make_engine, wait_for_database
+from nextoffer.store.engine import wait_for_database
 
 models_app = typer.Typer(help="Registered model versions: list, promote, roll back.")
 
@@ -54,7 +55,7 @@ def train(
     from nextoffer.pipelines.train import TrainOverrides
 
     settings = load_settings()
-    engine = make_engine(settings.database_url)
+    engine = open_platform(settings).engine
     wait_for_database(engine, settings.db_wait_timeout_s)
     overrides = None
     if params is not None:

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from nextoffer.cli.common import console, err_console, handles_errors, load_settings
+from nextoffer.cli.common import console, err_console, handles_errors, load_settings, open_platform
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
-from nextoffer.store.engine import make_engine, wait_for_database
+from nextoffer.store.engine import wait_for_database
 
 if TYPE_CHECKING:
     from nextoffer.jobs.context import JobContext
@@ -93,18 +93,15 @@ def cleanup(
     dry_run: Annotated[bool, typer.Option(help="count only, remove nothing")] = False,
 ) -> None:
     """Remove old run records, old quarantine rows and files, and unreachable cached offers."""
-    from nextoffer.cache import make_cache
     from nextoffer.ops.cleanup import cleanup as run_cleanup
-    from nextoffer.registry.mlflow_registry import ModelRegistry
-    from nextoffer.serving.state import ServingState
     from nextoffer.store.runs import utcnow
 
     settings = load_settings()
-    engine = make_engine(settings.database_url)
+    platform = open_platform(settings)
+    engine, cache = platform.engine, platform.cache
     wait_for_database(engine, settings.db_wait_timeout_s)
-    state = ServingState(engine, ModelRegistry.from_settings(settings))
+    state = platform.services.state
     state.refresh()
-    cache = make_cache(settings.cache_url)
     try:
         result = run_cleanup(
             engine,
@@ -129,11 +126,9 @@ def cleanup(
 
 
 def _context(settings: Settings) -> JobContext:
-    from nextoffer.jobs.context import JobContext
-
-    engine = make_engine(settings.database_url)
-    wait_for_database(engine, settings.db_wait_timeout_s)
-    return JobContext(engine, settings)
+    platform = open_platform(settings)
+    wait_for_database(platform.engine, settings.db_wait_timeout_s)
+    return platform.job_context()
 
 
 @cache_app.command("rebuild")

@@ -14,7 +14,7 @@ from nextoffer.cli.common import (
     err_console,
     handles_errors,
     load_settings,
-    open_registry,
+    open_platform,
 )
 from nextoffer.cli.data import db_upgrade, features, generate, ingest
 from nextoffer.cli.models import train
@@ -22,7 +22,7 @@ from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
 from nextoffer.domain.roles import Role
 from nextoffer.store import migrate
-from nextoffer.store.engine import make_engine, wait_for_database
+from nextoffer.store.engine import wait_for_database
 
 
 @handles_errors
@@ -32,12 +32,11 @@ def precompute() -> None:
     With NEXTOFFER_BROKER_URL set, the chunks run as tasks on the workers
     (`nextoffer worker`) and this command gathers them.
     """
-    from nextoffer.jobs.context import JobContext
     from nextoffer.jobs.runner import run_exclusive
 
     settings = load_settings()
-    engine = make_engine(settings.database_url)
-    wait_for_database(engine, settings.db_wait_timeout_s)
+    platform = open_platform(settings)
+    wait_for_database(platform.engine, settings.db_wait_timeout_s)
     with err_console.status("precomputing offers"):
         if settings.broker_url:
             from nextoffer.jobs.dispatch import open_broker
@@ -45,9 +44,9 @@ def precompute() -> None:
             sender = open_broker(settings)  # Celery installed, a usable broker URL
             from nextoffer.worker.fanout import job_context
 
-            context = job_context(sender, engine, open_registry(settings))
+            context = job_context(sender, platform)
         else:
-            context = JobContext(engine, settings, open_registry(settings))
+            context = platform.job_context()
         # The job lock: no second precompute (CLI, API or worker) runs at the same time.
         counts = run_exclusive(context, "precompute")
     console.print(
@@ -165,7 +164,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
     if settings.broker_url:
         # A bad broker URL is one line here, not a trace from every API process.
         celery_app(settings)
-    engine = make_engine(settings.database_url)
+    engine = open_platform(settings).engine
     wait_for_database(engine, settings.db_wait_timeout_s)
     if migrate.current_revision(engine) != migrate.head_revision():
         raise ConfigError("the database schema is not current: run `nextoffer db upgrade`")
@@ -211,7 +210,7 @@ def quickstart(
     settings = load_settings()
     from nextoffer.serving.api_keys import create_api_key
 
-    engine = make_engine(settings.database_url)
+    engine = open_platform(settings).engine
     _record, sample_key = create_api_key(engine, "quickstart sample", Role.OPERATOR)
     url = f"http://{settings.api_host}:{settings.api_port}"
     console.print(f"quickstart: done in {time.perf_counter() - started:.1f} s", highlight=False)

@@ -38,11 +38,10 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult, ResultSet, allow_join_result
 
 from nextoffer.domain.errors import BackendUnavailableError, NextOfferError
-from nextoffer.jobs.broker import BROKER_SETTING, PRECOMPUTE_CHUNK, settings_of, time_limits
+from nextoffer.jobs.broker import BROKER_SETTING, PRECOMPUTE_CHUNK, time_limits
 from nextoffer.jobs.context import JobContext
 from nextoffer.pipelines.precompute import Chunk, ChunkRunner
-from nextoffer.registry.mlflow_registry import ModelRegistry
-from nextoffer.store import Engine
+from nextoffer.platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +50,9 @@ log = logging.getLogger(__name__)
 STALL_S = time_limits("precompute")[1] + 60
 
 
-def job_context(app: Celery, engine: Engine, registry: ModelRegistry) -> JobContext:
+def job_context(app: Celery, platform: Platform) -> JobContext:
     """The context of a job whose precompute chunks run as tasks of `app`."""
-    return JobContext(
-        engine, settings_of(app), registry, fan_out=functools.partial(chunk_runner, app)
-    )
+    return platform.job_context(fan_out=functools.partial(chunk_runner, app))
 
 
 def chunk_runner(app: Celery, model_version: int) -> ChunkRunner:

@@ -26,10 +26,9 @@ from nextoffer.jobs.runner import run_exclusive
 from nextoffer.models.offer_model import OfferModel
 from nextoffer.observe.logs import correlation_id
 from nextoffer.pipelines.precompute import Chunk, load_catalogue, precompute_chunk
-from nextoffer.registry.mlflow_registry import ModelRegistry
+from nextoffer.platform import build_platform
 from nextoffer.scoring.champions import Champion, load_offer_version
 from nextoffer.store import OperationalError
-from nextoffer.store.engine import make_engine
 from nextoffer.worker.fanout import job_context
 
 log = logging.getLogger(__name__)
@@ -75,9 +74,8 @@ def _process(app: Celery) -> _Process:
     """The state of the current process for `app`, made on first use (not before a fork)."""
     key = (os.getpid(), id(app))
     if key not in _processes:
-        settings = settings_of(app)
-        engine = make_engine(settings.database_url)
-        _processes[key] = _Process(job_context(app, engine, ModelRegistry.from_settings(settings)))
+        # One platform per worker process, as every entry point builds one.
+        _processes[key] = _Process(job_context(app, build_platform(settings_of(app))))
     return _processes[key]
 
 
