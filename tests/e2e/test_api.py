@@ -799,7 +799,7 @@ def test_health_ready_and_metrics(api: Api) -> None:
                 .group_by(JobRun.job)
             ).all()
         )
-    assert {"ingest", "features", "train"} <= finished.keys()
+    assert {"ingest", "features", "training"} <= finished.keys()
     for job, at in finished.items():
         at = at if at.tzinfo else at.replace(tzinfo=UTC)
         stamp = value(found, "nextoffer_job_last_success_timestamp_seconds", job=job)

@@ -258,7 +258,7 @@ def run_precompute(api: Api) -> None:
         polled = api.get(f"/v1/jobs/{job_id}", role="operator")
         assert polled.status_code == 200, polled.text
         status = polled.json()
-        return status["status"] != "running"
+        return bool(status["status"] != "running")
 
     wait_until(finished, JOB_TIMEOUT_S, f"precompute job {job_id}")
     assert status["status"] == "succeeded", status
@@ -278,6 +278,32 @@ def rebuild_cache(api: Api) -> None:
         cache.close()
 
 
+@dataclass
+class Pool:
+    """Customers no other test has taken, sorted by their variant in the experiment."""
+
+    api: Api
+    experiment_id: str
+    waiting: dict[bool, list[str]] = field(default_factory=lambda: {True: [], False: []})
+
+    def take(self, *, control: bool) -> str:
+        """A fresh customer the experiment assigns to control (or not)."""
+        while not self.waiting[control]:
+            [customer] = self.api.take(1)
+            variant = assign(self.experiment_id, customer, CONTROL_VS_CHAMPION)
+            self.waiting[variant.strategy is Strategy.CONTROL].append(customer)
+        return self.waiting[control].pop(0)
+
+
+def offered_to(record: Recorder, pool: Pool, consumer: str) -> tuple[str, Seen]:
+    """A fresh customer outside the control group, and `consumer`'s first answer with offers."""
+    while True:
+        customer = pool.take(control=False)
+        first = record.from_api(consumer, customer)
+        if first.offered:
+            return customer, first
+
+
 def play(api: Api) -> Scenario:
     """Drive every consumer through every step on `api`; the answers they gave."""
     cap = setting(api, "contact_cap")
@@ -287,53 +313,44 @@ def play(api: Api) -> Scenario:
     experiment_id = start_experiment(api, "e2e offer steps", "customer")
     try:
         record = Recorder(api, console, cap)
-        # Capped and read before the precompute job; capped before it, read after it; read,
-        # then capped, after it (their precomputed rows still hold the capped product).
-        control: list[str] = []
-        early: list[str] = []
-        late: list[str] = []
-        after: list[str] = []
-        while len(control) < CONTROL_CUSTOMERS or any(
-            len(g) < GROUP_SIZE for g in (early, late, after)
-        ):
-            [customer] = api.take(1)
-            if assign(experiment_id, customer, CONTROL_VS_CHAMPION).strategy is Strategy.CONTROL:
-                if len(control) < CONTROL_CUSTOMERS:
-                    control.append(customer)
-                continue
-            group = next((g for g in (early, late, after) if len(g) < GROUP_SIZE), None)
-            if group is None:
-                continue
-            first = record.from_api(PRECOMPUTED if group is after else API, customer)
-            if group is after:
-                # Read only after the precompute job: this first answer was setup.
-                record.seen.remove(first)
-            if first.offered:
-                group.append(customer)
+        pool = Pool(api, experiment_id)
+        control = [pool.take(control=True) for _ in range(CONTROL_CUSTOMERS)]
         capped: dict[str, str] = {}
 
-        # The world's own precomputed answers, through the API and the console.
+        # The world's own precomputed answers, through the API and the console; the top
+        # offer of some is shown up to the cap, and read again.
         for customer in control:
             record.from_api(API, customer)
             record.from_api(API, customer)
             record.from_console(customer)
-        for customer in early:
-            capped[customer] = record.show_to_cap(customer, _last(record, customer))
+        early = []
+        for _ in range(GROUP_SIZE):
+            customer, first = offered_to(record, pool, API)
+            capped[customer] = record.show_to_cap(customer, first)
             record.from_api(API, customer)
             record.from_api(API, customer)
             record.from_console(customer)
-        for customer in late:
-            # The impressions drop the cached answer: the next read is the new precompute's.
-            capped[customer] = record.show_to_cap(customer, _last(record, customer))
+            early.append(customer)
+        # Capped now, read only after the precompute job: the impressions drop the cached
+        # answer, so their next answer is the new precompute's row.
+        late = []
+        for _ in range(GROUP_SIZE):
+            customer, first = offered_to(record, pool, API)
+            capped[customer] = record.show_to_cap(customer, first)
+            late.append(customer)
 
         run_precompute(api)
         for customer in control + late:
             record.from_api(PRECOMPUTED, customer)
             record.from_console(customer)
-        for customer in after:
-            capped[customer] = record.show_to_cap(customer, record.from_api(PRECOMPUTED, customer))
+        # Read first after the job, then capped: their precomputed rows hold the product.
+        after = []
+        for _ in range(GROUP_SIZE):
+            customer, first = offered_to(record, pool, PRECOMPUTED)
+            capped[customer] = record.show_to_cap(customer, first)
             record.from_api(PRECOMPUTED, customer)
             record.from_console(customer)
+            after.append(customer)
 
         if REBUILT in consumers:
             rebuild_cache(api)
@@ -344,10 +361,6 @@ def play(api: Api) -> Scenario:
     finally:
         stop_experiment(api, experiment_id)
         console.close()
-
-
-def _last(record: Recorder, customer: str) -> Seen:
-    return next(s for s in reversed(record.seen) if s.customer == customer)
 
 
 @pytest.fixture(
@@ -490,7 +503,9 @@ CHECKS: dict[str, Check] = {
 
 
 def test_every_step_has_a_check() -> None:
-    assert list(CHECKS) == STEP_NAMES, "a step of usecases.offers has no check here (or the reverse)"
+    assert list(CHECKS) == STEP_NAMES, (
+        "a step of usecases.offers has no check here (or the reverse)"
+    )
 
 
 def _slug(name: str) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from nextoffer.api.problems import ProblemError
+from nextoffer.api.problems import ProblemError, unauthorized
 from nextoffer.domain.roles import Role, role_allows
 from nextoffer.platform import Platform
 from nextoffer.serving.accounts import Principal
@@ -51,11 +51,8 @@ def require(role: Role) -> Callable[..., Principal]:
         elif bearer is not None:
             principal = platform.token_verifier.verify(bearer.credentials)
         if principal is None:
-            raise ProblemError(
-                401,
-                "missing or invalid credentials: send X-API-Key or Authorization: Bearer",
-                kind="unauthorized",
-                headers={"WWW-Authenticate": 'Bearer realm="nextoffer"'},
+            raise unauthorized(
+                "missing or invalid credentials: send X-API-Key or Authorization: Bearer"
             )
         platform.limiter.check(f"{principal.kind}:{principal.id}", platform.services.metrics)
         if not role_allows(principal.role, role):

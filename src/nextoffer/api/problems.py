@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -47,28 +48,62 @@ class ProblemError(Exception):
         self.headers = headers or {}
         self.extra = extra or {}
 
+    def response(self, request: Request) -> JSONResponse:
+        """The problem+json response: type, title, status, detail, instance, request_id."""
+        title = HTTPStatus(self.status).phrase
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + (self.kind or title.lower().replace(" ", "-")),
+            "title": title,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": request.url.path,
+            "request_id": getattr(request.state, "request_id", None),
+        }
+        body.update(self.extra)
+        return JSONResponse(
+            body, status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE
+        )
 
-def problem(
-    request: Request,
-    status: int,
-    detail: str,
-    *,
-    kind: str | None = None,
-    headers: dict[str, str] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> JSONResponse:
-    """A problem+json response: type, title, status, detail, instance, request_id."""
-    title = HTTPStatus(status).phrase
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + (kind or title.lower().replace(" ", "-")),
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-        "request_id": getattr(request.state, "request_id", None),
-    }
-    body.update(extra or {})
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+def unauthorized(detail: str) -> ProblemError:
+    """A 401 that names the bearer scheme (an API key is the other way in)."""
+    return ProblemError(
+        401,
+        detail,
+        kind="unauthorized",
+        headers={"WWW-Authenticate": 'Bearer realm="nextoffer"'},
+    )
+
+
+# What each error the routes and use cases raise answers with. Starlette picks the handler
+# of the most specific class listed, so a NextOfferError not listed is a 400.
+_ANSWERS: dict[type[Exception], Callable[[Any], ProblemError]] = {
+    NotFoundError: lambda exc: ProblemError(404, str(exc)),
+    ConflictError: lambda exc: ProblemError(409, str(exc), kind="conflict"),
+    InvalidRequestError: lambda exc: ProblemError(422, str(exc), kind=exc.kind, extra=exc.extra),
+    RateLimitedError: lambda exc: ProblemError(
+        429, str(exc), kind="rate-limited", headers={"Retry-After": str(exc.retry_after_s)}
+    ),
+    RegistryError: lambda exc: ProblemError(409, str(exc), kind="registry"),
+    BackendUnavailableError: lambda exc: ProblemError(
+        503, str(exc), kind="backend-unavailable", headers={"Retry-After": "5"}
+    ),
+    ConfigError: lambda exc: ProblemError(400, str(exc), kind="bad-request"),
+    NextOfferError: lambda exc: ProblemError(400, str(exc), kind="bad-request"),
+    ValueError: lambda exc: ProblemError(422, str(exc), kind="validation-error"),
+    StarletteHTTPException: lambda exc: ProblemError(
+        exc.status_code, str(exc.detail), headers=dict(exc.headers or {})
+    ),
+}
+
+
+def _answer_with(
+    answer: Callable[[Any], ProblemError],
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return answer(exc).response(request)
+
+    return handler
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -76,13 +111,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem(
-            request, exc.status, exc.detail, kind=exc.kind, headers=exc.headers, extra=exc.extra
-        )
+        return exc.response(request)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(request, exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    for error, answer in _ANSWERS.items():
+        app.add_exception_handler(error, _answer_with(answer))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -97,53 +129,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(part) for part in first["loc"])
         detail = f"{where}: {first['msg']}" if where else str(first["msg"])
-        return problem(request, 422, detail, kind="validation-error", extra={"errors": errors})
-
-    @app.exception_handler(NotFoundError)
-    async def _not_found(request: Request, exc: NotFoundError) -> JSONResponse:
-        return problem(request, 404, str(exc))
-
-    @app.exception_handler(ConflictError)
-    async def _conflict(request: Request, exc: ConflictError) -> JSONResponse:
-        return problem(request, 409, str(exc), kind="conflict")
-
-    @app.exception_handler(InvalidRequestError)
-    async def _unprocessable(request: Request, exc: InvalidRequestError) -> JSONResponse:
-        return problem(request, 422, str(exc), kind=exc.kind, extra=exc.extra)
-
-    @app.exception_handler(RateLimitedError)
-    async def _limited(request: Request, exc: RateLimitedError) -> JSONResponse:
-        return problem(
-            request,
-            429,
-            str(exc),
-            kind="rate-limited",
-            headers={"Retry-After": str(exc.retry_after_s)},
-        )
-
-    @app.exception_handler(RegistryError)
-    async def _registry(request: Request, exc: RegistryError) -> JSONResponse:
-        return problem(request, 409, str(exc), kind="registry")
-
-    @app.exception_handler(BackendUnavailableError)
-    async def _backend(request: Request, exc: BackendUnavailableError) -> JSONResponse:
-        return problem(
-            request, 503, str(exc), kind="backend-unavailable", headers={"Retry-After": "5"}
-        )
-
-    @app.exception_handler(ConfigError)
-    async def _config(request: Request, exc: ConfigError) -> JSONResponse:
-        return problem(request, 400, str(exc), kind="bad-request")
-
-    @app.exception_handler(NextOfferError)
-    async def _domain(request: Request, exc: NextOfferError) -> JSONResponse:
-        return problem(request, 400, str(exc), kind="bad-request")
-
-    @app.exception_handler(ValueError)
-    async def _value(request: Request, exc: ValueError) -> JSONResponse:
-        return problem(request, 422, str(exc), kind="validation-error")
+        return ProblemError(
+            422, detail, kind="validation-error", extra={"errors": errors}
+        ).response(request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(request, 500, "internal error; the request id is in the logs")
+        return ProblemError(500, "internal error; the request id is in the logs").response(request)

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, Unpack
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from nextoffer.domain.vocabulary import ID_PATTERN
+from nextoffer.serving.insights import SegmentAnswer
 from nextoffer.store.reads.catalogue import ProductView
+
+Schema = TypeVar("Schema", bound=BaseModel)
+
+
+def from_record(schema: type[Schema], record: object, **fields: Any) -> Schema:
+    """`schema` filled from `record`'s attributes of the same names; `fields` give the rest."""
+    found = {name: getattr(record, name) for name in schema.model_fields if name not in fields}
+    return schema(**found, **fields)
+
+
+def example(body: dict[str, Any], **config: Unpack[ConfigDict]) -> ConfigDict:
+    """A model's config with `body` as the example the OpenAPI document shows."""
+    return ConfigDict(**config, json_schema_extra={"examples": [body]})
 
 
 class OfferOut(BaseModel):
@@ -40,35 +55,31 @@ class ExperimentTagOut(BaseModel):
 class OffersOut(BaseModel):
     """A customer's next-best offers."""
 
-    model_config = ConfigDict(
-        from_attributes=True,
-        json_schema_extra={
-            "examples": [
+    model_config = example(
+        {
+            "customer_id": "C00000042",
+            "offers": [
                 {
-                    "customer_id": "C00000042",
-                    "offers": [
-                        {
-                            "product_id": "ADD-ROAM-EU",
-                            "name": "Roaming Pass Europe",
-                            "category": "addon",
-                            "score": 0.0421,
-                            "propensity": 0.0634,
-                            "expected_value": 0.3487,
-                            "reasons": [
-                                "high predicted interest (top 10 % of this customer's scores)",
-                                "complements your mobile plan",
-                            ],
-                            "model_version": "v3",
-                        }
+                    "product_id": "ADD-ROAM-EU",
+                    "name": "Roaming Pass Europe",
+                    "category": "addon",
+                    "score": 0.0421,
+                    "propensity": 0.0634,
+                    "expected_value": 0.3487,
+                    "reasons": [
+                        "high predicted interest (top 10 % of this customer's scores)",
+                        "complements your mobile plan",
                     ],
-                    "source": "precomputed",
                     "model_version": "v3",
-                    "degraded": False,
-                    "notes": [],
-                    "experiment": None,
                 }
-            ]
+            ],
+            "source": "precomputed",
+            "model_version": "v3",
+            "degraded": False,
+            "notes": [],
+            "experiment": None,
         },
+        from_attributes=True,
     )
 
     customer_id: str
@@ -103,33 +114,29 @@ class RiskPointOut(BaseModel):
 class ChurnRiskOut(BaseModel):
     """A customer's churn risk."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = example(
+        {
+            "customer_id": "C00000042",
+            "score": 0.47,
+            "band": "high",
+            "scored_at": "2026-11-22T03:10:00Z",
+            "model_version": "v2",
+            "top_reasons": [
                 {
-                    "customer_id": "C00000042",
-                    "score": 0.47,
-                    "band": "high",
-                    "scored_at": "2026-11-22T03:10:00Z",
-                    "model_version": "v2",
-                    "top_reasons": [
-                        {
-                            "feature": "contract_type",
-                            "value": "month_to_month",
-                            "contribution": 0.61,
-                            "text": "contract: month_to_month",
-                        }
-                    ],
-                    "history": [
-                        {
-                            "scored_at": "2026-11-15T03:10:00Z",
-                            "score": 0.39,
-                            "band": "medium",
-                            "model_version": "v2",
-                        }
-                    ],
+                    "feature": "contract_type",
+                    "value": "month_to_month",
+                    "contribution": 0.61,
+                    "text": "contract: month_to_month",
                 }
-            ]
+            ],
+            "history": [
+                {
+                    "scored_at": "2026-11-15T03:10:00Z",
+                    "score": 0.39,
+                    "band": "medium",
+                    "model_version": "v2",
+                }
+            ],
         }
     )
 
@@ -142,30 +149,21 @@ class ChurnRiskOut(BaseModel):
     history: list[RiskPointOut]
 
 
-class SegmentOut(BaseModel):
-    """The segment a customer belongs to."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "customer_id": "C00000042",
-                    "segment_id": 3,
-                    "name": "young · heavy-data",
-                    "description": "stands out as young, heavy-data, app-active",
-                    "size": 10234,
-                    "features_as_of": "2026-11-01T00:00:00Z",
-                }
-            ]
+@pydantic_dataclass(
+    frozen=True,
+    config=example(
+        {
+            "customer_id": "C00000042",
+            "segment_id": 3,
+            "name": "young · heavy-data",
+            "description": "stands out as young, heavy-data, app-active",
+            "size": 10234,
+            "features_as_of": "2026-11-01T00:00:00Z",
         }
-    )
-
-    customer_id: str
-    segment_id: int
-    name: str
-    description: str
-    size: int
-    features_as_of: datetime
+    ),
+)
+class SegmentOut(SegmentAnswer):
+    """The segment a customer belongs to."""
 
 
 class ProductPageOut(BaseModel):
@@ -200,20 +198,16 @@ class SimilarItemOut(BaseModel):
 class EventIn(BaseModel):
     """An offer response: impression, click, accept or decline."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "event_id": "c1d0f6a2-8d43-4a35-9f0e-6a1b7d9e0f11",
-                    "customer_id": "C00000042",
-                    "event_type": "offer_impression",
-                    "product_id": "ADD-ROAM-EU",
-                    "channel": "app",
-                    "session_id": "s-8f2a91",
-                }
-            ]
+    model_config = example(
+        {
+            "event_id": "c1d0f6a2-8d43-4a35-9f0e-6a1b7d9e0f11",
+            "customer_id": "C00000042",
+            "event_type": "offer_impression",
+            "product_id": "ADD-ROAM-EU",
+            "channel": "app",
+            "session_id": "s-8f2a91",
         },
+        extra="forbid",
     )
 
     event_id: str | None = Field(
@@ -242,12 +236,8 @@ class EventBatchIn(BaseModel):
 class EventsOut(BaseModel):
     """What happened to posted events."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"accepted": 2, "stored": 2, "duplicates": 0, "spooled": 0, "event_ids": ["…"]}
-            ]
-        }
+    model_config = example(
+        {"accepted": 2, "stored": 2, "duplicates": 0, "spooled": 0, "event_ids": ["…"]}
     )
 
     accepted: int = Field(description="events that will not be lost (stored or spooled)")
@@ -274,20 +264,16 @@ class VariantIn(BaseModel):
 class ExperimentIn(BaseModel):
     """A new experiment: 2 to 10 variants and the unit that is randomised."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "name": "ranker vs segment popular",
-                    "unit": "customer",
-                    "variants": [
-                        {"name": "control", "strategy": "segment_popular", "weight": 1},
-                        {"name": "ranker", "strategy": "champion", "weight": 1},
-                    ],
-                }
-            ]
+    model_config = example(
+        {
+            "name": "ranker vs segment popular",
+            "unit": "customer",
+            "variants": [
+                {"name": "control", "strategy": "segment_popular", "weight": 1},
+                {"name": "ranker", "strategy": "champion", "weight": 1},
+            ],
         },
+        extra="forbid",
     )
 
     name: str = Field(min_length=1, max_length=200)
@@ -359,10 +345,7 @@ class DecisionOut(BaseModel):
 class JobIn(BaseModel):
     """Start a job."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"kind": "precompute", "params": {}}]},
-    )
+    model_config = example({"kind": "precompute", "params": {}}, extra="forbid")
 
     kind: Literal[
         "etl",

@@ -25,6 +25,11 @@ keys_app = typer.Typer(help="API keys for machines: create, list, revoke.")
 users_app = typer.Typer(help="User accounts for people: create, list, disable.")
 
 ROLE_HELP = "viewer, writer (+ events), operator (+ experiments, jobs) or admin (+ keys, users)"
+# What `keys list` and `users list` show, and say when there is nothing to show.
+KEY_COLUMNS = ("key_id", "name", "role", "created (UTC)", "revoked (UTC)")
+NO_KEYS = "keys: none yet; create one with `nextoffer keys create --role ...`"
+USER_COLUMNS = ("username", "role", "status", "created (UTC)")
+NO_USERS = "users: none yet; create one with `nextoffer users create NAME --role ...`"
 
 
 def _role_option(text: str) -> Role:
@@ -91,11 +96,7 @@ def keys_list() -> None:
         (key.key_id, key.name, key.role.value, _when(key.created_at), _when(key.revoked_at))
         for key in list_api_keys(_accounts_engine())
     ]
-    _print_rows(
-        ("key_id", "name", "role", "created (UTC)", "revoked (UTC)"),
-        rows,
-        "keys: none yet; create one with `nextoffer keys create --role ...`",
-    )
+    _print_rows(KEY_COLUMNS, rows, NO_KEYS)
 
 
 @keys_app.command("revoke")
@@ -155,11 +156,7 @@ def users_list() -> None:
         )
         for user in list_users(_accounts_engine())
     ]
-    _print_rows(
-        ("username", "role", "status", "created (UTC)"),
-        rows,
-        "users: none yet; create one with `nextoffer users create NAME --role ...`",
-    )
+    _print_rows(USER_COLUMNS, rows, NO_USERS)
 
 
 @users_app.command("disable")
@@ -168,5 +165,5 @@ def users_disable(username: Annotated[str, typer.Argument(help="account to disab
     """Disable a user: logins fail at once, issued tokens stop working within 30 s."""
     from nextoffer.serving.users import disable_user
 
-    record = disable_user(_accounts_engine(), username)
-    console.print(f"users: disabled {record.username}", highlight=False)
+    disabled = disable_user(_accounts_engine(), username).username
+    console.print(f"users: disabled {disabled}", highlight=False)

@@ -186,12 +186,14 @@ def wal_push(
     push(backup_store(load_settings()), path, name)
 
 
+# restore_command's placeholders: the file PostgreSQL wants (%f), and where it wants it (%p).
+WantedFile = Annotated[str, typer.Argument(help="%f: the WAL file wanted")]
+WantedAt = Annotated[Path, typer.Argument(help="%p: where to put it")]
+
+
 @app.command("wal-fetch")
 @handles_errors
-def wal_fetch(
-    name: Annotated[str, typer.Argument(help="%f: the WAL file wanted")],
-    path: Annotated[Path, typer.Argument(help="%p: where to put it")],
-) -> None:
+def wal_fetch(name: WantedFile, path: WantedAt) -> None:
     """PostgreSQL's restore_command: `nextoffer backup wal-fetch %f %p`.
 
     Exit code 1 when the file was never archived, which PostgreSQL takes as the end of

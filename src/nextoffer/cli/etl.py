@@ -18,14 +18,16 @@ etl_app = typer.Typer(
 )
 
 
+# Where the nightly reads its new files from, when not NEXTOFFER_INGEST_SOURCE.
+Source = Annotated[
+    str | None,
+    typer.Option(help="folder or s3://bucket/prefix (default: NEXTOFFER_INGEST_SOURCE)"),
+]
+
+
 @etl_app.command("nightly")
 @handles_errors
-def nightly(
-    source: Annotated[
-        str | None,
-        typer.Option(help="folder or s3://bucket/prefix (default: NEXTOFFER_INGEST_SOURCE)"),
-    ] = None,
-) -> None:
+def nightly(source: Source = None) -> None:
     """Load the source's new files, then recompute features and precomputed offers.
 
     Files the ledger already has (same place, same SHA-256) are skipped, so a night with

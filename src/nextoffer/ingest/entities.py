@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from nextoffer.domain.vocabulary import (
@@ -55,7 +55,11 @@ class Entity:
     doc: str
     key: tuple[str, ...]
     columns: tuple[Column, ...]
-    depends_on: tuple[str, ...] = field(default=())
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        """The entities this one references, so must be loaded first."""
+        return tuple(dict.fromkeys(c.references for c in self.columns if c.references))
 
     @property
     def column_names(self) -> list[str]:
@@ -80,136 +84,122 @@ def _id(name: str, doc: str, references: str | None = None, required: bool = Tru
     return Column(name, Kind.ID, required=required, doc=doc, max_length=64, references=references)
 
 
-PRODUCTS = Entity(
-    name="products",
-    doc="The product catalogue: plans, add-ons, devices and bundles, with eligibility rules.",
-    key=("product_id",),
-    columns=(
-        _id("product_id", "natural id of the product"),
-        Column("name", Kind.TEXT, required=True, doc="display name"),
-        Column("category", Kind.ENUM, True, "product category", _values(ProductCategory)),
-        Column("price", Kind.MONEY, True, "monthly price (one-off price for devices)", min_value=0),
-        Column("margin", Kind.MONEY, True, "monthly margin; 0 <= margin <= price", min_value=0),
-        Column("upfront_price", Kind.MONEY, doc="one-off price", min_value=0, default="0"),
-        Column(
-            "contract_types",
-            Kind.ENUM_LIST,
-            doc="contracts allowed to buy it, `|`-separated; empty = any",
-            choices=_values(ContractType),
-            default="",
-        ),
-        Column(
-            "min_tenure_months",
-            Kind.INT,
-            doc="minimum tenure to be offered it",
-            min_value=0,
-            default="0",
-        ),
-        Column("regions", Kind.TEXT, doc="regions, `|`-separated; empty = any", default=""),
-        Column(
-            "channels",
-            Kind.ENUM_LIST,
-            doc="channels it may be offered in, `|`-separated; empty = any",
-            choices=_values(Channel),
-            default="",
-        ),
-        Column(
-            "requires_category",
-            Kind.ENUM,
-            doc="a category the customer must already hold (e.g. add-ons need a plan)",
-            choices=_values(ProductCategory),
-        ),
-        Column(
-            "is_retention_offer",
-            Kind.BOOL,
-            doc="offered to customers at churn risk",
-            default="false",
-        ),
-        Column("active", Kind.BOOL, doc="still sold", default="true"),
+def _product(doc: str, required: bool = True) -> Column:
+    return _id("product_id", doc, references="products", required=required)
+
+
+def _entity(noun: str, doc: str, *columns: Column) -> Entity:
+    """Entity `<noun>s`, keyed by its natural id `<noun>_id`, which comes first."""
+    key = f"{noun}_id"
+    return Entity(f"{noun}s", doc, (key,), (_id(key, f"natural id of the {noun}"), *columns))
+
+
+_CUSTOMER = _id("customer_id", "the customer", references="customers")
+_WHEN = Column("ts", Kind.TIMESTAMP, True, "when (ISO-8601; no offset = UTC)")
+
+PRODUCTS = _entity(
+    "product",
+    "The product catalogue: plans, add-ons, devices and bundles, with eligibility rules.",
+    Column("name", Kind.TEXT, required=True, doc="display name"),
+    Column("category", Kind.ENUM, True, "product category", _values(ProductCategory)),
+    Column("price", Kind.MONEY, True, "monthly price (one-off price for devices)", min_value=0),
+    Column("margin", Kind.MONEY, True, "monthly margin; 0 <= margin <= price", min_value=0),
+    Column("upfront_price", Kind.MONEY, doc="one-off price", min_value=0, default="0"),
+    Column(
+        "contract_types",
+        Kind.ENUM_LIST,
+        doc="contracts allowed to buy it, `|`-separated; empty = any",
+        choices=_values(ContractType),
+        default="",
     ),
+    Column(
+        "min_tenure_months",
+        Kind.INT,
+        doc="minimum tenure to be offered it",
+        min_value=0,
+        default="0",
+    ),
+    Column("regions", Kind.TEXT, doc="regions, `|`-separated; empty = any", default=""),
+    Column(
+        "channels",
+        Kind.ENUM_LIST,
+        doc="channels it may be offered in, `|`-separated; empty = any",
+        choices=_values(Channel),
+        default="",
+    ),
+    Column(
+        "requires_category",
+        Kind.ENUM,
+        doc="a category the customer must already hold (e.g. add-ons need a plan)",
+        choices=_values(ProductCategory),
+    ),
+    Column(
+        "is_retention_offer",
+        Kind.BOOL,
+        doc="offered to customers at churn risk",
+        default="false",
+    ),
+    Column("active", Kind.BOOL, doc="still sold", default="true"),
 )
 
-CUSTOMERS = Entity(
-    name="customers",
-    doc="Customer master data: one row per customer, the current snapshot.",
-    key=("customer_id",),
-    depends_on=("products",),
-    columns=(
-        _id("customer_id", "natural id of the customer"),
-        Column("display_name", Kind.TEXT, True, "name shown to sales staff"),
-        Column("age_band", Kind.ENUM, True, "age band", _values(AgeBand)),
-        Column("region", Kind.TEXT, True, "region code or name", max_length=64),
-        Column("signup_date", Kind.DATE, True, "first day as a customer (YYYY-MM-DD)"),
-        Column("contract_type", Kind.ENUM, True, "contract", _values(ContractType)),
-        Column("payment_method", Kind.ENUM, True, "payment method", _values(PaymentMethod)),
-        _id("plan_id", "current base plan (a product id)", references="products", required=False),
-        Column("arpu", Kind.MONEY, True, "average revenue per user per month", min_value=0),
-        Column("data_gb_month", Kind.FLOAT, doc="mobile data used per month, GB", min_value=0),
-        Column("voice_min_month", Kind.FLOAT, doc="voice minutes per month", min_value=0),
-    ),
+CUSTOMERS = _entity(
+    "customer",
+    "Customer master data: one row per customer, the current snapshot.",
+    Column("display_name", Kind.TEXT, True, "name shown to sales staff"),
+    Column("age_band", Kind.ENUM, True, "age band", _values(AgeBand)),
+    Column("region", Kind.TEXT, True, "region code or name", max_length=64),
+    Column("signup_date", Kind.DATE, True, "first day as a customer (YYYY-MM-DD)"),
+    Column("contract_type", Kind.ENUM, True, "contract", _values(ContractType)),
+    Column("payment_method", Kind.ENUM, True, "payment method", _values(PaymentMethod)),
+    _id("plan_id", "current base plan (a product id)", references="products", required=False),
+    Column("arpu", Kind.MONEY, True, "average revenue per user per month", min_value=0),
+    Column("data_gb_month", Kind.FLOAT, doc="mobile data used per month, GB", min_value=0),
+    Column("voice_min_month", Kind.FLOAT, doc="voice minutes per month", min_value=0),
 )
 
-SUBSCRIPTIONS = Entity(
-    name="subscriptions",
-    doc="Holdings: which product each customer holds, from start_date until end_date.",
-    key=("subscription_id",),
-    depends_on=("customers", "products"),
-    columns=(
-        _id("subscription_id", "natural id of the subscription"),
-        _id("customer_id", "the customer", references="customers"),
-        _id("product_id", "the product held", references="products"),
-        Column("start_date", Kind.DATE, True, "first day held (YYYY-MM-DD)"),
-        Column(
-            "end_date",
-            Kind.DATE,
-            doc="last day held (may be in the future); empty = still held; >= start_date",
-            future_ok=True,
-        ),
-        Column("monthly_price", Kind.MONEY, doc="price paid per month", min_value=0),
+SUBSCRIPTIONS = _entity(
+    "subscription",
+    "Holdings: which product each customer holds, from start_date until end_date.",
+    _CUSTOMER,
+    _product("the product held"),
+    Column("start_date", Kind.DATE, True, "first day held (YYYY-MM-DD)"),
+    Column(
+        "end_date",
+        Kind.DATE,
+        doc="last day held (may be in the future); empty = still held; >= start_date",
+        future_ok=True,
     ),
+    Column("monthly_price", Kind.MONEY, doc="price paid per month", min_value=0),
 )
 
-TRANSACTIONS = Entity(
-    name="transactions",
-    doc="Purchases and changes of holdings over time.",
-    key=("transaction_id",),
-    depends_on=("customers", "products"),
-    columns=(
-        _id("transaction_id", "natural id of the transaction"),
-        _id("customer_id", "the customer", references="customers"),
-        _id("product_id", "the product", references="products"),
-        Column("ts", Kind.TIMESTAMP, True, "when (ISO-8601; no offset = UTC)"),
-        Column("type", Kind.ENUM, True, "what happened", _values(TransactionType)),
-        Column("amount", Kind.MONEY, True, "amount charged", min_value=0),
-        Column("channel", Kind.ENUM, doc="sales channel", choices=_values(Channel)),
-    ),
+TRANSACTIONS = _entity(
+    "transaction",
+    "Purchases and changes of holdings over time.",
+    _CUSTOMER,
+    _product("the product"),
+    _WHEN,
+    Column("type", Kind.ENUM, True, "what happened", _values(TransactionType)),
+    Column("amount", Kind.MONEY, True, "amount charged", min_value=0),
+    Column("channel", Kind.ENUM, doc="sales channel", choices=_values(Channel)),
 )
 
-EVENTS = Entity(
-    name="events",
-    doc="Engagement, service and offer-response events.",
-    key=("event_id",),
-    depends_on=("customers", "products"),
-    columns=(
-        _id("event_id", "natural id of the event"),
-        _id("customer_id", "the customer", references="customers"),
-        Column("ts", Kind.TIMESTAMP, True, "when (ISO-8601; no offset = UTC)"),
-        Column("event_type", Kind.ENUM, True, "what happened", _values(EventType)),
-        _id(
-            "product_id", "product concerned (offer events)", references="products", required=False
-        ),
-        Column("channel", Kind.ENUM, doc="channel", choices=_values(Channel)),
-        Column("session_id", Kind.TEXT, doc="web/app session", max_length=128),
-    ),
+EVENTS = _entity(
+    "event",
+    "Engagement, service and offer-response events.",
+    _CUSTOMER,
+    _WHEN,
+    Column("event_type", Kind.ENUM, True, "what happened", _values(EventType)),
+    _product("product concerned (offer events)", required=False),
+    Column("channel", Kind.ENUM, doc="channel", choices=_values(Channel)),
+    Column("session_id", Kind.TEXT, doc="web/app session", max_length=128),
 )
 
 CHURN_LABELS = Entity(
     name="churn_labels",
     doc="Observed churn: whether the customer left in the label window starting at as_of.",
     key=("customer_id", "as_of"),
-    depends_on=("customers",),
     columns=(
-        _id("customer_id", "the customer", references="customers"),
+        _CUSTOMER,
         Column("as_of", Kind.DATE, True, "start of the label window (YYYY-MM-DD)"),
         Column("churned", Kind.BOOL, True, "left within the window"),
         Column("churn_date", Kind.DATE, doc="day the customer left; only when churned"),

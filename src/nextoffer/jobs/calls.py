@@ -33,8 +33,8 @@ def run_ingest(
     settings: Settings,
     path: str | Path,
     *,
-    new_only: bool = False,
     progress: Progress | None = None,
+    new_only: bool = False,
 ) -> IngestResult:
     """The `ingest` job: every import file of a folder, a file or an s3:// prefix."""
     context = JobContext(engine, settings, progress=progress or Progress())

@@ -52,8 +52,16 @@ class JobSpec:
     run: Runner
     description: str
     queue: str = "ops"
-    hard_limit_s: int = QUEUE_LIMITS_S["ops"]
-    schedule: Schedule | None = None
+
+    @property
+    def hard_limit_s(self) -> int:
+        """Seconds after which the job is killed: its queue's limit."""
+        return QUEUE_LIMITS_S[self.queue]
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """When the job runs by itself (`SCHEDULES`), or None."""
+        return SCHEDULES.get(self.name)
 
     @property
     def soft_limit_s(self) -> int:
@@ -279,76 +287,56 @@ def _dr_drill(context: JobContext, params: dict[str, Any], run: RunHandle) -> ob
 # New data or a new champion: every customer's offers again, then the cache from them.
 _SERVE_AGAIN = ("precompute", "cache_rebuild")
 
+SCHEDULES: dict[str, Schedule] = {
+    # Seed: extract → clean → load → recalculate features → update the cache.
+    "etl": Schedule("nightly-etl", "etl_cron", _SERVE_AGAIN),
+    # Seed: train → evaluate → register if improved → update inference.
+    "training": Schedule("weekly-retraining", "retrain_cron", _SERVE_AGAIN),
+    "fallback_refresh": Schedule("fallback-refresh", "fallback_precompute_cron"),
+    "kpi_refresh": Schedule("kpi-refresh", "kpi_refresh_cron"),
+    # A new base backup, then grandfather-father-son retention over all of them.
+    "backup": Schedule("backup", "backup_cron", ("backup_prune",)),
+    "backup_verify": Schedule("backup-verify", "backup_verify_cron"),
+}
+"""The jobs that run by themselves, by name."""
+
 JOBS: dict[str, JobSpec] = {
     spec.name: spec
     for spec in (
         JobSpec(
-            "etl",
-            _etl,
-            "ingest (a path, or the ingest source's new files) then features",
-            queue="etl",
-            hard_limit_s=QUEUE_LIMITS_S["etl"],
-            # Seed: extract → clean → load → recalculate features → update the cache.
-            schedule=Schedule("nightly-etl", "etl_cron", _SERVE_AGAIN),
+            "etl", _etl, "ingest (a path, or the ingest source's new files) then features", "etl"
         ),
-        JobSpec(
-            "ingest",
-            _ingest,
-            "validate and load import files; bad rows to quarantine",
-            queue="etl",
-            hard_limit_s=QUEUE_LIMITS_S["etl"],
-        ),
-        JobSpec(
-            "features",
-            _features,
-            "every customer's features and segment",
-            queue="etl",
-            hard_limit_s=QUEUE_LIMITS_S["etl"],
-        ),
+        JobSpec("ingest", _ingest, "validate and load import files; bad rows to quarantine", "etl"),
+        JobSpec("features", _features, "every customer's features and segment", "etl"),
         JobSpec(
             "training",
             _training,
             "train, evaluate, register, promote if better, score churn",
-            queue="training",
-            hard_limit_s=QUEUE_LIMITS_S["training"],
-            # Seed: train → evaluate → register if improved → update inference.
-            schedule=Schedule("weekly-retraining", "retrain_cron", _SERVE_AGAIN),
+            "training",
         ),
+        # A coordinator that waits for its chunks: on `ops`, its chunks on `precompute`
+        # (worker/fanout.py says why this cannot deadlock).
         JobSpec(
             "precompute",
             _precompute,
             "every customer's offers with the champion into precomputed_offers",
-            # A coordinator that waits for its chunks: on `ops`, its chunks on `precompute`
-            # (worker/fanout.py says why this cannot deadlock).
-            queue="ops",
-            hard_limit_s=QUEUE_LIMITS_S["ops"],
+            "ops",
         ),
         JobSpec("cache_rebuild", _cache_rebuild, "refill the cache from the database"),
         JobSpec(
-            "fallback_refresh",
-            _fallback_refresh,
-            "each segment's popular list into the cache",
-            schedule=Schedule("fallback-refresh", "fallback_precompute_cron"),
+            "fallback_refresh", _fallback_refresh, "each segment's popular list into the cache"
         ),
         JobSpec(
-            "kpi_refresh",
-            _kpi_refresh,
-            "the KPIs of the last 30 days, kept as the run's counts",
-            schedule=Schedule("kpi-refresh", "kpi_refresh_cron"),
+            "kpi_refresh", _kpi_refresh, "the KPIs of the last 30 days, kept as the run's counts"
         ),
         JobSpec(
-            "backup",
-            _backup,
-            "a new backup of the database, the registry and the model files",
-            # A new base backup, then grandfather-father-son retention over all of them.
-            schedule=Schedule("backup", "backup_cron", ("backup_prune",)),
+            "backup", _backup, "a new backup of the database, the registry and the model files"
         ),
         JobSpec("backup_prune", _backup_prune, "delete the backups retention does not keep"),
         JobSpec(
             "backup_verify",
             _backup_verify,
             "restore a backup into scratch and compare it with its manifest",
-            schedule=Schedule("backup-verify", "backup_verify_cron"),
         ),
         JobSpec("dr_drill", _dr_drill, "rehearse a recovery and measure RTO and RPO"),
     )

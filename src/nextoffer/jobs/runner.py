@@ -119,12 +119,13 @@ def run_exclusive(
     name: str,
     params: Mapping[str, Any] | None = None,
     run_id: str | None = None,
-    after: Callable[[str], None] | None = None,
-    recorded: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run job `name` as `execute` does; returns the counts recorded with the run.
+
+    For callers that want only the counts (a worker's task, the CLI); `execute` takes the
+    hooks and hands back the job's own result too.
 
     One of a kind at a time is also what keeps the precompute fan-out free of deadlock
     (worker/fanout.py).
     """
-    return execute(context, name, params, run_id, after=after, recorded=recorded).counts
+    return execute(context, name, params, run_id).counts

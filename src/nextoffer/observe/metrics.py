@@ -29,11 +29,16 @@ class ApiMetrics:
         self.registry = registry or CollectorRegistry()
         self._live_collectors: list[Collector] = []
         r = self.registry
-        self.http_requests = Counter(
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, labels, registry=r)
+
+        self.http_requests = counter(
             "http_requests_total",
             "HTTP requests by method, route template and status code.",
-            ["method", "route", "status"],
-            registry=r,
+            "method",
+            "route",
+            "status",
         )
         self.http_duration = Histogram(
             "http_request_duration_seconds",
@@ -42,38 +47,33 @@ class ApiMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.offers_served = Counter(
+        self.offers_served = counter(
             "nextoffer_offers_served_total",
             "Offer answers by where they came from (cache, precomputed, live, fallback...).",
-            ["source"],
-            registry=r,
+            "source",
         )
-        self.cache_requests = Counter(
+        self.cache_requests = counter(
             "nextoffer_cache_requests_total",
             "Offer cache lookups by result: hit, miss or error (cache unreachable).",
-            ["result"],
-            registry=r,
+            "result",
         )
-        self.events = Counter(
+        self.events = counter(
             "nextoffer_events_total",
             "Offer events received, by type, experiment and variant (for CTR and conversion).",
-            ["event_type", "experiment", "variant"],
-            registry=r,
+            "event_type",
+            "experiment",
+            "variant",
         )
-        self.events_spooled = Counter(
+        self.events_spooled = counter(
             "nextoffer_events_spooled_total",
             "Events written to the local spool because the database was unreachable.",
-            registry=r,
         )
-        self.degraded_answers = Counter(
+        self.degraded_answers = counter(
             "nextoffer_degraded_answers_total",
             "Answers given while a backend was unavailable, by the reason noted.",
-            ["reason"],
-            registry=r,
+            "reason",
         )
-        self.rate_limited = Counter(
-            "nextoffer_rate_limited_total", "Requests refused with 429.", registry=r
-        )
+        self.rate_limited = counter("nextoffer_rate_limited_total", "Requests refused with 429.")
 
     def scrape_registry(self) -> CollectorRegistry:
         """What `/metrics` renders: this registry, or the merged multiprocess view."""

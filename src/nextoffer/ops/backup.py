@@ -15,6 +15,7 @@ from pathlib import Path
 import nextoffer
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
+from nextoffer.domain.results import Counted
 from nextoffer.ops import pgtools, registry_backup, sqlitefiles, tablestats, wal
 from nextoffer.ops.manifest import (
     BASE,
@@ -51,35 +52,6 @@ SQLITE_FILE = "db.sqlite.gz"
 INCOMPLETE_AFTER = timedelta(days=1)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PruneResult:
-    """What a prune kept and deleted (or would, on a dry run)."""
-
-    kept: list[str]
-    deleted: list[str]
-    incomplete_deleted: list[str] = field(default_factory=list)
-    wal_deleted: int = 0
-    dry_run: bool = False
-
-    def counts(self) -> dict[str, object]:
-        """The numbers a job run records for this prune."""
-        return {
-            "kept": len(self.kept),
-            "deleted": len(self.deleted),
-            "incomplete_deleted": len(self.incomplete_deleted),
-            "wal_deleted": self.wal_deleted,
-            "dry_run": self.dry_run,
-        }
-
-    def summary(self) -> str:
-        """One line for the CLI and logs."""
-        verb = "would delete" if self.dry_run else "deleted"
-        return (
-            f"prune: kept {len(self.kept)} backups · {verb} {len(self.deleted)} backups, "
-            f"{len(self.incomplete_deleted)} incomplete, {self.wal_deleted} WAL files"
-        )
 
 
 def backup_store(settings: Settings) -> ObjectStore:
@@ -230,6 +202,27 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
         keep_daily_weeks=settings.backup_keep_daily_weeks,
         keep_weekly_months=settings.backup_keep_weekly_months,
     )
+
+
+@dataclass(frozen=True)
+class PruneResult(Counted):
+    """What a prune kept and deleted (or would, on a dry run)."""
+
+    COUNTED = ("kept", "deleted", "incomplete_deleted", "wal_deleted", "dry_run")
+
+    kept: list[str]
+    deleted: list[str]
+    incomplete_deleted: list[str] = field(default_factory=list)
+    wal_deleted: int = 0
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        """One line for the CLI and logs."""
+        verb = "would delete" if self.dry_run else "deleted"
+        return (
+            f"prune: kept {len(self.kept)} backups · {verb} {len(self.deleted)} backups, "
+            f"{len(self.incomplete_deleted)} incomplete, {self.wal_deleted} WAL files"
+        )
 
 
 def prune_store(

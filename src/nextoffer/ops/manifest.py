@@ -6,11 +6,12 @@ import hashlib
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from nextoffer.domain.errors import NextOfferError, NotFoundError
+from nextoffer.domain.results import Counted
 from nextoffer.storage import ObjectStore
 
 MANIFEST = "manifest.json"
@@ -71,8 +72,18 @@ class PhysicalPart(BaseModel):
     files: list[str]
 
 
-class Manifest(BaseModel):
+class Manifest(Counted, BaseModel):
     """Everything needed to trust, restore and verify one backup."""
+
+    COUNTED: ClassVar[tuple[str | tuple[str, str], ...]] = (
+        "backup_id",
+        ("bytes", "size"),
+        "tables",
+        "rows",
+        ("model_versions", "artifacts"),
+        "physical",
+        "seconds",
+    )
 
     format: int = FORMAT
     backup_id: str
@@ -110,17 +121,9 @@ class Manifest(BaseModel):
                 return entry
         raise BackupError(f"backup {self.backup_id} has no file {name}")
 
-    def counts(self) -> dict[str, object]:
-        """The numbers a job run records for this backup."""
-        return {
-            "backup_id": self.backup_id,
-            "bytes": self.size,
-            "tables": len(self.tables),
-            "rows": self.rows,
-            "model_versions": len(self.artifacts),
-            "physical": self.physical is not None,
-            "seconds": self.seconds,
-        }
+    def counts(self) -> dict[str, Any]:
+        """The numbers a job run records for this backup; `physical`: has a base backup."""
+        return {**super().counts(), "physical": self.physical is not None}
 
     def summary(self) -> str:
         """One line for the CLI and logs."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
+from nextoffer.domain.results import Counted
 from nextoffer.ops import pgtools, registry_backup, sqlitefiles, tablestats, wal
 from nextoffer.ops.backup import PG_DUMP_FILE, SQLITE_FILE, backup_store, work_dir
 from nextoffer.ops.manifest import (
@@ -34,8 +35,19 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class RestoreResult:
+class RestoreResult(Counted):
     """What a restore did. `data_dir` is set for a point-in-time restore, `target` otherwise."""
+
+    COUNTED = (
+        "backup_id",
+        "tables",
+        "rows",
+        "registry_restored",
+        "artifact_files",
+        "data_dir",
+        "to_time",
+        "seconds",
+    )
 
     backup_id: str
     target: str
@@ -48,19 +60,6 @@ class RestoreResult:
     to_time: datetime | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-    def counts(self) -> dict[str, object]:
-        """The numbers a job run records for this restore."""
-        return {
-            "backup_id": self.backup_id,
-            "tables": self.tables,
-            "rows": self.rows,
-            "registry_restored": self.registry_restored,
-            "artifact_files": self.artifact_files,
-            "data_dir": self.data_dir,
-            "to_time": self.to_time.isoformat() if self.to_time else None,
-            "seconds": self.seconds,
-        }
 
     def summary(self) -> str:
         """One line for the CLI and logs."""

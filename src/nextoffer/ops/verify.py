@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import NextOfferError
+from nextoffer.domain.results import Counted
 from nextoffer.ops import pgtools, sqlitefiles, tablestats
 from nextoffer.ops.backup import PG_DUMP_FILE, SQLITE_FILE, backup_store, work_dir
 from nextoffer.ops.manifest import BackupError, Manifest, TableStat, pick_manifest
@@ -23,8 +24,10 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(Counted):
     """The outcome of verifying one backup: `ok`, or the problems found."""
+
+    COUNTED = ("backup_id", "ok", "problems", "tables", "rows", "bytes", "seconds")
 
     backup_id: str
     ok: bool
@@ -34,18 +37,6 @@ class VerifyResult:
     files: int = 0
     bytes: int = 0
     seconds: float = 0.0
-
-    def counts(self) -> dict[str, object]:
-        """The numbers a job run records for this verification."""
-        return {
-            "backup_id": self.backup_id,
-            "ok": self.ok,
-            "problems": len(self.problems),
-            "tables": self.tables,
-            "rows": self.rows,
-            "bytes": self.bytes,
-            "seconds": self.seconds,
-        }
 
     def summary(self) -> str:
         """One line for the CLI and logs."""

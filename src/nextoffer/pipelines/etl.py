@@ -13,6 +13,7 @@ from typing import Any
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import InputError
+from nextoffer.domain.results import Counted, Total
 from nextoffer.ingest.entities import BY_NAME, ENTITIES
 from nextoffer.ingest.load import FileResult, load_file, load_known_ids
 from nextoffer.ingest.remote import download, is_remote, list_import_objects
@@ -27,33 +28,28 @@ REFERENCED = ("products", "customers")
 
 
 @dataclass
-class IngestResult:
+class IngestResult(Counted):
     """Counts of one ingest run, per file and in total."""
 
+    COUNTED = (
+        "rows_read",
+        "rows_loaded",
+        "rows_changed",
+        "rows_quarantined",
+        "files",
+        ("files_skipped", "skipped"),
+    )
     run_id: str
     files: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
     skipped: int = 0  # files left out because the ledger has their content already
 
-    @property
-    def rows_read(self) -> int:
-        """Rows seen in every file."""
-        return sum(f.rows_read for f in self.files)
-
-    @property
-    def rows_loaded(self) -> int:
-        """Rows that passed validation and are now stored."""
-        return sum(f.rows_loaded for f in self.files)
-
-    @property
-    def rows_changed(self) -> int:
-        """Rows inserted or updated (0 when the same input is loaded again)."""
-        return sum(f.rows_changed for f in self.files)
-
-    @property
-    def rows_quarantined(self) -> int:
-        """Rows rejected with a reason."""
-        return sum(f.rows_quarantined for f in self.files)
+    # Totals over the files: rows seen; rows that passed validation and are now stored;
+    # rows inserted or updated (0 when the same input is loaded again); rows rejected.
+    rows_read = Total("files")
+    rows_loaded = Total("files")
+    rows_changed = Total("files")
+    rows_quarantined = Total("files")
 
     def summary(self) -> str:
         """The one-line summary printed at the end of a run."""
@@ -66,17 +62,6 @@ class IngestResult:
             f"({self.rows_changed:,} new or changed) · {self.rows_quarantined:,} quarantined"
             f"{skipped} · {self.seconds:.1f} s ({rate:,.0f} rows/s)"
         )
-
-    def counts(self) -> dict[str, Any]:
-        """The run's counts, as its job records them in `job_runs`."""
-        return {
-            "rows_read": self.rows_read,
-            "rows_loaded": self.rows_loaded,
-            "rows_changed": self.rows_changed,
-            "rows_quarantined": self.rows_quarantined,
-            "files": len(self.files),
-            "files_skipped": self.skipped,
-        }
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from nextoffer.evaluation.splits import (
 )
 from nextoffer.models.base import Interactions
 from nextoffer.models.catalog import RECOMMENDERS, make_recommender, search_grid
+from nextoffer.pipelines.base import Say, silent
 
 SplitKind = Literal["stratified", "time", "leave_one_out"]
 WeightKind = Literal["binary", "rating"]
@@ -50,21 +51,15 @@ class RecommenderEvaluationConfig:
 class RecommenderEvaluation:
     """Every model's test metrics, the settings chosen on validation, and the data's shape."""
 
+    data: dict[str, Any]
     metrics: dict[str, dict[str, float]]
     chosen: dict[str, dict[str, Any]]
     validation: dict[str, list[dict[str, Any]]]
-    data: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (the `--json` output)."""
-        return {
-            "data": self.data,
-            "metrics": self.metrics,
-            "chosen_params": self.chosen,
-            "validation": self.validation,
-            "seconds": self.seconds,
-        }
+        """JSON-ready form (the `--json` output), where `chosen` is named `chosen_params`."""
+        return {"chosen_params" if k == "chosen" else k: v for k, v in asdict(self).items()}
 
 
 def read_interactions(path: Path, config: RecommenderEvaluationConfig) -> pd.DataFrame:
@@ -171,14 +166,14 @@ def split_interactions(
 def evaluate_recommenders(
     path: Path,
     config: RecommenderEvaluationConfig,
-    progress: Callable[[str], None] | None = None,
+    progress: Say | None = None,
 ) -> RecommenderEvaluation:
     """Split, tune on a validation split of train, refit on train, score the test split.
 
     All test items of a user are relevant; items the user has in train are never
     recommended. Metrics follow Microsoft Recommenders' definitions (docs/evaluation.md).
     """
-    say = progress or (lambda _message: None)
+    say = progress or silent
     unknown = [m for m in config.models if m not in RECOMMENDERS]
     if unknown:
         raise InputError(
@@ -204,7 +199,7 @@ def evaluate_recommenders(
         "k": config.k,
         "weights": config.weights,
     }
-    result = RecommenderEvaluation({}, {}, {}, data)
+    result = RecommenderEvaluation(data, {}, {}, {})
     for name in config.models:
         started = time.perf_counter()
         grid = search_grid(name, len(items)) if config.tune else [{}]

@@ -13,6 +13,7 @@ import pandas as pd
 from nextoffer.config import Settings
 from nextoffer.domain.errors import NextOfferError
 from nextoffer.domain.offers import Catalogue
+from nextoffer.domain.results import Counted
 from nextoffer.features.training import current_features, load_products
 from nextoffer.models.offer_model import OfferModel
 from nextoffer.scoring.champions import Champion
@@ -37,8 +38,10 @@ each as it finishes, in any order."""
 
 
 @dataclass
-class PrecomputeResult:
-    """What a precompute run did."""
+class PrecomputeResult(Counted):
+    """What a precompute run did; `computed_at` is the instant every row of it carries."""
+
+    COUNTED = ("customers", "with_offers", "chunks", "model_version", "computed_at")
 
     model_version: str
     customers: int = 0

@@ -10,17 +10,20 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from nextoffer.config import Settings
+from nextoffer.models.churn import ChurnModel
+from nextoffer.models.offer_model import OfferModel
+from nextoffer.pipelines.base import Say, silent
 from nextoffer.pipelines.score_churn import score_all_customers
 from nextoffer.pipelines.train_churn import ChurnTraining, ChurnTrainingConfig, train_churn
 from nextoffer.pipelines.train_offers import OfferTraining, OfferTrainingConfig, train_offers
 from nextoffer.registry.mlflow_registry import Decision, ModelRegistry
-from nextoffer.registry.protocol import MODEL_KINDS
+from nextoffer.registry.protocol import MODEL_KINDS, RegisterOptions
 from nextoffer.scoring.champions import load_churn_champion
 from nextoffer.store import Engine
 from nextoffer.store.runs import utcnow
@@ -85,7 +88,7 @@ def run_training(
     kinds: Sequence[str] = KINDS,
     overrides: TrainOverrides | None = None,
     score: bool = True,
-    progress: Callable[[str], None] | None = None,
+    progress: Say | None = None,
     run_id: str | None = None,
 ) -> TrainResult:
     """Train the chosen kinds, register each, then score churn with the churn champion.
@@ -94,7 +97,7 @@ def run_training(
     (nextoffer.jobs), not here.
     """
     started = time.perf_counter()
-    say = progress or (lambda _message: None)
+    say = progress or silent
     overrides = overrides or TrainOverrides()
     unknown = set(kinds) - set(KINDS)
     if unknown:
@@ -106,59 +109,30 @@ def run_training(
     bands: dict[str, int] = {}
     champion_version: int | None = None
     with tempfile.TemporaryDirectory() as workdir:
+
+        def register(
+            kind: str, model: OfferModel | ChurnModel, options: RegisterOptions
+        ) -> Decision:
+            """Save `model` and register it as a new `kind` version (champion if it is better)."""
+            path = Path(workdir) / kind
+            model.save(path)
+            options["margin"] = settings.promotion_margin
+            options["run_name"] = kind
+            return registry.register(kind, path, **options)
+
         if "offers" in kinds:
-            offers = train_offers(
-                engine,
-                OfferTrainingConfig(
-                    horizon_days=settings.offer_horizon_days,
-                    k=OFFER_K,
-                    segments=settings.segments,
-                    seed=settings.random_seed,
-                    ranker_customers=settings.ranker_train_customers,
-                    threads=settings.train_threads,
-                    recommender_params=overrides.recommenders,
-                    ranker_params=overrides.ranker,
-                ),
-                progress=lambda m: say(f"offers: {m}"),
-            )
-            path = Path(workdir) / "offers"
-            offers.model.save(path)
-            decisions["offers"] = registry.register(
-                "offers",
-                path,
-                params=_flatten(offers.chosen),
-                metrics=offers.metrics,
-                primary_metric=f"ndcg_at_{OFFER_K}",
-                margin=settings.promotion_margin,
-                tags={f"nextoffer.{k}": v for k, v in offers.calendar.items()},
-                run_name="offers",
-            )
+            config = _offer_config(settings, overrides)
+            offers = train_offers(engine, config, progress=lambda m: say(f"offers: {m}"))
+            decisions["offers"] = register("offers", offers.model, _offer_options(offers, config.k))
         if "churn" in kinds:
-            churn = train_churn(
-                engine,
-                ChurnTrainingConfig(
-                    seed=settings.random_seed,
-                    drift_threshold=settings.drift_threshold,
-                    threads=settings.train_threads,
-                    params=overrides.churn,
-                ),
-                progress=lambda m: say(f"churn: {m}"),
+            churn_config = ChurnTrainingConfig(
+                seed=settings.random_seed,
+                drift_threshold=settings.drift_threshold,
+                threads=settings.train_threads,
+                params=overrides.churn,
             )
-            path = Path(workdir) / "churn"
-            churn.model.save(path)
-            decisions["churn"] = registry.register(
-                "churn",
-                path,
-                params=_flatten({"lightgbm": churn.chosen}),
-                metrics=churn.metrics,
-                primary_metric="roc_auc",
-                margin=settings.promotion_margin,
-                tags={
-                    "nextoffer.label_as_of": churn.label_as_of,
-                    "nextoffer.drift_worst_feature": churn.drift.worst_feature or "",
-                },
-                run_name="churn",
-            )
+            churn = train_churn(engine, churn_config, progress=lambda m: say(f"churn: {m}"))
+            decisions["churn"] = register("churn", churn.model, _churn_options(churn))
         if score and "churn" in kinds:
             say("churn: scoring every customer with the champion")
             champion = load_churn_champion(registry)
@@ -175,6 +149,44 @@ def run_training(
             churn_model_version=champion_version,
             seconds=time.perf_counter() - started,
         )
+
+
+def _offer_config(settings: Settings, overrides: TrainOverrides) -> OfferTrainingConfig:
+    """The offers run's knobs: from the settings, with the parameters `overrides` pins."""
+    config = OfferTrainingConfig(
+        horizon_days=settings.offer_horizon_days,
+        k=OFFER_K,
+        segments=settings.segments,
+        seed=settings.random_seed,
+        ranker_customers=settings.ranker_train_customers,
+        threads=settings.train_threads,
+    )
+    return replace(
+        config, recommender_params=overrides.recommenders, ranker_params=overrides.ranker
+    )
+
+
+def _offer_options(offers: OfferTraining, k: int) -> RegisterOptions:
+    """What the registry records of an offers run; the test nDCG@k decides promotion."""
+    return {
+        "params": _flatten(offers.chosen),
+        "metrics": offers.metrics,
+        "primary_metric": f"ndcg_at_{k}",
+        "tags": {f"nextoffer.{name}": value for name, value in offers.calendar.items()},
+    }
+
+
+def _churn_options(churn: ChurnTraining) -> RegisterOptions:
+    """What the registry records of a churn run; the test ROC AUC decides promotion."""
+    return {
+        "params": _flatten({"lightgbm": churn.chosen}),
+        "metrics": churn.metrics,
+        "primary_metric": "roc_auc",
+        "tags": {
+            "nextoffer.label_as_of": churn.label_as_of,
+            "nextoffer.drift_worst_feature": churn.drift.worst_feature or "",
+        },
+    }
 
 
 def _flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

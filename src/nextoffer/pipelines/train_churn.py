@@ -9,7 +9,7 @@ the rest. The registered model is refitted on every labelled customer with those
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from nextoffer.features.builder import MODEL_FEATURES, build_features
 from nextoffer.features.training import churn_labels, current_features
 from nextoffer.models.churn import DEFAULT_GRID, ChurnModel, logistic_baseline, tune_churn_params
 from nextoffer.models.tabular import TableSchema, infer_columns
+from nextoffer.pipelines.base import Say, TrainingConfig, silent
 from nextoffer.scoring.churn import churn_frame
 from nextoffer.store import Engine
 
@@ -33,13 +34,11 @@ CHURN_FEATURES = MODEL_FEATURES
 
 
 @dataclass(frozen=True)
-class ChurnTrainingConfig:
+class ChurnTrainingConfig(TrainingConfig):
     """Knobs of one churn training run."""
 
     test_fraction: float = 0.25
-    seed: int = 42
     drift_threshold: float = 0.2
-    threads: int = 0
     # Pinned LightGBM settings skip the search (operators pinning, or a deliberately weak
     # challenger in tests).
     params: Mapping[str, Any] | None = None
@@ -61,18 +60,15 @@ class ChurnTraining:
 
 
 def train_churn(
-    engine: Engine,
-    config: ChurnTrainingConfig,
-    progress: Callable[[str], None] | None = None,
+    engine: Engine, config: ChurnTrainingConfig, progress: Say = silent
 ) -> ChurnTraining:
     """The whole churn run: tune on train, report on held-out customers, refit on all."""
     started = time.perf_counter()
-    say = progress or (lambda _message: None)
     with engine.connect() as conn:
         label_as_of, labels = churn_labels(conn)
         if label_as_of is None or labels.empty:
             raise ValueError("no churn labels: load churn_labels before training")
-        say(f"churn features as of the label date {label_as_of:%Y-%m-%d}")
+        progress(f"churn features as of the label date {label_as_of:%Y-%m-%d}")
         at_label = build_features(conn, label_as_of)
         latest = current_features(conn)
     data = at_label.merge(labels, on="customer_id", how="inner")
@@ -103,10 +99,10 @@ def train_churn(
     if config.params is not None:
         chosen, tuning = dict(config.params), [{"params": dict(config.params), "pinned": True}]
     else:
-        say("choosing LightGBM settings on a validation split of the training customers")
+        progress("choosing LightGBM settings on a validation split of the training customers")
         grid = [{**setting, **balance} for setting in DEFAULT_GRID]
         chosen, tuning = tune_churn_params(train_x, train_y, schema, grid, seed=config.seed)
-    say("training and testing the churn model")
+    progress("training and testing the churn model")
     model = ChurnModel().fit(train_x, train_y, schema, {**chosen, **threads}, seed=config.seed)
     calibrated = model.predict_proba(test_x)
     raw = model.predict_raw(test_x)
@@ -115,7 +111,7 @@ def train_churn(
     baseline_model = logistic_baseline(schema).fit(train_x, train_y)
     baseline = classification_metrics(test_y, baseline_model.predict_proba(test_x)[:, 1])
 
-    say("measuring drift between the training data and today's features")
+    progress("measuring drift between the training data and today's features")
     drift = drift_report(
         frame, churn_frame(latest), list(CHURN_FEATURES), threshold=config.drift_threshold
     )
@@ -128,7 +124,7 @@ def train_churn(
         }
     )
 
-    say("refitting on every labelled customer")
+    progress("refitting on every labelled customer")
     final = ChurnModel().fit(frame, y, schema, {**chosen, **threads}, seed=config.seed)
     final.info["test_metrics"] = metrics
     final.info["label_as_of"] = label_as_of.isoformat()

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,7 +36,11 @@ from nextoffer.models.base import Interactions
 from nextoffer.models.candidates import ProductTable, candidate_mask
 from nextoffer.models.catalog import RECOMMENDERS, make_recommender, search_grid
 from nextoffer.models.offer_model import POPULARITY_KINDS, OfferModel, RankerData
+from nextoffer.pipelines.base import Say, TrainingConfig, silent
 from nextoffer.store import Engine
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +55,13 @@ VALID_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
-class OfferTrainingConfig:
+class OfferTrainingConfig(TrainingConfig):
     """Knobs of one offers training run."""
 
     horizon_days: int = 60
     k: int = 10
     segments: int = 6
-    seed: int = 42
     ranker_customers: int = 60_000
-    threads: int = 0
     # name → params, skipping the search for that model (e.g. to pin or to weaken a model).
     recommender_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     ranker_params: Mapping[str, Any] | None = None
@@ -79,13 +81,10 @@ class OfferTraining:
 
 
 def train_offers(
-    engine: Engine,
-    config: OfferTrainingConfig,
-    progress: Callable[[str], None] | None = None,
+    engine: Engine, config: OfferTrainingConfig, progress: Say = silent
 ) -> OfferTraining:
     """The whole offers run: tune on the train window, test on the next, refit on all."""
     started = time.perf_counter()
-    say = progress or (lambda _message: None)
     with engine.connect() as conn:
         records = load_products(conn)
         products = ProductTable.from_records(records)
@@ -97,7 +96,7 @@ def train_offers(
         t_test, t_train = end - horizon, end - 2 * horizon
         ids = list(products.product_ids)
 
-        say(f"snapshots at {t_train:%Y-%m-%d} and {t_test:%Y-%m-%d}")
+        progress(f"snapshots at {t_train:%Y-%m-%d} and {t_test:%Y-%m-%d}")
         train_snap = build_snapshot(conn, t_train, ids, segments=config.segments, seed=config.seed)
         train_labels = acquisitions_between(conn, t_train, t_test, train_snap.customer_ids, ids)
         train_recent = _recent(conn, train_snap, ids)
@@ -114,19 +113,13 @@ def train_offers(
     buyers = np.flatnonzero(np.diff(train_relevant.indptr) > 0)
     valid_buyers = np.sort(rng.choice(buyers, int(len(buyers) * VALID_FRACTION), replace=False))
 
-    say("choosing recommender settings on validation customers")
+    progress("choosing recommender settings on validation customers")
     chosen, tuning = _tune_recommenders(
         config, products, train_snap, train_recent, train_relevant, valid_buyers
     )
 
-    say("training the ranker")
-    model = OfferModel.fit_recommenders(
-        products,
-        _interactions(train_snap.history, train_snap),
-        _interactions(train_recent, train_snap),
-        chosen,
-        train_snap.features,
-    )
+    progress("training the ranker")
+    model = _fit_recommenders(products, train_snap, train_recent, chosen, train_snap.features)
     fit_sample, valid_sample = _ranker_customers(
         train_relevant, valid_buyers, config.ranker_customers, rng
     )
@@ -139,14 +132,9 @@ def train_offers(
     chosen["ranker"] = {**best_params, "rounds": best_rounds}
     tuning["ranker"] = ranker_tuning
 
-    say("evaluating on the test window")
-    test_model = OfferModel.fit_recommenders(
-        products,
-        _interactions(test_snap.history, test_snap),
-        _interactions(test_recent, test_snap),
-        {name: chosen[name] for name in model.recommenders},
-        train_snap.features,
-    )
+    progress("evaluating on the test window")
+    picked = {name: chosen[name] for name in model.recommenders}
+    test_model = _fit_recommenders(products, test_snap, test_recent, picked, train_snap.features)
     test_model.levels = model.levels
     test_model.booster, test_model.best_iteration = model.booster, model.best_iteration
     test_model.params = model.params
@@ -162,14 +150,8 @@ def train_offers(
         },
     }
 
-    say("refitting on the newest data")
-    final = OfferModel.fit_recommenders(
-        products,
-        _interactions(end_snap.history, end_snap),
-        _interactions(end_recent, end_snap),
-        {name: chosen[name] for name in model.recommenders},
-        end_snap.features,
-    )
+    progress("refitting on the newest data")
+    final = _fit_recommenders(products, end_snap, end_recent, picked, end_snap.features)
     test_relevant = _relevant(test_labels, test_snap.held, products)
     final_sample, _ = _ranker_customers(
         test_relevant, np.array([], dtype=np.int64), config.ranker_customers, rng
@@ -190,15 +172,8 @@ def train_offers(
         "horizon_days": str(config.horizon_days),
     }
     final.meta = {"calendar": calendar, "test_metrics": metrics, "chosen": chosen}
-    return OfferTraining(
-        model=final,
-        metrics=metrics,
-        table=table,
-        chosen=chosen,
-        tuning=tuning,
-        calendar=calendar,
-        seconds=time.perf_counter() - started,
-    )
+    seconds = time.perf_counter() - started
+    return OfferTraining(final, metrics, table, chosen, tuning, calendar, seconds)
 
 
 def _recent(conn: Any, snapshot: Snapshot, ids: list[str]) -> sp.csr_matrix:
@@ -209,6 +184,20 @@ def _recent(conn: Any, snapshot: Snapshot, ids: list[str]) -> sp.csr_matrix:
 def _interactions(matrix: sp.csr_matrix, snapshot: Snapshot) -> Interactions:
     groups = snapshot.features["segment_id"].fillna(-1).to_numpy(dtype=np.int64)
     return Interactions(matrix=matrix, user_groups=groups)
+
+
+def _fit_recommenders(
+    products: ProductTable,
+    snapshot: Snapshot,
+    recent: sp.csr_matrix,
+    chosen: Mapping[str, Mapping[str, Any]],
+    features: pd.DataFrame,
+) -> OfferModel:
+    """An offer model whose recommenders are fitted on a snapshot with the chosen settings."""
+    history = _interactions(snapshot.history, snapshot)
+    return OfferModel.fit_recommenders(
+        products, history, _interactions(recent, snapshot), chosen, features
+    )
 
 
 def _relevant(labels: sp.csr_matrix, held: sp.csr_matrix, products: ProductTable) -> sp.csr_matrix:

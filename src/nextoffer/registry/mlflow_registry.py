@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Unpack
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError, NextOfferError, RegistryError
@@ -37,6 +37,7 @@ from nextoffer.registry.protocol import (
     TAG_REASON,
     Decision,
     ModelVersionInfo,
+    RegisterOptions,
 )
 from nextoffer.registry.pyfunc import write_pyfunc
 from nextoffer.registry.urls import (
@@ -114,19 +115,7 @@ class ModelRegistry:
 
     # ------------------------------------------------------------------ public API
 
-    def register(
-        self,
-        kind: str,
-        model_dir: Path,
-        *,
-        params: dict[str, Any],
-        metrics: dict[str, float],
-        primary_metric: str,
-        margin: float = 0.0,
-        higher_is_better: bool = True,
-        tags: dict[str, str] | None = None,
-        run_name: str | None = None,
-    ) -> Decision:
+    def register(self, kind: str, model_dir: Path, **options: Unpack[RegisterOptions]) -> Decision:
         """Log `model_dir` as a new version of `kind`, promote it if it beats the champion, prune.
 
         See `promotion.decide` for when the challenger is promoted. The files are logged as
@@ -136,15 +125,21 @@ class ModelRegistry:
         name = promotion.model_name(kind)
         model_dir = Path(model_dir)
         files = _model_files(model_dir)
+        primary_metric = options["primary_metric"]
+        margin = options.get("margin", 0.0)
+        higher_is_better = options.get("higher_is_better", True)
+        metrics = options["metrics"]
         value = promotion.challenger_value(metrics, primary_metric, margin)
-        user_tags = dict(tags or {})
-        batch = RunBatch.build(params, metrics, {**user_tags, TAG_KIND: kind})
+        user_tags = dict(options.get("tags") or {})
+        batch = RunBatch.build(options["params"], metrics, {**user_tags, TAG_KIND: kind})
 
         with tempfile.TemporaryDirectory(prefix="nextoffer-pyfunc-") as scratch:
             # Written before the run exists: a model MLflow could not wrap logs nothing.
             pyfunc = Path(scratch) / "pyfunc"
             write_pyfunc(kind, model_dir, pyfunc)
-            run_id, files_uri, model = self._log_run(kind, model_dir, pyfunc, batch, run_name)
+            run_id, files_uri, model = self._log_run(
+                kind, model_dir, pyfunc, batch, options.get("run_name")
+            )
         with self._calling(f"registering {name}"):
             self._ensure_registered_model(name)
         # Decided before the version exists, so that the decision is written with it in one

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Required, TypedDict, Unpack
 
 MODEL_KINDS: tuple[str, ...] = ("offers", "churn")
 CHAMPION = "champion"
@@ -32,6 +32,21 @@ TAG_PARAM_NAMES = "nextoffer.param_names"
 TAG_FILES = "nextoffer.files"
 DECISION_PROMOTED = "promoted"
 DECISION_NOT_PROMOTED = "not_promoted"
+
+
+class RegisterOptions(TypedDict, total=False):
+    """What `register` takes besides the kind and the folder: the run's record and the gate."""
+
+    params: Required[dict[str, Any]]
+    metrics: Required[dict[str, float]]
+    # The metric the gate compares (one of `metrics`).
+    primary_metric: Required[str]
+    # How much the challenger must beat the champion by (0.0 when not given).
+    margin: float
+    # Whether a larger primary metric is better (True when not given).
+    higher_is_better: bool
+    tags: dict[str, str] | None
+    run_name: str | None
 
 
 @dataclass(frozen=True)
@@ -71,19 +86,7 @@ class ModelRegistryProtocol(Protocol):
         """The experiment (folder under the artifacts URL) that runs are logged in."""
         ...
 
-    def register(
-        self,
-        kind: str,
-        model_dir: Path,
-        *,
-        params: dict[str, Any],
-        metrics: dict[str, float],
-        primary_metric: str,
-        margin: float = 0.0,
-        higher_is_better: bool = True,
-        tags: dict[str, str] | None = None,
-        run_name: str | None = None,
-    ) -> Decision:
+    def register(self, kind: str, model_dir: Path, **options: Unpack[RegisterOptions]) -> Decision:
         """Store `model_dir` as a new version; promote it when it beats the champion."""
         ...
 

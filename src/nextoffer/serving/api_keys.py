@@ -83,14 +83,8 @@ def create_api_key(engine: Engine, name: str, role: Role | str) -> tuple[ApiKeyR
         key_id = secrets.token_hex(KEY_ID_HEX // 2)
         plaintext = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
         record = ApiKeyRecord(key_id, name, granted, utcnow(), None)
-        stored = store.insert_api_key(
-            engine,
-            key_id=key_id,
-            name=name,
-            role=granted.value,
-            key_hash=_key_digest(plaintext),
-            created_at=record.created_at,
-        )
+        row = store.ApiKeyRow(key_id, name, granted.value, record.created_at, None)
+        stored = store.insert_api_key(engine, row, _key_digest(plaintext))
         if not stored:
             # 48-bit ids collide about never; draw again rather than fail if one does.
             if attempt == attempts:

@@ -16,6 +16,7 @@ import numpy as np
 
 from nextoffer.cache import Cache, CacheUnavailableError, keys
 from nextoffer.domain.errors import NotFoundError
+from nextoffer.domain.results import from_attributes
 from nextoffer.scoring.churn import score_customers
 from nextoffer.serving.state import ServingState
 from nextoffer.store.reads import catalogue as catalogue_reads
@@ -187,14 +188,7 @@ def similar_products(
 
 def segment_answer(record: customers.SegmentRecord) -> SegmentAnswer:
     """A stored segment membership as the answer served and cached."""
-    return SegmentAnswer(
-        customer_id=record.customer_id,
-        segment_id=record.segment_id,
-        name=record.name,
-        description=record.description,
-        size=record.size,
-        features_as_of=record.features_as_of,
-    )
+    return from_attributes(SegmentAnswer, record)
 
 
 def _require_customer(conn: Any, customer_id: str) -> None:

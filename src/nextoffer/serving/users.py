@@ -85,14 +85,8 @@ def create_user(engine: Engine, username: str, password: str, role: Role | str) 
     _check_password(password)
     record = UserRecord(str(uuid.uuid4()), username, granted, False, utcnow())
     password_hash = _hasher.hash(password)
-    created = store.insert_user(
-        engine,
-        user_id=record.user_id,
-        username=username,
-        password_hash=password_hash,
-        role=granted.value,
-        created_at=record.created_at,
-    )
+    row = store.UserRow(record.user_id, username, granted.value, False, record.created_at)
+    created = store.insert_user(engine, row, password_hash)
     if not created:
         raise DuplicateUserError(f"username {username!r} is already taken")
     log.info("user created", extra={"username": username, "role": granted.value})

@@ -7,11 +7,13 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from nextoffer.cache import keys
 from nextoffer.cache.base import Cache
 from nextoffer.config import Settings
 from nextoffer.domain.offers import Offer, dump_offers
+from nextoffer.domain.results import Counted
 from nextoffer.scoring.offers import policy_from_settings
 from nextoffer.serving.insights import dump_segment, segment_answer
 from nextoffer.serving.offers import offers_key, popular_lists, still_allowed
@@ -24,22 +26,18 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class WarmResult:
+class WarmResult(Counted):
     """What a cache fill wrote."""
 
+    COUNTED = ("popular_lists", "segments", "offers", "seconds")
     popular_lists: int = 0
     segments: int = 0
     offers: int = 0
     seconds: float = 0.0
 
-    def counts(self) -> dict[str, float]:
-        """The result as job counts."""
-        return {
-            "popular_lists": self.popular_lists,
-            "segments": self.segments,
-            "offers": self.offers,
-            "seconds": round(self.seconds, 3),
-        }
+    def counts(self) -> dict[str, Any]:
+        """The result as job counts, to the millisecond."""
+        return {**super().counts(), "seconds": round(self.seconds, 3)}
 
 
 def warm_popular(engine: Engine, cache: Cache) -> int:

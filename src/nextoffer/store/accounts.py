@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, Insert, Select, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from nextoffer.store.reads._sql import Bind, connect
+from nextoffer.domain.results import from_attributes
+from nextoffer.store.reads._sql import Bind, connect, first_row, view_columns
 from nextoffer.store.schema import ApiKey, User
 
 
@@ -33,43 +34,31 @@ class Credentials:
     disabled: bool
 
 
-_USER_COLUMNS = (User.user_id, User.username, User.role, User.disabled, User.created_at)
+_USER_COLUMNS = view_columns(User, UserRow)
 
 
-def _user(row: Any) -> UserRow:
-    return UserRow(row.user_id, row.username, row.role, bool(row.disabled), row.created_at)
-
-
-def insert_user(
-    engine: Engine,
-    *,
-    user_id: str,
-    username: str,
-    password_hash: str,
-    role: str,
-    created_at: datetime,
-) -> bool:
-    """Store a new enabled account; False when the username is taken, ignoring case.
+def insert_user(engine: Engine, user: UserRow, password_hash: str) -> bool:
+    """Store a new account; False when the username is taken, ignoring case.
 
     Two creations of one name racing are decided by the unique index: the loser gets False.
     """
+    taken = select(User.username).where(func.lower(User.username) == user.username.lower())
+    return _inserted(
+        engine, insert(User).values(**asdict(user), password_hash=password_hash), taken
+    )
+
+
+def _inserted(engine: Engine, row: Insert, taken: Select[Any] | None = None) -> bool:
+    """Insert one row in a transaction of its own; False when its key is already taken.
+
+    `taken`, when given, finds a clash the constraints do not (a name in another case)
+    before the insert; a clash on a unique constraint is caught from the database.
+    """
     try:
         with engine.begin() as conn:
-            clash = conn.execute(
-                select(User.username).where(func.lower(User.username) == username.lower())
-            ).first()
-            if clash is not None:
+            if taken is not None and conn.execute(taken).first() is not None:
                 return False
-            conn.execute(
-                insert(User).values(
-                    user_id=user_id,
-                    username=username,
-                    password_hash=password_hash,
-                    role=role,
-                    disabled=False,
-                    created_at=created_at,
-                )
-            )
+            conn.execute(row)
     except IntegrityError:
         return False
     return True
@@ -78,23 +67,22 @@ def insert_user(
 def list_users(bind: Bind) -> list[UserRow]:
     """Every account, disabled ones included, by username."""
     with connect(bind) as conn:
-        return [_user(r) for r in conn.execute(select(*_USER_COLUMNS).order_by(User.username))]
+        rows = conn.execute(select(*_USER_COLUMNS).order_by(User.username))
+        return [from_attributes(UserRow, r, disabled=bool) for r in rows]
 
 
 def disable_user(engine: Engine, username: str) -> UserRow | None:
     """Disable an account (again is harmless) and return it; None when there is none."""
     with engine.begin() as conn:
         conn.execute(update(User).where(User.username == username).values(disabled=True))
-        row = conn.execute(select(*_USER_COLUMNS).where(User.username == username)).first()
-    return None if row is None else _user(row)
+        query = select(*_USER_COLUMNS).where(User.username == username)
+        return first_row(conn, query, UserRow, disabled=bool)
 
 
 def credentials(bind: Bind, username: str) -> Credentials | None:
     """The account's password hash, role and disabled flag; None for an unknown name."""
-    query = select(User.password_hash, User.role, User.disabled).where(User.username == username)
-    with connect(bind) as conn:
-        row = conn.execute(query).first()
-    return None if row is None else Credentials(row.password_hash, row.role, bool(row.disabled))
+    query = select(*view_columns(User, Credentials)).where(User.username == username)
+    return first_row(bind, query, Credentials, disabled=bool)
 
 
 def set_password_hash(engine: Engine, username: str, password_hash: str) -> None:
@@ -125,39 +113,19 @@ class KeySecret:
     revoked_at: datetime | None
 
 
-_KEY_COLUMNS = (ApiKey.key_id, ApiKey.name, ApiKey.role, ApiKey.created_at, ApiKey.revoked_at)
+_KEY_COLUMNS = view_columns(ApiKey, ApiKeyRow)
 
 
-def _key(row: Any) -> ApiKeyRow:
-    return ApiKeyRow(row.key_id, row.name, row.role, row.created_at, row.revoked_at)
-
-
-def insert_api_key(
-    engine: Engine, *, key_id: str, name: str, role: str, key_hash: str, created_at: datetime
-) -> bool:
+def insert_api_key(engine: Engine, key: ApiKeyRow, key_hash: str) -> bool:
     """Store a new key; False when `key_id` is already taken (draw another id)."""
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                insert(ApiKey).values(
-                    key_id=key_id,
-                    name=name,
-                    role=role,
-                    key_hash=key_hash,
-                    created_at=created_at,
-                    revoked_at=None,
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    return _inserted(engine, insert(ApiKey).values(**asdict(key), key_hash=key_hash))
 
 
 def list_api_keys(bind: Bind) -> list[ApiKeyRow]:
     """Every key, revoked ones included, oldest first."""
     query = select(*_KEY_COLUMNS).order_by(ApiKey.created_at, ApiKey.key_id)
     with connect(bind) as conn:
-        return [_key(r) for r in conn.execute(query)]
+        return [from_attributes(ApiKeyRow, r) for r in conn.execute(query)]
 
 
 def revoke_api_key(engine: Engine, key_id: str, at: datetime) -> ApiKeyRow | None:
@@ -168,13 +136,10 @@ def revoke_api_key(engine: Engine, key_id: str, at: datetime) -> ApiKeyRow | Non
             .where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
             .values(revoked_at=at)
         )
-        row = conn.execute(select(*_KEY_COLUMNS).where(ApiKey.key_id == key_id)).first()
-    return None if row is None else _key(row)
+        return first_row(conn, select(*_KEY_COLUMNS).where(ApiKey.key_id == key_id), ApiKeyRow)
 
 
 def key_secret(bind: Bind, key_id: str) -> KeySecret | None:
     """The key's hash, role and revocation time; None for an unknown id."""
-    query = select(ApiKey.key_hash, ApiKey.role, ApiKey.revoked_at).where(ApiKey.key_id == key_id)
-    with connect(bind) as conn:
-        row = conn.execute(query).first()
-    return None if row is None else KeySecret(row.key_hash, row.role, row.revoked_at)
+    query = select(*view_columns(ApiKey, KeySecret)).where(ApiKey.key_id == key_id)
+    return first_row(bind, query, KeySecret)

@@ -52,14 +52,20 @@ def upsert_frame(
     unknown = set(columns) - set(table.columns.keys())
     if unknown:
         raise ValueError(f"{table.name}: no such columns {sorted(unknown)}")
-    if conn.dialect.name == "postgresql":
-        return _upsert_postgres(conn, table, frame, columns, list(key), on_conflict)
-    return _upsert_sqlite(conn, table, frame, columns, list(key), on_conflict)
+    postgres = conn.dialect.name == "postgresql"
+    distinct_op = "IS DISTINCT FROM" if postgres else "IS NOT"
+    clause = _conflict_clause(table, columns, list(key), on_conflict, distinct_op)
+    return (_upsert_postgres if postgres else _upsert_sqlite)(conn, table, frame, clause)
+
+
+def _column_list(frame: pd.DataFrame) -> str:
+    return ", ".join(_quote(c) for c in frame.columns)
 
 
 def _conflict_clause(
     table: Table, columns: list[str], key: list[str], on_conflict: OnConflict, distinct_op: str
 ) -> str:
+    """The INSERT's ON CONFLICT clause; empty for "fail", where a conflict raises."""
     keys = ", ".join(_quote(k) for k in key)
     values = [c for c in columns if c not in key]
     if on_conflict == "fail":
@@ -92,23 +98,16 @@ def _to_arrow(table: Table, frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=list(frame.columns))
 
 
-def _upsert_postgres(
-    conn: Connection,
-    table: Table,
-    frame: pd.DataFrame,
-    columns: list[str],
-    key: list[str],
-    on_conflict: OnConflict,
-) -> int:
+def _upsert_postgres(conn: Connection, table: Table, frame: pd.DataFrame, clause: str) -> int:
     buffer = io.BytesIO()
     pa_csv.write_csv(_to_arrow(table, frame), buffer, pa_csv.WriteOptions(include_header=False))
     stage = f"stage_{table.name}"
-    column_list = ", ".join(_quote(c) for c in columns)
+    column_list = _column_list(frame)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     # A temporary, unindexed copy of the target's shape: COPY into it is nearly as fast as
     # the database allows, and the one INSERT ... ON CONFLICT below is the merge.
     cursor.execute("SET LOCAL TIME ZONE 'UTC'")
-    if on_conflict == "fail":
+    if not clause:  # on_conflict="fail": every key is new, so COPY straight into the table
         target = f"{_quote(table.name)} ({column_list})"
         with cursor.copy(f"COPY {target} FROM STDIN (FORMAT csv)") as copy:
             copy.write(buffer.getbuffer())
@@ -120,7 +119,6 @@ def _upsert_postgres(
     )
     with cursor.copy(f"COPY {_quote(stage)} ({column_list}) FROM STDIN (FORMAT csv)") as copy:
         copy.write(buffer.getbuffer())
-    clause = _conflict_clause(table, columns, key, on_conflict, "IS DISTINCT FROM")
     cursor.execute(
         f"INSERT INTO {_quote(table.name)} ({column_list}) "
         f"SELECT {column_list} FROM {_quote(stage)} {clause}"
@@ -152,17 +150,9 @@ def _sqlite_values(table: Table, frame: pd.DataFrame) -> list[tuple[object, ...]
     return list(objects.itertuples(index=False, name=None))
 
 
-def _upsert_sqlite(
-    conn: Connection,
-    table: Table,
-    frame: pd.DataFrame,
-    columns: list[str],
-    key: list[str],
-    on_conflict: OnConflict,
-) -> int:
-    column_list = ", ".join(_quote(c) for c in columns)
-    placeholders = ", ".join("?" for _ in columns)
-    clause = _conflict_clause(table, columns, key, on_conflict, "IS NOT")
+def _upsert_sqlite(conn: Connection, table: Table, frame: pd.DataFrame, clause: str) -> int:
+    column_list = _column_list(frame)
+    placeholders = ", ".join("?" for _ in frame.columns)
     sql = f"INSERT INTO {_quote(table.name)} ({column_list}) VALUES ({placeholders}) {clause}"
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     changed = 0

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Row, case, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Row, case, func, insert, select, update
 
 from nextoffer.domain.errors import NotFoundError
 from nextoffer.domain.experiments import (
@@ -133,12 +133,7 @@ def running_experiments(engine: Engine) -> list[ExperimentRecord]:
 def get_experiment(engine: Engine, experiment_id: str) -> ExperimentRecord:
     """The experiment with this id; NotFoundError when there is none."""
     with engine.connect() as conn:
-        row = conn.execute(
-            select(*_COLUMNS).where(Experiment.experiment_id == experiment_id)
-        ).first()
-    if row is None:
-        raise NotFoundError(f"no experiment with id {experiment_id!r}")
-    return _record(row)
+        return _stored(conn, experiment_id)
 
 
 def stop_experiment(engine: Engine, experiment_id: str) -> ExperimentRecord:
@@ -156,9 +151,13 @@ def stop_experiment(engine: Engine, experiment_id: str) -> ExperimentRecord:
             )
             .values(status=ExperimentStatus.STOPPED.value, stopped_at=utcnow())
         )
-        row = conn.execute(
-            select(*_COLUMNS).where(Experiment.experiment_id == experiment_id)
-        ).first()
+        return _stored(conn, experiment_id)
+
+
+def _stored(conn: Connection, experiment_id: str) -> ExperimentRecord:
+    """The experiment with this id as `conn` sees it; NotFoundError when there is none."""
+    query = select(*_COLUMNS).where(Experiment.experiment_id == experiment_id)
+    row = conn.execute(query).first()
     if row is None:
         raise NotFoundError(f"no experiment with id {experiment_id!r}")
     return _record(row)

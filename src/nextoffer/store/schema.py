@@ -29,6 +29,8 @@ ID = String(64)
 MONEY = Numeric(12, 2)
 # Every time column reads back aware UTC on SQLite and PostgreSQL alike (see store.types).
 UTC_TIME = UtcDateTime()
+# A plain int, bool or date column is declared by its annotation alone (INTEGER, BOOLEAN,
+# DATE); floats name Float, since SQLAlchemy maps a bare float to DOUBLE PRECISION.
 
 # Deterministic constraint names so migrations and downgrades work the same on every engine.
 NAMING = {
@@ -44,6 +46,15 @@ class Base(DeclarativeBase):
     """Declarative base with the shared naming convention."""
 
     metadata = MetaData(naming_convention=NAMING)
+
+
+class CustomerKeyed:
+    """A table with a row per customer (and time): the customer's id leads its primary key."""
+
+    # sort_order puts the mixin's column first, where the migrations have it.
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.customer_id"), primary_key=True, sort_order=-1
+    )
 
 
 class Product(Base):
@@ -79,7 +90,7 @@ class Customer(Base):
     display_name: Mapped[str] = mapped_column(String(200))
     age_band: Mapped[str] = mapped_column(String(8))
     region: Mapped[str] = mapped_column(String(64), index=True)
-    signup_date: Mapped[date] = mapped_column(Date)
+    signup_date: Mapped[date]
     contract_type: Mapped[str] = mapped_column(String(32))
     payment_method: Mapped[str] = mapped_column(String(32))
     plan_id: Mapped[str | None] = mapped_column(ForeignKey("products.product_id"))
@@ -106,8 +117,8 @@ class Subscription(Base):
     subscription_id: Mapped[str] = mapped_column(ID, primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"))
     product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"))
-    start_date: Mapped[date] = mapped_column(Date)
-    end_date: Mapped[date | None] = mapped_column(Date)
+    start_date: Mapped[date]
+    end_date: Mapped[date | None]
     monthly_price: Mapped[Decimal | None] = mapped_column(MONEY)
 
     __table_args__ = (
@@ -165,15 +176,14 @@ class Event(Base):
     )
 
 
-class ChurnLabel(Base):
+class ChurnLabel(CustomerKeyed, Base):
     """Observed churn: did the customer leave within the label window that starts at as_of."""
 
     __tablename__ = "churn_labels"
 
-    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"), primary_key=True)
     as_of: Mapped[date] = mapped_column(Date, primary_key=True)
-    churned: Mapped[bool] = mapped_column(Boolean)
-    churn_date: Mapped[date | None] = mapped_column(Date)
+    churned: Mapped[bool]
+    churn_date: Mapped[date | None]
 
     # The latest label window's churn rate, counted from the index alone (the console, 0004).
     __table_args__ = (Index("ix_churn_labels_as_of", "as_of", "churned"),)
@@ -187,17 +197,16 @@ class Segment(Base):
     segment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text)
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int]
     centroid: Mapped[dict[str, Any]] = mapped_column(JSON)
     computed_at: Mapped[datetime] = mapped_column(UTC_TIME)
 
 
-class UserFeatures(Base):
+class UserFeatures(CustomerKeyed, Base):
     """Per-customer features for models and serving, as of `as_of`, stamped `computed_at`."""
 
     __tablename__ = "user_features"
 
-    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"), primary_key=True)
     as_of: Mapped[datetime] = mapped_column(UTC_TIME)
     computed_at: Mapped[datetime] = mapped_column(UTC_TIME)
     segment_id: Mapped[int | None] = mapped_column(Integer, index=True)
@@ -211,18 +220,18 @@ class UserFeatures(Base):
     data_gb_month: Mapped[float] = mapped_column(Float)
     voice_min_month: Mapped[float] = mapped_column(Float)
     recency_days: Mapped[float | None] = mapped_column(Float)
-    frequency_90d: Mapped[int] = mapped_column(Integer)
+    frequency_90d: Mapped[int]
     monetary_90d: Mapped[float] = mapped_column(Float)
     monetary_total: Mapped[float] = mapped_column(Float)
-    products_held: Mapped[int] = mapped_column(Integer)
-    mobile_held: Mapped[int] = mapped_column(Integer)
-    broadband_held: Mapped[int] = mapped_column(Integer)
-    addons_held: Mapped[int] = mapped_column(Integer)
-    devices_held: Mapped[int] = mapped_column(Integer)
-    bundles_held: Mapped[int] = mapped_column(Integer)
-    support_contacts_90d: Mapped[int] = mapped_column(Integer)
-    engagement_30d: Mapped[int] = mapped_column(Integer)
-    offers_accepted_180d: Mapped[int] = mapped_column(Integer)
+    products_held: Mapped[int]
+    mobile_held: Mapped[int]
+    broadband_held: Mapped[int]
+    addons_held: Mapped[int]
+    devices_held: Mapped[int]
+    bundles_held: Mapped[int]
+    support_contacts_90d: Mapped[int]
+    engagement_30d: Mapped[int]
+    offers_accepted_180d: Mapped[int]
 
 
 class ContactHistory(Base):
@@ -242,12 +251,11 @@ class ContactHistory(Base):
     )
 
 
-class ChurnScore(Base):
+class ChurnScore(CustomerKeyed, Base):
     """A churn score for a customer at a time; the history is kept to show risk over time."""
 
     __tablename__ = "churn_scores"
 
-    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"), primary_key=True)
     scored_at: Mapped[datetime] = mapped_column(UTC_TIME, primary_key=True)
     score: Mapped[float] = mapped_column(Float)
     band: Mapped[str] = mapped_column(String(16))
@@ -284,7 +292,7 @@ class QuarantinedRow(Base):
     entity: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(Text)
     source_sha256: Mapped[str] = mapped_column(String(64))
-    line: Mapped[int] = mapped_column(Integer)
+    line: Mapped[int]
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[str] = mapped_column(Text)
     run_id: Mapped[str] = mapped_column(String(36))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nextoffer.domain.vocabulary import Channel, EventType
-from nextoffer.synth.arrays import F64, I64, BoolA
+from nextoffer.synth.arrays import F64, I64, BoolA, codes
 from nextoffer.synth.catalog import Catalog
 from nextoffer.synth.market import CHANNELS
 from nextoffer.synth.population import Population
@@ -15,17 +15,21 @@ from nextoffer.synth.simulate import PURCHASE
 from nextoffer.synth.world import DAYS_PER_MONTH, SERVICE_WINDOW_DAYS, Timeline
 
 EVENT_TYPES: tuple[EventType, ...] = tuple(EventType)
-WEB_VISIT = EVENT_TYPES.index(EventType.WEB_VISIT)
-APP_LOGIN = EVENT_TYPES.index(EventType.APP_LOGIN)
-SUPPORT_CALL = EVENT_TYPES.index(EventType.SUPPORT_CALL)
-NETWORK_COMPLAINT = EVENT_TYPES.index(EventType.NETWORK_COMPLAINT)
-IMPRESSION = EVENT_TYPES.index(EventType.OFFER_IMPRESSION)
-CLICK = EVENT_TYPES.index(EventType.OFFER_CLICK)
-ACCEPT = EVENT_TYPES.index(EventType.OFFER_ACCEPT)
-DECLINE = EVENT_TYPES.index(EventType.OFFER_DECLINE)
-WEB = CHANNELS.index(Channel.WEB)
-APP = CHANNELS.index(Channel.APP)
-CALL_CENTER = CHANNELS.index(Channel.CALL_CENTER)
+WEB_VISIT, APP_LOGIN, SUPPORT_CALL, NETWORK_COMPLAINT = codes(
+    EVENT_TYPES,
+    EventType.WEB_VISIT,
+    EventType.APP_LOGIN,
+    EventType.SUPPORT_CALL,
+    EventType.NETWORK_COMPLAINT,
+)
+IMPRESSION, CLICK, ACCEPT, DECLINE = codes(
+    EVENT_TYPES,
+    EventType.OFFER_IMPRESSION,
+    EventType.OFFER_CLICK,
+    EventType.OFFER_ACCEPT,
+    EventType.OFFER_DECLINE,
+)
+WEB, APP, CALL_CENTER = codes(CHANNELS, Channel.WEB, Channel.APP, Channel.CALL_CENTER)
 DAY = 86400
 SESSION_LOW, SESSION_HIGH = 10**15, 10**16
 

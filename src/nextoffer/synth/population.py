@@ -7,16 +7,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from nextoffer.domain.vocabulary import ContractType
-from nextoffer.synth.arrays import F64, I64, BoolA
+from nextoffer.synth.arrays import F64, I64, BoolA, codes
 from nextoffer.synth.catalog import Catalog
 from nextoffer.synth.market import CONTRACTS, REGIONS
 from nextoffer.synth.names import FIRST_NAMES, LAST_NAMES
 from nextoffer.synth.segments import PREPAID_PAYMENTS, SEGMENTS, region_table
 from nextoffer.synth.world import DAYS_PER_MONTH, MAX_TENURE_DAYS, Timeline
 
-PREPAID = CONTRACTS.index(ContractType.PREPAID)
-ONE_YEAR = CONTRACTS.index(ContractType.ONE_YEAR)
-TWO_YEAR = CONTRACTS.index(ContractType.TWO_YEAR)
+PREPAID, ONE_YEAR, TWO_YEAR = codes(
+    CONTRACTS, ContractType.PREPAID, ContractType.ONE_YEAR, ContractType.TWO_YEAR
+)
 
 
 def pick(rng: np.random.Generator, probs: F64) -> I64:

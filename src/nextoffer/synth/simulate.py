@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nextoffer.domain.vocabulary import Channel, ContractType, TransactionType
-from nextoffer.synth.arrays import F32, F64, I64, BoolA
+from nextoffer.synth.arrays import F32, F64, I64, BoolA, codes
 from nextoffer.synth.catalog import Catalog
 from nextoffer.synth.market import CHANNELS, CONTRACTS, REGIONS
 from nextoffer.synth.population import Population
@@ -23,13 +23,15 @@ from nextoffer.synth.world import (
 
 NEVER = np.int64(1 << 40)
 TXN_TYPES: tuple[TransactionType, ...] = tuple(TransactionType)
-ACTIVATION = TXN_TYPES.index(TransactionType.ACTIVATION)
-UPGRADE = TXN_TYPES.index(TransactionType.UPGRADE)
-DOWNGRADE = TXN_TYPES.index(TransactionType.DOWNGRADE)
-PURCHASE = TXN_TYPES.index(TransactionType.PURCHASE)
-CANCELLATION = TXN_TYPES.index(TransactionType.CANCELLATION)
-PREPAID = CONTRACTS.index(ContractType.PREPAID)
-MONTH_TO_MONTH = CONTRACTS.index(ContractType.MONTH_TO_MONTH)
+ACTIVATION, UPGRADE, DOWNGRADE, PURCHASE, CANCELLATION = codes(
+    TXN_TYPES,
+    TransactionType.ACTIVATION,
+    TransactionType.UPGRADE,
+    TransactionType.DOWNGRADE,
+    TransactionType.PURCHASE,
+    TransactionType.CANCELLATION,
+)
+PREPAID, MONTH_TO_MONTH = codes(CONTRACTS, ContractType.PREPAID, ContractType.MONTH_TO_MONTH)
 # Customers cancel mostly by phone, never through outbound telesales.
 CANCEL_CHANNEL_WEIGHT = np.array(
     [

@@ -194,14 +194,19 @@ def bar_chart(
             f'font-size="{_FONT}">{escape(text)}</text>'
         )
     if threshold is not None and scale > 0:
-        tx = label_w + threshold * scale
-        body.append(
-            f'<line class="threshold" x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 4}" '
-            f'y2="{height - 16}" stroke="{PALETTE[4]}" stroke-dasharray="4 3"/>'
-            f'<text x="{tx:.1f}" y="{height - 4}" text-anchor="middle" font-size="{_FONT}">'
-            f"{escape(threshold_label or value_format(threshold))}</text>"
-        )
+        label = threshold_label or value_format(threshold)
+        body.append(_threshold_mark(label_w + threshold * scale, top, height, label))
     return _svg(width, height, title, body, "bars")
+
+
+def _threshold_mark(x: float, top: int, height: int, label: str) -> str:
+    """A dashed line across the bars at `x`, labelled below them."""
+    return (
+        f'<line class="threshold" x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" '
+        f'y2="{height - 16}" stroke="{PALETTE[4]}" stroke-dasharray="4 3"/>'
+        f'<text x="{x:.1f}" y="{height - 4}" text-anchor="middle" font-size="{_FONT}">'
+        f"{escape(label)}</text>"
+    )
 
 
 def interval_chart(

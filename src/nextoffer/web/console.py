@@ -149,6 +149,63 @@ def form_session(
 FormSessionDep = Annotated[ConsoleSession, Depends(form_session)]
 
 
+@dataclass(frozen=True)
+class Page:
+    """A signed-in person's page request: what every page starts from."""
+
+    request: Request
+    console: Console
+    session: ConsoleSession
+
+    @property
+    def services(self) -> Services:
+        """The services the API answers from."""
+        return self.console.services
+
+    def render(self, template: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+        """`template` with `context`, as `render` makes every page."""
+        return render(self.request, self.console, template, context, status)
+
+
+def signed_in_page(request: Request, console: ConsoleDep, session: SessionDep) -> Page:
+    """The page request of the signed-in person (a redirect to /login otherwise)."""
+    return Page(request, console, session)
+
+
+PageDep = Annotated[Page, Depends(signed_in_page)]
+
+
+@dataclass(frozen=True)
+class FormPost:
+    """A signed-in person's form post, its CSRF token checked: what every form starts from."""
+
+    console: Console
+    session: ConsoleSession
+
+    def needs(self, role: Role, action: str) -> None:
+        """Refuse with a 403 page unless the person's role allows `action`."""
+        needs(self.session, role, action)
+
+    def redirect(
+        self, url: str, message: str | None = None, kind: FlashKind = "ok"
+    ) -> RedirectResponse:
+        """303 to `url`, with a message for the next page."""
+        return redirect(self.console, url, message, kind)
+
+    @property
+    def by(self) -> str:
+        """Who acts, as the use cases record it."""
+        return f"user:{self.session.username}"
+
+
+def checked_form(console: ConsoleDep, session: FormSessionDep) -> FormPost:
+    """The form post of the signed-in person whose CSRF token matches their session."""
+    return FormPost(console, session)
+
+
+FormDep = Annotated[FormPost, Depends(checked_form)]
+
+
 def limit(console: Console, principal: str) -> None:
     """Count one request against the API's rate limiter; a 429 page when over."""
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from nextoffer.api.deps import PlatformDep
-from nextoffer.api.problems import ProblemError
+from nextoffer.api.problems import unauthorized
 from nextoffer.api.schemas import TokenIn, TokenOut
 from nextoffer.serving.tokens import issue_token
 from nextoffer.serving.users import authenticate
@@ -23,11 +23,6 @@ def token(body: TokenIn, request: Request, platform: PlatformDep) -> TokenOut:
     platform.limiter.check(f"login-user:{body.username.lower()}", metrics)
     principal = authenticate(platform.services.engine, body.username, body.password)
     if principal is None:
-        raise ProblemError(
-            401,
-            "wrong username or password, or the account is disabled",
-            kind="unauthorized",
-            headers={"WWW-Authenticate": 'Bearer realm="nextoffer"'},
-        )
+        raise unauthorized("wrong username or password, or the account is disabled")
     access, expires_in = issue_token(principal, platform.jwt_secret, platform.settings.jwt_ttl_s)
     return TokenOut(access_token=access, expires_in=expires_in, role=principal.role.value)

@@ -60,4 +60,4 @@ def get_churn_risk(
 def get_segment(customer_id: CustomerId, services: ServicesDep, _caller: Viewer) -> SegmentOut:
     """The customer's segment, what characterises it and how big it is."""
     answer = insights.segment_of(services.engine, services.cache, customer_id)
-    return SegmentOut.model_validate(dataclasses.asdict(answer))
+    return SegmentOut(**dataclasses.asdict(answer))

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Response
 
 from nextoffer.api.deps import ServicesDep, Writer
-from nextoffer.api.schemas import EventBatchIn, EventIn, EventsOut
+from nextoffer.api.schemas import EventBatchIn, EventIn, EventsOut, from_record
 from nextoffer.usecases.responses import OfferResponse, record_responses
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -35,31 +35,14 @@ def post_events(
     stored when it returns.
     """
     items = body.events if isinstance(body, EventBatchIn) else [body]
-    recorded = record_responses(
-        services,
-        [
-            OfferResponse(
-                customer_id=item.customer_id,
-                event_type=item.event_type,
-                product_id=item.product_id,
-                event_id=item.event_id,
-                ts=item.ts,
-                channel=item.channel,
-                session_id=item.session_id,
-                experiment_id=item.experiment_id,
-                variant=item.variant,
-            )
-            for item in items
-        ],
-    )
+    recorded = record_responses(services, [OfferResponse(**item.model_dump()) for item in items])
     result = recorded.result
     if result.spooled:
         response.status_code = 202
-    return EventsOut(
+    return from_record(
+        EventsOut,
+        result,
         accepted=result.stored + result.duplicates + result.spooled,
-        stored=result.stored,
-        duplicates=result.duplicates,
-        spooled=result.spooled,
         event_ids=recorded.event_ids,
         rejected=[{"event_id": r.event_id, "reason": r.reason} for r in result.rejected],
     )

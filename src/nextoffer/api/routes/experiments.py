@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from nextoffer.api.deps import Operator, ServicesDep, Viewer
-from nextoffer.api.schemas import ExperimentIn, ExperimentOut, ExperimentResultsOut
+from nextoffer.api.schemas import ExperimentIn, ExperimentOut, ExperimentResultsOut, from_record
 from nextoffer.domain.experiments import Strategy, Variant
 from nextoffer.store import experiments as store
 from nextoffer.store.experiments import ExperimentRecord
@@ -20,25 +20,20 @@ ExperimentId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
 
 
 def _out(record: ExperimentRecord) -> ExperimentOut:
-    return ExperimentOut.model_validate(
-        {
-            "experiment_id": record.experiment_id,
-            "name": record.name,
-            "unit": str(record.unit),
-            "status": str(record.status),
-            "variants": [
-                {
-                    "name": v.name,
-                    "strategy": v.strategy.value,
-                    "weight": v.weight,
-                    "model_version": v.model_version,
-                }
-                for v in record.variants
-            ],
-            "created_at": record.created_at,
-            "stopped_at": record.stopped_at,
-            "created_by": record.created_by,
-        }
+    return from_record(
+        ExperimentOut,
+        record,
+        unit=str(record.unit),
+        status=str(record.status),
+        variants=[
+            {
+                "name": v.name,
+                "strategy": v.strategy.value,
+                "weight": v.weight,
+                "model_version": v.model_version,
+            }
+            for v in record.variants
+        ],
     )
 
 

@@ -8,7 +8,15 @@ from fastapi import APIRouter, Path
 
 from nextoffer.api.deps import Admin, Operator, ServicesDep
 from nextoffer.api.problems import ProblemError
-from nextoffer.api.schemas import DecisionOut, JobIn, JobOut, ModelsOut, ModelVersionOut, PromoteIn
+from nextoffer.api.schemas import (
+    DecisionOut,
+    JobIn,
+    JobOut,
+    ModelsOut,
+    ModelVersionOut,
+    PromoteIn,
+    from_record,
+)
 from nextoffer.registry.protocol import MODEL_KINDS as KINDS
 from nextoffer.store.reads.jobs import RunView
 from nextoffer.usecases import jobs
@@ -25,18 +33,7 @@ def models(services: ServicesDep, _caller: Operator) -> ModelsOut:
     for kind in KINDS:
         found = services.registry.versions(kind)
         champions[kind] = next((v.version for v in found if v.is_champion), None)
-        versions.extend(
-            ModelVersionOut(
-                kind=kind,
-                version=v.version,
-                created_at=v.created_at,
-                is_champion=v.is_champion,
-                artifacts_deleted=v.artifacts_deleted,
-                metrics=v.metrics,
-                tags=v.tags,
-            )
-            for v in found
-        )
+        versions.extend(from_record(ModelVersionOut, v, kind=kind) for v in found)
     state = services.state
     return ModelsOut(
         champions=champions,
@@ -64,9 +61,7 @@ def promote(
         decision = promote_model(
             services, kind, body.version, body.reason, by=f"{caller.kind}:{caller.id}"
         )
-    return DecisionOut(
-        kind=kind, version=decision.version, promoted=decision.promoted, reason=decision.reason
-    )
+    return from_record(DecisionOut, decision, kind=kind)
 
 
 @router.post("/jobs", response_model=JobOut, status_code=202, summary="Start a job")
@@ -91,12 +86,4 @@ def job_status(
 
 
 def _job(run: RunView) -> JobOut:
-    return JobOut(
-        job_id=run.run_id,
-        kind=run.job,
-        status=run.status,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        counts=run.counts,
-        message=run.message,
-    )
+    return from_record(JobOut, run, job_id=run.run_id, kind=run.job)

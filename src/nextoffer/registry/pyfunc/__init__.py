@@ -19,8 +19,6 @@ from nextoffer.registry.mlflow_setup import prepare_mlflow
 if TYPE_CHECKING:
     from mlflow.models.signature import ModelSignature
 
-# The key of the model's files among the pyfunc's artifacts (`context.artifacts["model"]`).
-ARTIFACT = "model"
 _HERE = Path(__file__).parent
 
 
@@ -37,6 +35,8 @@ def write_pyfunc(kind: str, model_dir: Path, dst: Path) -> None:
         warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType")
         warnings.filterwarnings("ignore", message=".*input example was not provided")
         import mlflow.pyfunc
+
+        from nextoffer.models.pyfunc import ARTIFACT
 
         script, signature = _entry(kind)
         mlflow.pyfunc.save_model(

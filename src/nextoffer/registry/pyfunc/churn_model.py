@@ -13,43 +13,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models.signature import ModelSignature
-from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from mlflow.types.schema import ColSpec, DataType, Schema
 
 from nextoffer.models.churn import SCHEMA_FILE, ChurnModel
+from nextoffer.models.pyfunc import ModelPyfunc
 from nextoffer.models.tabular import TableSchema
 
 OUTPUT = "churn_probability"
 
 
-class ChurnPyfunc(PythonModel):
-    """The churn model as an MLflow pyfunc: `predict(frame)` → calibrated probabilities."""
-
-    model: ChurnModel | None = None
-
-    def load_context(self, context: PythonModelContext) -> None:
-        """Read the model's own files (the `model` artifact)."""
-        self.model = ChurnModel.load(Path(context.artifacts["model"]))
-
-    def predict(
-        self,
-        context: PythonModelContext,
-        model_input: pd.DataFrame,
-        params: dict[str, Any] | None = None,
-    ) -> pd.DataFrame:
-        """One row per input row: the churn probability."""
-        del context, params
-        if self.model is None:
-            raise RuntimeError("the churn model is not loaded (load_context was not called)")
-        frame = pd.DataFrame(model_input)
-        scores = np.asarray(self.model.predict_proba(frame), dtype=np.float64)
-        return pd.DataFrame({OUTPUT: scores}, index=frame.index)
+def churn_scores(model: ChurnModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per input row: the churn probability."""
+    scores = np.asarray(model.predict_proba(frame), dtype=np.float64)
+    return pd.DataFrame({OUTPUT: scores}, index=frame.index)
 
 
 def signature(model_dir: Path) -> ModelSignature | None:
@@ -67,4 +48,4 @@ def signature(model_dir: Path) -> ModelSignature | None:
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(DataType.double, OUTPUT)]))
 
 
-mlflow.models.set_model(ChurnPyfunc())
+mlflow.models.set_model(ModelPyfunc("churn", ChurnModel.load, churn_scores))

@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from mlflow.models.signature import ModelSignature
-from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from mlflow.types.schema import Array, ColSpec, DataType, Schema
 
 from nextoffer.models.candidates import CUSTOMER_CATEGORICAL, CUSTOMER_NUMERIC
 from nextoffer.models.offer_model import OfferModel
+from nextoffer.models.pyfunc import ModelPyfunc
 
 HELD = "held"
 HISTORY = "history"
@@ -37,32 +37,14 @@ INTEGER_CATEGORIES = ("segment_id",)
 MODEL_FILE = "offer_model.json"
 
 
-class OffersPyfunc(PythonModel):
-    """The offers model as an MLflow pyfunc: `predict(frame)` → propensity per product."""
-
-    model: OfferModel | None = None
-
-    def load_context(self, context: PythonModelContext) -> None:
-        """Read the model's own files (the `model` artifact)."""
-        self.model = OfferModel.load(Path(context.artifacts["model"]))
-
-    def predict(
-        self,
-        context: PythonModelContext,
-        model_input: pd.DataFrame,
-        params: dict[str, Any] | None = None,
-    ) -> pd.DataFrame:
-        """Propensities, customers × products (NaN where not a candidate)."""
-        del context, params
-        if self.model is None:
-            raise RuntimeError("the offers model is not loaded (load_context was not called)")
-        frame = pd.DataFrame(model_input)
-        products = list(self.model.products.product_ids)
-        held = product_matrix(frame[HELD], products)
-        history = product_matrix(frame[HISTORY], products)
-        features = frame.drop(columns=[HELD, HISTORY]).reset_index(drop=True)
-        propensity, _ = self.model.propensity(features, history, held)
-        return pd.DataFrame(propensity.astype(np.float64), index=frame.index, columns=products)
+def propensities(model: OfferModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """Propensities, customers × products (NaN where not a candidate)."""
+    products = list(model.products.product_ids)
+    held = product_matrix(frame[HELD], products)
+    history = product_matrix(frame[HISTORY], products)
+    features = frame.drop(columns=[HELD, HISTORY]).reset_index(drop=True)
+    propensity, _ = model.propensity(features, history, held)
+    return pd.DataFrame(propensity.astype(np.float64), index=frame.index, columns=products)
 
 
 def product_matrix(cells: Iterable[Any], products: Sequence[str]) -> sp.csr_matrix:
@@ -109,4 +91,4 @@ def signature(model_dir: Path) -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-mlflow.models.set_model(OffersPyfunc())
+mlflow.models.set_model(ModelPyfunc("offers", OfferModel.load, propensities))

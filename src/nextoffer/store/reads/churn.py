@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, select
 
-from nextoffer.store.reads._sql import Bind, as_date, connect, rate
+from nextoffer.store.reads._sql import Bind, as_date, connect, newest_first, rate
 from nextoffer.store.schema import ChurnLabel, ChurnScore, Customer
 
 HIGH_BAND = "high"
@@ -143,12 +143,7 @@ class ScoreRecord:
 
 def score_history(bind: Bind, customer_id: str, limit: int) -> list[ScoreRecord]:
     """The customer's latest `limit` churn scores, newest first."""
-    query = (
-        select(ChurnScore)
-        .where(ChurnScore.customer_id == customer_id)
-        .order_by(ChurnScore.scored_at.desc())
-        .limit(limit)
-    )
+    query = newest_first(ChurnScore, customer_id, ChurnScore.scored_at, limit)
     with connect(bind) as conn:
         rows = conn.execute(query).all()
     out = []

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 
-from nextoffer.store.reads._sql import Bind, as_date, connect
+from nextoffer.domain.results import from_attributes
+from nextoffer.store.reads._sql import (
+    Bind,
+    as_date,
+    connect,
+    first_row,
+    newest_first,
+    optional_float,
+)
 from nextoffer.store.schema import (
     Customer,
     Event,
@@ -110,6 +119,15 @@ class Profile:
     voice_min_month: float | None
 
 
+# Columns the driver returns as other types: SQLite's text days, PostgreSQL's Decimals.
+_PROFILE_TYPES: dict[str, Callable[[Any], Any]] = {
+    "signup_date": as_date,
+    "arpu": float,
+    "data_gb_month": optional_float,
+    "voice_min_month": optional_float,
+}
+
+
 def profile(bind: Bind, customer_id: str) -> Profile | None:
     """The customer's row and plan name, or None for an unknown id."""
     query = (
@@ -117,24 +135,7 @@ def profile(bind: Bind, customer_id: str) -> Profile | None:
         .join(Product, Product.product_id == Customer.plan_id, isouter=True)
         .where(Customer.customer_id == customer_id)
     )
-    with connect(bind) as conn:
-        row = conn.execute(query).first()
-    if row is None:
-        return None
-    return Profile(
-        customer_id=row.customer_id,
-        display_name=row.display_name,
-        age_band=row.age_band,
-        region=row.region,
-        signup_date=as_date(row.signup_date),
-        contract_type=row.contract_type,
-        payment_method=row.payment_method,
-        plan_id=row.plan_id,
-        plan_name=row.plan_name,
-        arpu=float(row.arpu),
-        data_gb_month=None if row.data_gb_month is None else float(row.data_gb_month),
-        voice_min_month=None if row.voice_min_month is None else float(row.voice_min_month),
-    )
+    return first_row(bind, query, Profile, **_PROFILE_TYPES)
 
 
 @dataclass(frozen=True)
@@ -168,13 +169,7 @@ def holdings(bind: Bind, customer_id: str, today: date, limit: int = 50) -> list
     )
     with connect(bind) as conn:
         return [
-            Holding(
-                r.product_id,
-                r.name,
-                r.category,
-                as_date(r.start_date),
-                None if r.monthly_price is None else float(r.monthly_price),
-            )
+            from_attributes(Holding, r, start_date=as_date, monthly_price=optional_float)
             for r in conn.execute(query)
         ]
 
@@ -192,12 +187,7 @@ class Activity:
 
 def recent_transactions(bind: Bind, customer_id: str, limit: int = 10) -> list[Activity]:
     """The latest transactions (on `ix_transactions_customer_ts`)."""
-    query = (
-        select(Transaction)
-        .where(Transaction.customer_id == customer_id)
-        .order_by(Transaction.ts.desc())
-        .limit(limit)
-    )
+    query = newest_first(Transaction, customer_id, Transaction.ts, limit)
     with connect(bind) as conn:
         return [
             Activity(r.ts, r.type, r.product_id, r.channel, float(r.amount))
@@ -207,9 +197,7 @@ def recent_transactions(bind: Bind, customer_id: str, limit: int = 10) -> list[A
 
 def recent_events(bind: Bind, customer_id: str, limit: int = 10) -> list[Activity]:
     """The latest events (on `ix_events_customer_ts`)."""
-    query = (
-        select(Event).where(Event.customer_id == customer_id).order_by(Event.ts.desc()).limit(limit)
-    )
+    query = newest_first(Event, customer_id, Event.ts, limit)
     with connect(bind) as conn:
         return [
             Activity(r.ts, r.event_type, r.product_id, r.channel, None) for r in conn.execute(query)
@@ -248,20 +236,22 @@ def _segment_record(customer_id: str, row: Any) -> SegmentRecord:
     )
 
 
+def _segments() -> Select[str, int | None, datetime, int, str, str, int]:
+    """Customers' segment ids from `user_features`, with what `segments` knows of each."""
+    return select(
+        UserFeatures.customer_id,
+        UserFeatures.segment_id,
+        UserFeatures.as_of,
+        Segment.segment_id.label("known"),
+        Segment.name,
+        Segment.description,
+        Segment.size,
+    ).join(Segment, Segment.segment_id == UserFeatures.segment_id, isouter=True)
+
+
 def segment_of(bind: Bind, customer_id: str) -> SegmentRecord | None:
     """The customer's segment from `user_features`, or None before features put them in one."""
-    query = (
-        select(
-            UserFeatures.segment_id,
-            UserFeatures.as_of,
-            Segment.segment_id.label("known"),
-            Segment.name,
-            Segment.description,
-            Segment.size,
-        )
-        .join(Segment, Segment.segment_id == UserFeatures.segment_id, isouter=True)
-        .where(UserFeatures.customer_id == customer_id)
-    )
+    query = _segments().where(UserFeatures.customer_id == customer_id)
     with connect(bind) as conn:
         row = conn.execute(query).first()
     if row is None or row.segment_id is None:
@@ -271,18 +261,8 @@ def segment_of(bind: Bind, customer_id: str) -> SegmentRecord | None:
 
 def segments_between(bind: Bind, first: str, last: str) -> list[SegmentRecord]:
     """The segments of the customers with ids from `first` to `last` that have one."""
-    query = (
-        select(
-            UserFeatures.customer_id,
-            UserFeatures.segment_id,
-            UserFeatures.as_of,
-            Segment.segment_id.label("known"),
-            Segment.name,
-            Segment.description,
-            Segment.size,
-        )
-        .join(Segment, Segment.segment_id == UserFeatures.segment_id, isouter=True)
-        .where(UserFeatures.customer_id.between(first, last), UserFeatures.segment_id.is_not(None))
+    query = _segments().where(
+        UserFeatures.customer_id.between(first, last), UserFeatures.segment_id.is_not(None)
     )
     with connect(bind) as conn:
         rows = conn.execute(query).all()

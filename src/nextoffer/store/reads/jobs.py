@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 
-from nextoffer.store.reads._sql import Bind, connect
+from nextoffer.domain.results import from_attributes
+from nextoffer.store.reads._sql import Bind, connect, first_row
 from nextoffer.store.runs import FAILED, SUCCEEDED
 from nextoffer.store.schema import JobRun
 
@@ -49,24 +50,14 @@ class RunView:
         return (self.finished_at - self.started_at).total_seconds()
 
 
-def _run(row: Any) -> RunView:
-    counts = row.counts if isinstance(row.counts, dict) else {}
-    return RunView(
-        run_id=row.run_id,
-        job=row.job,
-        status=row.status,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        counts=counts,
-        message=row.message,
-    )
+def _counts(stored: Any) -> dict[str, Any]:
+    return stored if isinstance(stored, dict) else {}
 
 
 def run_by_id(bind: Bind, run_id: str) -> RunView | None:
     """One run by its id, or None."""
-    with connect(bind) as conn:
-        row = conn.execute(select(JobRun).where(JobRun.run_id == run_id)).first()
-    return None if row is None else _run(row)
+    query = select(JobRun).where(JobRun.run_id == run_id)
+    return first_row(bind, query, RunView, counts=_counts)
 
 
 def latest_run(bind: Bind, jobs: Sequence[str], status: str | None = None) -> RunView | None:
@@ -74,9 +65,7 @@ def latest_run(bind: Bind, jobs: Sequence[str], status: str | None = None) -> Ru
     query = select(JobRun).where(JobRun.job.in_(jobs)).order_by(JobRun.started_at.desc()).limit(1)
     if status is not None:
         query = query.where(JobRun.status == status)
-    with connect(bind) as conn:
-        row = conn.execute(query).first()
-    return None if row is None else _run(row)
+    return first_row(bind, query, RunView, counts=_counts)
 
 
 def runs_page(
@@ -99,7 +88,7 @@ def runs_page(
             )
         )
     with connect(bind) as conn:
-        return [_run(row) for row in conn.execute(query)]
+        return [from_attributes(RunView, row, counts=_counts) for row in conn.execute(query)]
 
 
 def job_names(bind: Bind) -> list[str]:

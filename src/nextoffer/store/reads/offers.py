@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -20,10 +22,12 @@ OFFER_EVENTS = (
 
 
 @dataclass(frozen=True)
-class DayRates:
-    """Offer events of one UTC day and the rates they give."""
+class Responses:
+    """Offer events counted over some time, and the rates they give.
 
-    day: date
+    The counts are in the order of `OFFER_EVENTS`, one per event type.
+    """
+
     impressions: int
     clicks: int
     accepts: int
@@ -36,30 +40,23 @@ class DayRates:
 
     @property
     def acceptance(self) -> float | None:
-        """Accepts per impression, None without impressions."""
+        """Accepts per impression (the overview's acceptance rate), None without impressions."""
         return rate(self.accepts, self.impressions)
 
 
 @dataclass(frozen=True)
-class OfferRates:
+class DayRates(Responses):
+    """Offer events of one UTC day and the rates they give."""
+
+    day: date
+
+
+@dataclass(frozen=True)
+class OfferRates(Responses):
     """Offer events since `since`, in total and per day (every day present, zeros included)."""
 
     since: datetime
     days: list[DayRates]
-    impressions: int
-    clicks: int
-    accepts: int
-    declines: int
-
-    @property
-    def ctr(self) -> float | None:
-        """Clicks per impression over the window."""
-        return rate(self.clicks, self.impressions)
-
-    @property
-    def acceptance(self) -> float | None:
-        """Accepts per impression over the window: the overview's acceptance rate."""
-        return rate(self.accepts, self.impressions)
 
 
 def offer_event_counts(bind: Bind, since: datetime) -> dict[str, int]:
@@ -94,23 +91,16 @@ def offer_rates(bind: Bind, now: datetime, days: int = 30) -> OfferRates:
     first = since.astimezone(UTC).date()
     last = now.astimezone(UTC).date()
     series = []
+    total: Counter[str] = Counter()
     for offset in range((last - first).days + 1):
         current = first + timedelta(days=offset)
         found = counts.get(current, {})
-        series.append(
-            DayRates(
-                current,
-                found.get(EventType.OFFER_IMPRESSION.value, 0),
-                found.get(EventType.OFFER_CLICK.value, 0),
-                found.get(EventType.OFFER_ACCEPT.value, 0),
-                found.get(EventType.OFFER_DECLINE.value, 0),
-            )
-        )
-    return OfferRates(
-        since=since,
-        days=series,
-        impressions=sum(d.impressions for d in series),
-        clicks=sum(d.clicks for d in series),
-        accepts=sum(d.accepts for d in series),
-        declines=sum(d.declines for d in series),
-    )
+        series.append(DayRates(*_in_order(found), day=current))
+        total.update(found)
+    return OfferRates(*_in_order(total), since=since, days=series)
+
+
+def _in_order(counts: Mapping[str, int]) -> tuple[int, int, int, int]:
+    """The counts of the four `OFFER_EVENTS` types, in that order (0 for a missing one)."""
+    impressions, clicks, accepts, declines = (counts.get(kind, 0) for kind in OFFER_EVENTS)
+    return impressions, clicks, accepts, declines

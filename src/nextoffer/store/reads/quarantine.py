@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
+from nextoffer.domain.results import from_attributes
 from nextoffer.store.reads._sql import Bind, connect
 from nextoffer.store.schema import QuarantinedRow
 
@@ -27,29 +28,11 @@ class QuarantineView:
     quarantined_at: datetime
 
 
-QUARANTINE_COLUMNS = (
-    "id",
-    "entity",
-    "source",
-    "line",
-    "reason",
-    "raw",
-    "run_id",
-    "quarantined_at",
-)
+QUARANTINE_COLUMNS = tuple(f.name for f in fields(QuarantineView))
 
 
 def _quarantined(row: Any) -> QuarantineView:
-    return QuarantineView(
-        id=int(row.id),
-        entity=row.entity,
-        source=row.source,
-        line=int(row.line),
-        reason=row.reason,
-        raw=row.raw,
-        run_id=row.run_id,
-        quarantined_at=row.quarantined_at,
-    )
+    return from_attributes(QuarantineView, row, id=int, line=int)
 
 
 def quarantine_counts(bind: Bind) -> dict[str, int]:

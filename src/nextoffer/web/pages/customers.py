@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Query
 from starlette.responses import RedirectResponse, Response
 
 from nextoffer.domain.errors import InvalidRequestError, NotFoundError
@@ -15,15 +15,7 @@ from nextoffer.store.reads import customers
 from nextoffer.usecases.customers import customer_360
 from nextoffer.usecases.responses import OfferResponse, record_responses
 from nextoffer.web.charts import Series, line_chart, percent
-from nextoffer.web.console import (
-    ConsoleDep,
-    FormSessionDep,
-    PageError,
-    SessionDep,
-    needs,
-    redirect,
-    render,
-)
+from nextoffer.web.console import FormDep, PageDep, PageError
 
 router = APIRouter(include_in_schema=False)
 
@@ -40,15 +32,13 @@ CustomerId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 @router.get("/customers")
 def search(
-    request: Request,
-    console: ConsoleDep,
-    _session: SessionDep,
+    page: PageDep,
     q: Annotated[str, Query(max_length=100)] = "",
     after_name: Annotated[str | None, Query(max_length=200)] = None,
     after_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """Search: an exact id opens the customer; other text is a name prefix, paged by name."""
-    engine = console.services.engine
+    engine = page.services.engine
     text = q.strip()
     if text and customers.customer_exists(engine, text):
         return RedirectResponse(f"/customers/{quote(text, safe='')}", status_code=303)
@@ -61,21 +51,17 @@ def search(
         more = "?" + urlencode(
             {"q": text, "after_name": last.display_name, "after_id": last.customer_id}
         )
-    return render(
-        request,
-        console,
+    return page.render(
         "customers.html",
         {"title": "Customers", "q": text, "hits": hits, "more": more, "paged": after is not None},
     )
 
 
 @router.get("/customers/{customer_id}")
-def customer(
-    request: Request, console: ConsoleDep, session: SessionDep, customer_id: CustomerId
-) -> Response:
+def customer(page: PageDep, customer_id: CustomerId) -> Response:
     """Everything about one customer, with the offers exactly as the API answers them."""
     try:
-        view = customer_360(console.services, customer_id, history=HISTORY, recent=RECENT)
+        view = customer_360(page.services, customer_id, history=HISTORY, recent=RECENT)
     except NotFoundError:
         raise PageError(
             404, "No such customer", f"There is no customer with id {customer_id}."
@@ -94,9 +80,7 @@ def customer(
             width=380,
             height=170,
         )
-    return render(
-        request,
-        console,
+    return page.render(
         "customer.html",
         {
             "title": view.profile.display_name,
@@ -108,22 +92,20 @@ def customer(
             "holdings": view.holdings,
             "transactions": view.transactions,
             "events": view.events,
-            "can_respond": session.can(Role.WRITER),
+            "can_respond": page.session.can(Role.WRITER),
         },
     )
 
 
 @router.post("/customers/{customer_id}/events")
 def respond(
-    console: ConsoleDep,
-    session: FormSessionDep,
+    post: FormDep,
     customer_id: CustomerId,
     product_id: Annotated[str, Form(max_length=64)] = "",
     event_type: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
     """Record the customer's accept or decline of an offer, through the API's events path."""
-    needs(session, Role.WRITER, "Recording an accept or decline")
-    services = console.services
+    post.needs(Role.WRITER, "Recording an accept or decline")
     back = f"/customers/{quote(customer_id, safe='')}"
     if event_type not in RESPONSES:
         raise PageError(422, "Unknown response", "Choose accept or decline.")
@@ -131,14 +113,14 @@ def respond(
     # and the customer's cached answer dropped, so an accepted product leaves at once.
     try:
         recorded = record_responses(
-            services,
+            post.console.services,
             [OfferResponse(customer_id=customer_id, event_type=event_type, product_id=product_id)],
         )
     except InvalidRequestError as exc:
         rejected = exc.extra.get("rejected")
         if rejected:  # an unknown product or customer: say why on the customer's page
-            return redirect(console, back, f"Not recorded: {rejected[0]['reason']}", "error")
+            return post.redirect(back, f"Not recorded: {rejected[0]['reason']}", "error")
         raise PageError(422, "Not recorded", str(exc)) from None
     result = recorded.result
     how = "kept in the spool until the database is back" if result.spooled else "recorded"
-    return redirect(console, back, f"{RESPONSES[event_type].capitalize()} of {product_id} {how}.")
+    return post.redirect(back, f"{RESPONSES[event_type].capitalize()} of {product_id} {how}.")

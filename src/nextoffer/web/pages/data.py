@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Query
 from starlette.responses import Response, StreamingResponse
 
 from nextoffer.domain.errors import NextOfferError
@@ -18,14 +18,7 @@ from nextoffer.registry.protocol import MODEL_KINDS as KINDS
 from nextoffer.store.reads import churn, jobs, quarantine
 from nextoffer.store.runs import SUCCEEDED
 from nextoffer.usecases import jobs as job_usecases
-from nextoffer.web.console import (
-    ConsoleDep,
-    FormSessionDep,
-    SessionDep,
-    needs,
-    redirect,
-    render,
-)
+from nextoffer.web.console import FormDep, PageDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -38,15 +31,14 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 @router.get("/data")
 def data(
-    request: Request,
-    console: ConsoleDep,
-    session: SessionDep,
+    page: PageDep,
     job: Annotated[str, Query(max_length=32)] = "",
     runs_before: Annotated[str, Query(max_length=100)] = "",
     entity: Annotated[str, Query(max_length=32)] = "",
     rows_before: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
     """Job runs and quarantined rows, each paged by key, with freshness at the top."""
+    console = page.console
     engine = console.services.engine
     before = _run_key(runs_before)
     runs = jobs.runs_page(engine, job=job or None, before=before, limit=RUNS_PAGE + 1)
@@ -66,9 +58,7 @@ def data(
         (label, jobs.latest_run(engine, names, SUCCEEDED), jobs.latest_run(engine, names))
         for label, names in jobs.FRESHNESS_JOBS
     ]
-    return render(
-        request,
-        console,
+    return page.render(
         "data.html",
         {
             "title": "Data and jobs",
@@ -84,7 +74,7 @@ def data(
             ),
             "freshness": freshness,
             "churn_scored_at": churn.latest_scored_at(engine),
-            "can_start": session.can(Role.OPERATOR),
+            "can_start": page.session.can(Role.OPERATOR),
             "job_kinds": job_usecases.CONSOLE_JOBS,
             "model_kinds": KINDS,
             "ingest_source": bool(console.settings.ingest_source),
@@ -106,12 +96,11 @@ def _run_key(text: str) -> tuple[datetime, str] | None:
 
 @router.get("/data/quarantine.csv")
 def quarantine_csv(
-    console: ConsoleDep,
-    _session: SessionDep,
+    page: PageDep,
     entity: Annotated[str, Query(max_length=32)] = "",
 ) -> Response:
     """Every quarantined row (of `entity`, when given) as CSV, streamed in chunks."""
-    engine = console.services.engine
+    engine = page.services.engine
 
     def lines() -> Iterator[bytes]:
         buffer = io.StringIO()
@@ -153,26 +142,25 @@ def _cell(text: str) -> str:
 
 @router.post("/data/jobs")
 def start_job(
-    console: ConsoleDep,
-    session: FormSessionDep,
+    post: FormDep,
     kind: Annotated[str, Form(max_length=32)] = "",
     models: Annotated[list[str] | None, Form(max_length=16)] = None,
 ) -> Response:
     """Start ETL, training or precompute in the background, as `POST /v1/jobs` does."""
-    needs(session, Role.OPERATOR, "Starting a job")
+    post.needs(Role.OPERATOR, "Starting a job")
     params: dict[str, object] = {}
+    source = post.console.settings.ingest_source
     if kind == "etl":
-        if not console.settings.ingest_source:
-            return redirect(
-                console, "/data", "ETL needs NEXTOFFER_INGEST_SOURCE: the folder to load", "error"
+        if not source:
+            return post.redirect(
+                "/data", "ETL needs NEXTOFFER_INGEST_SOURCE: the folder to load", "error"
             )
-        params["path"] = console.settings.ingest_source
+        params["path"] = source
     elif kind == "training":
         chosen = [m for m in (models or []) if m in KINDS]
         params["models"] = chosen or list(KINDS)
     try:
-        by = f"user:{session.username}"
-        run_id = job_usecases.start_job(console.services, kind, params, by).run_id
+        run_id = job_usecases.start_job(post.console.services, kind, params, post.by).run_id
     except NextOfferError as exc:
-        return redirect(console, "/data", f"Not started: {exc}", "error")
-    return redirect(console, "/data", f"Started {kind} job {run_id}.")
+        return post.redirect("/data", f"Not started: {exc}", "error")
+    return post.redirect("/data", f"Started {kind} job {run_id}.")

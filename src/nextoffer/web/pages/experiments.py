@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Form, Path
 from starlette.responses import Response
 
 from nextoffer.domain.errors import NextOfferError, NotFoundError
@@ -13,15 +13,7 @@ from nextoffer.domain.roles import Role
 from nextoffer.store import experiments as store
 from nextoffer.usecases.experiments import start_experiment, stop_experiment
 from nextoffer.web.charts import Interval, interval_chart
-from nextoffer.web.console import (
-    ConsoleDep,
-    FormSessionDep,
-    PageError,
-    SessionDep,
-    needs,
-    redirect,
-    render,
-)
+from nextoffer.web.console import FormDep, PageDep, PageError
 
 router = APIRouter(include_in_schema=False)
 
@@ -31,18 +23,16 @@ ExperimentId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
 
 
 @router.get("/experiments")
-def experiments(request: Request, console: ConsoleDep, session: SessionDep) -> Response:
+def experiments(page: PageDep) -> Response:
     """Every experiment, newest first, and the form to start one."""
-    found = store.list_experiments(console.services.engine)
-    return render(
-        request,
-        console,
+    found = store.list_experiments(page.services.engine)
+    return page.render(
         "experiments.html",
         {
             "title": "Experiments",
             "experiments": found,
             "running": [e for e in found if e.running],
-            "can_run": session.can(Role.OPERATOR),
+            "can_run": page.session.can(Role.OPERATOR),
             "strategies": STRATEGIES,
             "rows": FORM_ROWS,
         },
@@ -51,8 +41,7 @@ def experiments(request: Request, console: ConsoleDep, session: SessionDep) -> R
 
 @router.post("/experiments")
 def create(
-    console: ConsoleDep,
-    session: FormSessionDep,
+    post: FormDep,
     name: Annotated[str, Form(max_length=200)] = "",
     unit: Annotated[str, Form(max_length=16)] = "customer",
     variant_name: Annotated[list[str] | None, Form(max_length=64)] = None,
@@ -61,8 +50,7 @@ def create(
     model_version: Annotated[list[str] | None, Form(max_length=16)] = None,
 ) -> Response:
     """Start an experiment, as `POST /v1/experiments` does (one runs at a time)."""
-    needs(session, Role.OPERATOR, "Starting an experiment")
-    services = console.services
+    post.needs(Role.OPERATOR, "Starting an experiment")
     names, strategies = variant_name or [], strategy or []
     weights, versions = weight or [], model_version or []
     try:
@@ -80,12 +68,10 @@ def create(
                     int(text_version) if text_version else None,
                 )
             )
-        record = start_experiment(
-            services, name, unit, variants, started_by=f"user:{session.username}"
-        )
+        record = start_experiment(post.console.services, name, unit, variants, started_by=post.by)
     except (ValueError, NextOfferError) as exc:
-        return redirect(console, "/experiments", f"Not started: {exc}", "error")
-    return redirect(console, f"/experiments/{record.experiment_id}", f"Started {record.name}.")
+        return post.redirect("/experiments", f"Not started: {exc}", "error")
+    return post.redirect(f"/experiments/{record.experiment_id}", f"Started {record.name}.")
 
 
 def _strategy(variant: str, text: str) -> Strategy:
@@ -97,11 +83,9 @@ def _strategy(variant: str, text: str) -> Strategy:
 
 
 @router.get("/experiments/{experiment_id}")
-def experiment(
-    request: Request, console: ConsoleDep, session: SessionDep, experiment_id: ExperimentId
-) -> Response:
+def experiment(page: PageDep, experiment_id: ExperimentId) -> Response:
     """One experiment: design, and per variant its counts, rates, test and verdict."""
-    engine = console.services.engine
+    engine = page.services.engine
     try:
         record = store.get_experiment(engine, experiment_id)
     except NotFoundError:
@@ -120,9 +104,7 @@ def experiment(
         title="CTR (clicks / impressions) with 95 % intervals",
         width=560,
     )
-    return render(
-        request,
-        console,
+    return page.render(
         "experiment.html",
         {
             "title": record.name,
@@ -130,17 +112,17 @@ def experiment(
             "results": results,
             "conversion_chart": conversion,
             "ctr_chart": ctr,
-            "can_run": session.can(Role.OPERATOR),
+            "can_run": page.session.can(Role.OPERATOR),
         },
     )
 
 
 @router.post("/experiments/{experiment_id}/stop")
-def stop(console: ConsoleDep, session: FormSessionDep, experiment_id: ExperimentId) -> Response:
+def stop(post: FormDep, experiment_id: ExperimentId) -> Response:
     """Stop assigning variants; the results stay."""
-    needs(session, Role.OPERATOR, "Stopping an experiment")
+    post.needs(Role.OPERATOR, "Stopping an experiment")
     try:
-        record = stop_experiment(console.services, experiment_id)
+        record = stop_experiment(post.console.services, experiment_id)
     except NotFoundError:
         raise PageError(404, "No such experiment", f"No experiment {experiment_id}.") from None
-    return redirect(console, f"/experiments/{experiment_id}", f"Stopped {record.name}.")
+    return post.redirect(f"/experiments/{experiment_id}", f"Stopped {record.name}.")

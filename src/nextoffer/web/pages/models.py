@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Query
 from markupsafe import Markup
 from starlette.responses import Response
 
@@ -20,14 +20,7 @@ from nextoffer.registry.mlflow_registry import (
 from nextoffer.registry.protocol import MODEL_KINDS as KINDS
 from nextoffer.usecases.models import promote_model, roll_back_model
 from nextoffer.web.charts import Bar, bar_chart, plain
-from nextoffer.web.console import (
-    ConsoleDep,
-    FormSessionDep,
-    SessionDep,
-    needs,
-    redirect,
-    render,
-)
+from nextoffer.web.console import FormDep, PageDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -78,15 +71,13 @@ def _decision(info: ModelVersionInfo) -> str:
 
 @router.get("/models")
 def models(
-    request: Request,
-    console: ConsoleDep,
-    session: SessionDep,
+    page: PageDep,
     kind: Annotated[str, Query(pattern="^(|offers|churn)$")] = "",
     a: Annotated[int | None, Query(ge=1)] = None,
     b: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
     """Both kinds' versions; with `kind`, `a` and `b`, those two versions compared."""
-    services = console.services
+    services = page.services
     state = services.state
     serving = {
         "offers": state.offers.label if state.offers else None,
@@ -119,9 +110,7 @@ def models(
     if state.churn is not None:
         importance["churn"] = _importance_chart("churn", state.churn.model.importance())
     drift = _drift(state.churn.model.info if state.churn is not None else {})
-    return render(
-        request,
-        console,
+    return page.render(
         "models.html",
         {
             "title": "Models",
@@ -135,7 +124,7 @@ def models(
             "comparison": comparison,
             "importance": importance,
             "drift": drift,
-            "can_promote": session.can(Role.ADMIN),
+            "can_promote": page.session.can(Role.ADMIN),
         },
     )
 
@@ -176,23 +165,20 @@ def _drift(info: dict[str, Any]) -> dict[str, Any] | None:
 
 @router.post("/models/{kind}/promote")
 def promote(
-    console: ConsoleDep,
-    session: FormSessionDep,
+    post: FormDep,
     kind: Kind,
     version: Annotated[str, Form(max_length=12)] = "",
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     """Point the champion alias at a version (admin), as `POST /v1/models/{kind}/champion`."""
-    needs(session, Role.ADMIN, "Promoting a model")
-    services = console.services
+    post.needs(Role.ADMIN, "Promoting a model")
     try:
         number = int(version)
         why = reason.strip() or "promoted in the console"
-        decision = promote_model(services, kind, number, why, by=f"user:{session.username}")
+        decision = promote_model(post.console.services, kind, number, why, by=post.by)
     except (ValueError, NextOfferError) as exc:
-        return redirect(console, "/models", f"Not promoted: {exc}", "error")
-    return redirect(
-        console,
+        return post.redirect("/models", f"Not promoted: {exc}", "error")
+    return post.redirect(
         "/models",
         f"{kind} v{decision.version}: {decision.reason}",
         "ok" if decision.promoted else "error",
@@ -200,12 +186,11 @@ def promote(
 
 
 @router.post("/models/{kind}/rollback")
-def rollback(console: ConsoleDep, session: FormSessionDep, kind: Kind) -> Response:
+def rollback(post: FormDep, kind: Kind) -> Response:
     """Point the champion alias back at the previous champion (admin)."""
-    needs(session, Role.ADMIN, "Rolling back a model")
-    services = console.services
+    post.needs(Role.ADMIN, "Rolling back a model")
     try:
-        decision = roll_back_model(services, kind)
+        decision = roll_back_model(post.console.services, kind)
     except NextOfferError as exc:
-        return redirect(console, "/models", f"Not rolled back: {exc}", "error")
-    return redirect(console, "/models", f"{kind}: {decision.reason}")
+        return post.redirect("/models", f"Not rolled back: {exc}", "error")
+    return post.redirect("/models", f"{kind}: {decision.reason}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from nextoffer.store.reads import churn as churn_reads
@@ -10,7 +10,7 @@ from nextoffer.store.reads import jobs, kpis, offers
 from nextoffer.store.runs import SUCCEEDED, utcnow
 from nextoffer.web.alerts import open_alerts
 from nextoffer.web.charts import Series, line_chart, percent, plain
-from nextoffer.web.console import ConsoleDep, SessionDep, render
+from nextoffer.web.console import PageDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -24,8 +24,9 @@ JOBS = (
 
 
 @router.get("/")
-def overview(request: Request, console: ConsoleDep, _session: SessionDep) -> Response:
+def overview(page: PageDep) -> Response:
     """The overview page."""
+    console = page.console
     engine = console.services.engine
     now = utcnow()
     # Read live on every load: an accept recorded a moment ago moves the rate at once.
@@ -66,9 +67,7 @@ def overview(request: Request, console: ConsoleDep, _session: SessionDep) -> Res
         y_format=plain,
         height=200,
     )
-    return render(
-        request,
-        console,
+    return page.render(
         "overview.html",
         {
             "title": "Overview",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
 from nextoffer.domain.errors import NotFoundError
@@ -14,7 +14,7 @@ from nextoffer.serving import insights
 from nextoffer.store.reads import catalogue as catalogue_reads
 from nextoffer.store.runs import utcnow
 from nextoffer.web.charts import Bar, bar_chart, plain
-from nextoffer.web.console import ConsoleDep, PageError, SessionDep, render
+from nextoffer.web.console import PageDep, PageError
 
 router = APIRouter(include_in_schema=False)
 
@@ -25,14 +25,13 @@ UPTAKE_TTL_S = 300.0
 
 @router.get("/products")
 def catalogue(
-    request: Request,
-    console: ConsoleDep,
-    _session: SessionDep,
+    view: PageDep,
     category: Annotated[str, Query(max_length=32)] = "",
     status: Annotated[str, Query(pattern="^(|active|inactive)$")] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
     """One page of the catalogue (the API's listing) with each product's holders today."""
+    console = view.console
     engine = console.services.engine
     active = {"active": True, "inactive": False}.get(status)
     total, items = catalogue_reads.list_products(
@@ -62,9 +61,7 @@ def catalogue(
         if items
         else None
     )
-    return render(
-        request,
-        console,
+    return view.render(
         "products.html",
         {
             "title": "Products",
@@ -84,14 +81,9 @@ def catalogue(
 
 
 @router.get("/products/{product_id}")
-def product(
-    request: Request,
-    console: ConsoleDep,
-    _session: SessionDep,
-    product_id: Annotated[str, Path(pattern=ID_PATTERN)],
-) -> Response:
+def product(page: PageDep, product_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> Response:
     """A product: its rules, its holders, and what its holders are recommended next."""
-    services = console.services
+    services = page.services
     view = catalogue_reads.product(services.engine, product_id)
     if view is None:
         raise PageError(404, "No such product", f"There is no product with id {product_id}.")
@@ -106,9 +98,7 @@ def product(
         )
     except NotFoundError as exc:
         similar_error = str(exc)
-    return render(
-        request,
-        console,
+    return page.render(
         "product.html",
         {
             "title": view.name,

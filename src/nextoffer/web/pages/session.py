@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from nextoffer.serving.users import PASSWORD_MAX, authenticate
 from nextoffer.web.auth import CSRF_FIELD, safe_next
-from nextoffer.web.console import ConsoleDep, FormSessionDep, PageError, limit, render
+from nextoffer.web.console import ConsoleDep, FormDep, PageError, limit, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -85,8 +85,8 @@ async def login(
 
 
 @router.post("/logout")
-def logout(console: ConsoleDep, _session: FormSessionDep) -> Response:
+def logout(post: FormDep) -> Response:
     """Forget the session cookie and go to the login page."""
     response = RedirectResponse("/login", status_code=303)
-    console.auth.clear_session(response)
+    post.console.auth.clear_session(response)
     return response

@@ -1,73 +1,82 @@
 """Serving: users, API keys, experiments, precomputed offers, experiment columns on events.
 
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-23 14:00:00
+Created 2026-11-23 14:00.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from nextoffer.store.migrations.columns import (
+    BOOL,
+    JSON,
+    STR16,
+    STR32,
+    STR36,
+    STR64,
+    STR100,
+    STR200,
+    UTC_TIME,
+    create_indexes,
+    create_table,
+    drop_tables,
+    optional,
+    primary_key,
+    required,
+    unique,
+)
 
-UTC_TIME = sa.DateTime(timezone=True)
+revision = "0002"
+down_revision = "0001"
 
 
 def upgrade() -> None:
     """Apply this revision."""
-    op.create_table(
+    create_table(
         "users",
-        sa.Column("user_id", sa.String(length=36), nullable=False),
-        sa.Column("username", sa.String(length=64), nullable=False),
-        sa.Column("password_hash", sa.String(length=200), nullable=False),
-        sa.Column("role", sa.String(length=16), nullable=False),
-        sa.Column("disabled", sa.Boolean(), nullable=False),
-        sa.Column("created_at", UTC_TIME, nullable=False),
-        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_users")),
-        sa.UniqueConstraint("username", name=op.f("uq_users_username")),
+        required("user_id", STR36),
+        required("username", STR64),
+        required("password_hash", STR200),
+        required("role", STR16),
+        required("disabled", BOOL),
+        required("created_at", UTC_TIME),
+        primary_key("user_id"),
+        unique(op.f("uq_users_username"), "username"),
     )
-    op.create_table(
+    create_table(
         "api_keys",
-        sa.Column("key_id", sa.String(length=32), nullable=False),
-        sa.Column("name", sa.String(length=100), nullable=False),
-        sa.Column("role", sa.String(length=16), nullable=False),
-        sa.Column("key_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", UTC_TIME, nullable=False),
-        sa.Column("revoked_at", UTC_TIME, nullable=True),
-        sa.PrimaryKeyConstraint("key_id", name=op.f("pk_api_keys")),
+        required("key_id", STR32),
+        required("name", STR100),
+        required("role", STR16),
+        required("key_hash", STR64),
+        required("created_at", UTC_TIME),
+        optional("revoked_at", UTC_TIME),
+        primary_key("key_id"),
     )
-    op.create_table(
+    create_table(
         "experiments",
-        sa.Column("experiment_id", sa.String(length=36), nullable=False),
-        sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("unit", sa.String(length=16), nullable=False),
-        sa.Column("variants", sa.JSON(), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("created_at", UTC_TIME, nullable=False),
-        sa.Column("stopped_at", UTC_TIME, nullable=True),
-        sa.Column("created_by", sa.String(length=100), nullable=True),
-        sa.PrimaryKeyConstraint("experiment_id", name=op.f("pk_experiments")),
+        required("experiment_id", STR36),
+        required("name", STR200),
+        required("unit", STR16),
+        required("variants", JSON),
+        required("status", STR16),
+        required("created_at", UTC_TIME),
+        optional("stopped_at", UTC_TIME),
+        optional("created_by", STR100),
+        primary_key("experiment_id"),
     )
-    with op.batch_alter_table("experiments", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_experiments_status"), ["status"], unique=False)
-    op.create_table(
+    create_indexes("experiments", (op.f("ix_experiments_status"), ["status"]))
+    create_table(
         "precomputed_offers",
-        sa.Column("customer_id", sa.String(length=64), nullable=False),
-        sa.Column("offers", sa.JSON(), nullable=False),
-        sa.Column("model_version", sa.String(length=64), nullable=False),
-        sa.Column("computed_at", UTC_TIME, nullable=False),
-        sa.PrimaryKeyConstraint("customer_id", name=op.f("pk_precomputed_offers")),
+        required("customer_id", STR64),
+        required("offers", JSON),
+        required("model_version", STR64),
+        required("computed_at", UTC_TIME),
+        primary_key("customer_id"),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("experiment_id", sa.String(length=36), nullable=True))
-        batch_op.add_column(sa.Column("variant", sa.String(length=64), nullable=True))
+        batch_op.add_column(optional("experiment_id", STR36))
+        batch_op.add_column(optional("variant", STR64))
         batch_op.create_index(
             "ix_events_experiment_variant",
             ["experiment_id", "variant", "event_type"],
@@ -81,9 +90,4 @@ def downgrade() -> None:
         batch_op.drop_index("ix_events_experiment_variant")
         batch_op.drop_column("variant")
         batch_op.drop_column("experiment_id")
-    op.drop_table("precomputed_offers")
-    with op.batch_alter_table("experiments", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_experiments_status"))
-    op.drop_table("experiments")
-    op.drop_table("api_keys")
-    op.drop_table("users")
+    drop_tables("precomputed_offers", "experiments", "api_keys", "users")

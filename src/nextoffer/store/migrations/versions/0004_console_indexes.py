@@ -1,20 +1,16 @@
 """Console indexes: name prefix search, product holders, the latest churn label window.
 
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-30 12:00:00
+Created 2026-11-30 12:00.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from nextoffer.store.migrations.columns import create_indexes
+
+revision = "0004"
+down_revision = "0003"
 
 
 def upgrade() -> None:
@@ -30,12 +26,8 @@ def upgrade() -> None:
             unique=False,
             postgresql_ops={"display_name": "text_pattern_ops"},
         )
-    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_subscriptions_product_end", ["product_id", "end_date"], unique=False
-        )
-    with op.batch_alter_table("churn_labels", schema=None) as batch_op:
-        batch_op.create_index("ix_churn_labels_as_of", ["as_of", "churned"], unique=False)
+    create_indexes("subscriptions", ("ix_subscriptions_product_end", ["product_id", "end_date"]))
+    create_indexes("churn_labels", ("ix_churn_labels_as_of", ["as_of", "churned"]))
 
 
 def downgrade() -> None:

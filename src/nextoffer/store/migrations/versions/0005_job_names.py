@@ -1,21 +1,15 @@
 """Job names: runs recorded under an old name get the catalogue's name (`train` → `training`).
 
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-07 12:00:00
+Created 2026-12-07 12:00.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0005"
+down_revision = "0004"
 
 # Old name → the name of nextoffer.jobs.catalogue. Written out: a migration must not change
 # when the code it was written against does.

@@ -1,0 +1,1 @@
+"""Alembic migrations shipped inside the package (`env.py`, `versions/`) and their helpers."""
