@@ -185,21 +185,40 @@ def _split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(train), np.sort(valid)
 
 
+@dataclass(frozen=True)
+class _TrainingData:
+    """Encoded features and 0/1 labels, with stratified (train, validation) row positions."""
+
+    features: pd.DataFrame
+    labels: np.ndarray
+    train: np.ndarray
+    valid: np.ndarray
+
+    @classmethod
+    def prepare(cls, df: pd.DataFrame, y: np.ndarray, schema: TableSchema, seed: int) -> Self:
+        """Check `y` against `df`, encode `df` and split the rows."""
+        labels = _check_training_data(df, y)
+        features = _encode(df, schema)
+        train, valid = _split(labels, seed)
+        return cls(features, labels, train, valid)
+
+    def rows(self, positions: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+        """Features and labels of the rows at `positions`."""
+        return self.features.iloc[positions], self.labels[positions]
+
+
 def _train_booster(
-    x_train: pd.DataFrame,
-    y_train: np.ndarray,
-    x_valid: pd.DataFrame,
-    y_valid: np.ndarray,
-    schema: TableSchema,
-    params: Mapping[str, Any],
+    data: _TrainingData, schema: TableSchema, params: Mapping[str, Any]
 ) -> lgb.Booster:
     """LightGBM binary model with early stopping on the validation rows."""
     booster_params = {k: v for k, v in params.items() if k not in (MAX_ROUNDS_KEY, PATIENCE_KEY)}
     positions = {name: index for index, name in enumerate(schema.features)}
     categorical = [f"f{positions[c.name]}" for c in schema.categorical]
+    x_train, y_train = data.rows(data.train)
     train_set = lgb.Dataset(
         x_train, label=y_train, categorical_feature=categorical, free_raw_data=False
     )
+    x_valid, y_valid = data.rows(data.valid)
     valid_set = lgb.Dataset(x_valid, label=y_valid, reference=train_set)
     return lgb.train(
         booster_params,
@@ -267,28 +286,20 @@ class ChurnModel:
         seed: int = 42,
     ) -> Self:
         """Train on `df` (raw table) and 0/1 labels `y`; returns self."""
-        labels = _check_training_data(df, y)
+        data = _TrainingData.prepare(df, y, schema, seed)
         self.params = merged_params(params, seed)
-        features = _encode(df, schema)
-        train, valid = _split(labels, seed)
-        booster = _train_booster(
-            features.iloc[train],
-            labels[train],
-            features.iloc[valid],
-            labels[valid],
-            schema,
-            self.params,
-        )
+        booster = _train_booster(data, schema, self.params)
         self._booster = booster
         self._schema = schema
         self.best_iteration = max(int(booster.best_iteration), 1)
-        raw_valid = self._raw(features.iloc[valid])
-        self._calibration = fit_platt(raw_valid, labels[valid])
+        x_valid, y_valid = data.rows(data.valid)
+        raw_valid = self._raw(x_valid)
+        self._calibration = fit_platt(raw_valid, y_valid)
         self.info = {
-            "train_rows": len(train),
-            "validation_rows": len(valid),
-            "validation_positives": int(labels[valid].sum()),
-            "validation_auc_raw": float(roc_auc_score(labels[valid], raw_valid)),
+            "train_rows": len(data.train),
+            "validation_rows": len(data.valid),
+            "validation_positives": int(y_valid.sum()),
+            "validation_auc_raw": float(roc_auc_score(y_valid, raw_valid)),
         }
         return self
 
@@ -428,25 +439,17 @@ def tune_churn_params(
     settings = DEFAULT_GRID if grid is None else grid
     if not settings:
         raise ValueError("the tuning grid is empty")
-    labels = _check_training_data(df, y)
-    features = _encode(df, schema)
-    train, valid = _split(labels, seed)
+    data = _TrainingData.prepare(df, y, schema, seed)
+    x_valid, y_valid = data.rows(data.valid)
     table: list[dict[str, Any]] = []
     for setting in settings:
-        booster = _train_booster(
-            features.iloc[train],
-            labels[train],
-            features.iloc[valid],
-            labels[valid],
-            schema,
-            merged_params(setting, seed),
-        )
+        booster = _train_booster(data, schema, merged_params(setting, seed))
         best = max(int(booster.best_iteration), 1)
-        scores = np.asarray(booster.predict(features.iloc[valid], num_iteration=best), dtype=float)
+        scores = np.asarray(booster.predict(x_valid, num_iteration=best), dtype=float)
         table.append(
             {
                 "params": dict(setting),
-                "validation_auc": float(roc_auc_score(labels[valid], scores)),
+                "validation_auc": float(roc_auc_score(y_valid, scores)),
                 "best_iteration": best,
             }
         )

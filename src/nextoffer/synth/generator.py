@@ -152,6 +152,29 @@ class WorldWriter:
         ordered = [columns.get(name, empty) for name in entity.column_names]
         self.rows[entity.name] += write_rows(self.files[entity.name], ordered)
 
+    def _write_owned(
+        self,
+        entity: Entity,
+        id_format: tuple[str, int],
+        numbers: I64,
+        cust: I64,
+        prod: I64,
+        columns: dict[str, Column],
+    ) -> None:
+        """Write rows customers own (sorted by customer `cust`), with their product.
+
+        Adds the customer (its number from `numbers`) and the row's id, numbered within its
+        customer: T00000042-003 for `id_format` ("T", 3).
+        """
+        prefix, rank_width = id_format
+        t = self.text
+        owner = numbers[cust]
+        ids = t.child_ids(prefix, owner, CUSTOMER_WIDTH, _rank(owner), rank_width)
+        customers = t.ids("C", owner, CUSTOMER_WIDTH)
+        products = Text.choice(self.cat.ids, prod)
+        key = {entity.key[0]: ids, "customer_id": customers, "product_id": products}
+        self._write(entity, key | columns, len(owner))
+
     def products(self) -> None:
         """The catalogue file."""
         t, cat = self.text, self.cat
@@ -209,51 +232,48 @@ class WorldWriter:
         )
 
         sub = _ordered(out.sub, "cust", "start", "prod")
-        number = pop.number[sub["cust"]]
-        self._write(
+        self._write_owned(
             SUBSCRIPTIONS,
+            ("S", 2),
+            pop.number,
+            sub["cust"],
+            sub["prod"],
             {
-                "subscription_id": t.child_ids("S", number, CUSTOMER_WIDTH, _rank(sub["cust"]), 2),
-                "customer_id": t.ids("C", number, CUSTOMER_WIDTH),
-                "product_id": Text.choice(cat.ids, sub["prod"]),
                 "start_date": t.dates(sub["start"]),
                 "end_date": t.dates(sub["end"], sub["end"] >= 0),
                 "monthly_price": t.money(sub["price"]),
             },
-            len(number),
         )
 
         txn = _ordered(out.txn, "cust", "secs", "type", "prod")
-        number = pop.number[txn["cust"]]
-        self._write(
+        self._write_owned(
             TRANSACTIONS,
+            ("T", 3),
+            pop.number,
+            txn["cust"],
+            txn["prod"],
             {
-                "transaction_id": t.child_ids("T", number, CUSTOMER_WIDTH, _rank(txn["cust"]), 3),
-                "customer_id": t.ids("C", number, CUSTOMER_WIDTH),
-                "product_id": Text.choice(cat.ids, txn["prod"]),
                 "ts": t.timestamps(txn["secs"]),
                 "type": Text.choice([k.value for k in TXN_TYPES], txn["type"]),
                 "amount": t.money(txn["amount"]),
                 "channel": Text.choice([c.value for c in CHANNELS], txn["chan"]),
             },
-            len(number),
         )
 
         ev = out.events
         ev = ev.take(np.lexsort((ev.prod, ev.kind, ev.secs, ev.cust)))
-        number = pop.number[ev.cust]
-        self._write(
+        self._write_owned(
             EVENTS,
+            ("E", 4),
+            pop.number,
+            ev.cust,
+            ev.prod,
             {
-                "event_id": t.child_ids("E", number, CUSTOMER_WIDTH, _rank(ev.cust), 4),
-                "customer_id": t.ids("C", number, CUSTOMER_WIDTH),
                 "ts": t.timestamps(ev.secs),
                 "event_type": Text.choice(EVENT_NAMES, ev.kind),
-                "product_id": Text.choice(cat.ids, ev.prod),
                 "channel": Text.choice([c.value for c in CHANNELS], ev.chan),
                 "session_id": t.ids("s", ev.session, 0, ev.session >= 0),
             },
-            len(number),
         )
 
         lab = np.flatnonzero(churn.labelled)

@@ -59,6 +59,9 @@ PHONES = ("DEV-PHONE-BUDGET", "DEV-PHONE-MID", "DEV-PHONE-FLAG", "RET-FREE-UPGRA
 RETENTION_ADDONS = ("RET-LOYALTY", "RET-DATA-BOOST", "RET-TV-3M")
 BROADBAND = ("BB-DSL-50", "BB-5G-HOME", "BB-FIB-300", "BB-FIB-1G")
 DATA_PACKS = ("ADD-DATA-10", "ADD-DATA-50")
+ROAMING_PASSES = ("ADD-ROAM-EU", "ADD-ROAM-WORLD")
+EXCLUSIVE_ADDONS = (DATA_PACKS, ROAMING_PASSES)
+"""Add-ons of which a customer holds at most one: each blocks the others of its group."""
 
 
 def _broadband(
@@ -78,8 +81,8 @@ def _addon(
     rate: float,
     cancel_rate: float,
     contracts: tuple[ContractType, ...] = (),
-    blocks: tuple[str, ...] = (),
 ) -> Product:
+    blocks = tuple(other for g in EXCLUSIVE_ADDONS if pid in g for other in g if other != pid)
     return Product(
         pid,
         name,
@@ -114,29 +117,6 @@ def _device(
         requires=requires,
         base_rate=rate,
         term_days=INSTALMENT_DAYS,
-    )
-
-
-def _bundle(
-    pid: str,
-    name: str,
-    price: int,
-    margin: int,
-    requires: ProductCategory,
-    rate: float,
-    replaces: tuple[str, ...],
-) -> Product:
-    return Product(
-        pid,
-        name,
-        BUN,
-        price,
-        margin,
-        contracts=POSTPAID,
-        requires=requires,
-        base_rate=rate,
-        cancel_rate=0.01,
-        replaces=replaces,
     )
 
 
@@ -209,32 +189,10 @@ PRODUCTS: tuple[Product, ...] = (
     _broadband("BB-FIB-300", "Fibre 300 Mbit", 4000, 2200, 0.0035, FIBRE_REGIONS),
     _broadband("BB-FIB-1G", "Fibre 1 Gbit", 5500, 3100, 0.0015, FIBRE_REGIONS),
     # Add-ons: (id, name, price, margin, plan required, purchase rate, cancel rate[, contracts]).
-    _addon("ADD-DATA-10", "Extra Data 10GB", 500, 420, MOB, 0.006, 0.05, blocks=("ADD-DATA-50",)),
-    _addon(
-        "ADD-DATA-50",
-        "Extra Data 50GB",
-        1200,
-        950,
-        MOB,
-        0.004,
-        0.04,
-        POSTPAID,
-        blocks=("ADD-DATA-10",),
-    ),
-    _addon(
-        "ADD-ROAM-EU", "Roaming Pass Europe", 800, 550, MOB, 0.004, 0.06, blocks=("ADD-ROAM-WORLD",)
-    ),
-    _addon(
-        "ADD-ROAM-WORLD",
-        "Roaming Pass World",
-        1500,
-        900,
-        MOB,
-        0.0015,
-        0.05,
-        POSTPAID,
-        blocks=("ADD-ROAM-EU",),
-    ),
+    _addon("ADD-DATA-10", "Extra Data 10GB", 500, 420, MOB, 0.006, 0.05),
+    _addon("ADD-DATA-50", "Extra Data 50GB", 1200, 950, MOB, 0.004, 0.04, POSTPAID),
+    _addon("ADD-ROAM-EU", "Roaming Pass Europe", 800, 550, MOB, 0.004, 0.06),
+    _addon("ADD-ROAM-WORLD", "Roaming Pass World", 1500, 900, MOB, 0.0015, 0.05, POSTPAID),
     _addon("ADD-TV", "Streaming TV Basic", 1500, 600, BB, 0.006, 0.025, POSTPAID),
     _addon("ADD-TV-SPORT", "Sports TV Pack", 2000, 500, BB, 0.002, 0.04, POSTPAID),
     _addon("ADD-MUSIC", "Music Streaming", 1000, 350, MOB, 0.003, 0.03),
@@ -255,33 +213,41 @@ PRODUCTS: tuple[Product, ...] = (
     _device("DEV-WATCH", "Smartwatch LTE", 29900, 4500, 0.0015, requires=MOB),
     # Bundles: priced as what they add on top of the plan they require; they absorb the
     # add-ons they contain (buying one ends those).
-    # (id, name, price, margin, plan required, purchase rate, add-ons replaced)
-    _bundle(
+    Product(
         "BUN-DUO",
         "Home and Mobile Duo (shared 50GB)",
+        BUN,
         1500,
         900,
-        BB,
-        0.002,
-        ("ADD-DATA-10", "ADD-DATA-50"),
+        contracts=POSTPAID,
+        requires=BB,
+        base_rate=0.002,
+        cancel_rate=0.01,
+        replaces=DATA_PACKS,
     ),
-    _bundle(
+    Product(
         "BUN-FAMILY",
         "Family Bundle (3 lines + shared 100GB)",
+        BUN,
         3500,
         2200,
-        MOB,
-        0.001,
-        ("ADD-FAMILY", "ADD-KIDS"),
+        contracts=POSTPAID,
+        requires=MOB,
+        base_rate=0.001,
+        cancel_rate=0.01,
+        replaces=("ADD-FAMILY", "ADD-KIDS"),
     ),
-    _bundle(
+    Product(
         "BUN-TV",
         "TV and Entertainment Bundle",
+        BUN,
         3000,
         1200,
-        BB,
-        0.0015,
-        ("ADD-TV", "ADD-TV-SPORT", "ADD-MUSIC"),
+        contracts=POSTPAID,
+        requires=BB,
+        base_rate=0.0015,
+        cancel_rate=0.01,
+        replaces=("ADD-TV", "ADD-TV-SPORT", "ADD-MUSIC"),
     ),
     # Retention offers: free, time-limited, sold by agents to customers at risk.
     # (id, name, category, plan required, min tenure months, purchase rate, term days,

@@ -39,12 +39,9 @@ def overview(page: PageDep) -> Response:
         f"churn:{marks}", lambda: churn_reads.churn_summary(engine), ttl_s=CHURN_TTL_S
     )
     alerts = console.memo.get("alerts", lambda: open_alerts(console.settings.alertmanager_url))
-    jobs = [
-        (
-            label,
-            jobs.latest_run(engine, names, SUCCEEDED),
-            jobs.latest_run(engine, names),
-        )
+    # Each group's last success and last run (the store module `jobs` reads them).
+    job_runs = [
+        (label, jobs.latest_run(engine, names, SUCCEEDED), jobs.latest_run(engine, names))
         for label, names in JOBS
     ]
     labels = [d.day.strftime("%d %b") for d in rates.days]
@@ -75,7 +72,7 @@ def overview(page: PageDep) -> Response:
             "rate_days": RATE_DAYS,
             "totals": totals,
             "churn": churn,
-            "jobs": jobs,
+            "jobs": job_runs,
             "alerts": alerts,
             "rate_chart": rate_chart,
             "volume_chart": volume_chart,
