@@ -6,6 +6,7 @@ missing service skips those tests with the reason; under CI=true it fails them.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -69,3 +70,17 @@ def database_url(request: pytest.FixtureRequest) -> str:
         request.applymarker(pytest.mark.integration)
         return str(request.getfixturevalue("postgres_url"))
     return str(request.getfixturevalue("sqlite_url"))
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A test that configures logging (as every CLI command does) leaves it as it found it.
+
+    nextoffer's log handler writes to whatever stderr is at the time, so a root logger left
+    at INFO by one test would print into the next test's captured output.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -15,9 +15,9 @@ from rich.table import Table
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError, NextOfferError
 from nextoffer.observe.logs import configure_logging
-from nextoffer.platform import Platform, build_platform
 
 if TYPE_CHECKING:
+    from nextoffer.platform import Platform
     from nextoffer.registry.mlflow_registry import ModelRegistry
 
 console = Console()
@@ -115,6 +115,10 @@ _platforms: dict[int, Platform] = {}
 
 def open_platform(settings: Settings) -> Platform:
     """The platform of this command: built once from `settings`, as every entry point does."""
+    # Imported here: the platform loads prometheus_client, which `nextoffer worker` must
+    # import only after setting PROMETHEUS_MULTIPROC_DIR (worker/metrics.py).
+    from nextoffer.platform import build_platform
+
     found = _platforms.get(id(settings))
     if found is None or found.settings is not settings:
         found = _platforms[id(settings)] = build_platform(settings, pool_size=5)

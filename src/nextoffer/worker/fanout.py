@@ -32,6 +32,7 @@ import logging
 import os
 from collections.abc import Iterator
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from celery import Celery, group, states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
@@ -41,7 +42,9 @@ from nextoffer.domain.errors import BackendUnavailableError, NextOfferError
 from nextoffer.jobs.broker import BROKER_SETTING, PRECOMPUTE_CHUNK, time_limits
 from nextoffer.jobs.context import JobContext
 from nextoffer.pipelines.precompute import Chunk, ChunkRunner
-from nextoffer.platform import Platform
+
+if TYPE_CHECKING:
+    from nextoffer.platform import Platform
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ from nextoffer.jobs.runner import run_exclusive
 from nextoffer.models.offer_model import OfferModel
 from nextoffer.observe.logs import correlation_id
 from nextoffer.pipelines.precompute import Chunk, load_catalogue, precompute_chunk
-from nextoffer.platform import build_platform
 from nextoffer.scoring.champions import Champion, load_offer_version
 from nextoffer.store import OperationalError
 from nextoffer.worker.fanout import job_context
@@ -74,7 +73,11 @@ def _process(app: Celery) -> _Process:
     """The state of the current process for `app`, made on first use (not before a fork)."""
     key = (os.getpid(), id(app))
     if key not in _processes:
-        # One platform per worker process, as every entry point builds one.
+        # One platform per worker process, as every entry point builds one. Imported here:
+        # the platform loads prometheus_client, which must not be imported before the
+        # worker's metrics set PROMETHEUS_MULTIPROC_DIR (worker/metrics.py).
+        from nextoffer.platform import build_platform
+
         _processes[key] = _Process(job_context(app, build_platform(settings_of(app))))
     return _processes[key]
 

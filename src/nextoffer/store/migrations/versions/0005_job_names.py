@@ -1,6 +1,6 @@
 """Job names: runs recorded under an old name get the catalogue's name (`train` → `training`).
 
-Created 2026-12-07 12:00.
+Created 2026-12-06 04:00.
 """
 
 from __future__ import annotations
