@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import gzip
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -384,3 +386,15 @@ def model_snapshot() -> dict[str, dict[str, Any]]:
             ),
         }
     return snapshot
+
+
+def wait_until(
+    check: Callable[[], bool], timeout_s: float, what: str, *, every_s: float = 0.2
+) -> None:
+    """Poll `check` every `every_s` seconds; fail naming `what` when `timeout_s` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +33,7 @@ from nextoffer.store.schema import (
 )
 from tests.e2e.conftest import Api
 from tests.e2e.server import run_cli
+from tests.helpers import wait_until
 
 OFFERS_ROUTE = "/v1/customers/{customer_id}/offers"
 UNKNOWN_CUSTOMER = "C99999999"
@@ -101,16 +100,6 @@ def utc(value: datetime) -> datetime:
 def parse_time(text: str) -> datetime:
     """An API timestamp (ISO 8601 with Z or an offset)."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll `check` every 0.2 s; fail with `what` when `timeout_s` passes first."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def catalogue(api: Api) -> dict[str, Product]:

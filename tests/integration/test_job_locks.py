@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,6 +36,7 @@ from nextoffer.synth.generator import generate_world
 from nextoffer.worker.schedule import ENTRIES
 from tests.conftest import require_service
 from tests.e2e.server import NEXTOFFER, ApiServer, world_env
+from tests.helpers import wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -76,15 +76,6 @@ def _count(engine: Engine) -> int:
         return int(conn.execute(select(func.count()).select_from(JobRun)).scalar_one())
 
 
-def _wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 @contextlib.contextmanager
 def _worker(env: dict[str, str], log_path: Path) -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """`nextoffer worker` on every queue; yields a reader of its JSON log lines."""
@@ -102,7 +93,7 @@ def _worker(env: dict[str, str], log_path: Path) -> Iterator[Callable[[], list[d
         return [json.loads(line) for line in lines if line.startswith("{")]
 
     try:
-        _wait_until(
+        wait_until(
             lambda: (
                 any(r.get("message", "").endswith(" ready.") for r in records())
                 or process.poll() is not None
@@ -198,12 +189,12 @@ def test_every_start_takes_the_lock_and_records_one_run(
 
                 refused_task = str(uuid.uuid4())
                 send_job(sender, TASK_JOB, {}, refused_task)
-                _wait_until(lambda: refused_on_worker(refused_task), 60, "the task's refusal")
+                wait_until(lambda: refused_on_worker(refused_task), 60, "the task's refusal")
 
                 fired = sender.send_task(RUN_SCHEDULED, args=[CHAIN.name, list(CHAIN.jobs)])
                 refused_chain = fired.get(timeout=60)
                 assert len(refused_chain) == len(CHAIN.jobs)
-                _wait_until(lambda: refused_on_worker(refused_chain[0]), 60, "the chain's refusal")
+                wait_until(lambda: refused_on_worker(refused_chain[0]), 60, "the chain's refusal")
                 assert _runs(engine) == []
 
             # --- released: each start records exactly one run -------------------------------
@@ -222,7 +213,7 @@ def test_every_start_takes_the_lock_and_records_one_run(
                 status = api.get(f"/v1/jobs/{api_run}").json()["status"]
                 return bool(status in ("succeeded", "failed"))
 
-            _wait_until(api_job_done, 60, "the API's job")
+            wait_until(api_job_done, 60, "the API's job")
 
             task_run = str(uuid.uuid4())
             send_job(sender, TASK_JOB, {}, task_run)
@@ -234,7 +225,7 @@ def test_every_start_takes_the_lock_and_records_one_run(
                 finished = {r for r, _, s in _runs(engine) if s in ("succeeded", "failed")}
                 return {task_run, *chain_runs} <= finished
 
-            _wait_until(all_finished, 120, "the task and the chain")
+            wait_until(all_finished, 120, "the task and the chain")
             api.close()
     finally:
         sender.close()

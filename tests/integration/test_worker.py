@@ -14,9 +14,8 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +43,7 @@ from nextoffer.worker.fanout import chunk_runner
 from nextoffer.worker.schedule import RUN_SCHEDULED
 from tests.conftest import PG_HOST, PG_PORT, require_service
 from tests.e2e.server import NEXTOFFER, build_world, free_port, run_cli, world_env
+from tests.helpers import wait_until
 
 # MLflow's own SQLAlchemy use, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")
@@ -199,7 +199,7 @@ def worker(world: World, broker: str, tmp_path_factory: pytest.TempPathFactory) 
         )
     running = Worker(env, log_path, process)
     try:
-        _wait_until(
+        wait_until(
             lambda: (
                 any(r.get("message", "").endswith(" ready.") for r in running.records())
                 or process.poll() is not None
@@ -224,22 +224,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=10)
 
 
-def _wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 def _wait_for_run(engine: Engine, run_id: str, worker: Worker) -> JobRun:
     def finished() -> bool:
         run = get_run(engine, run_id)
         assert worker.process.poll() is None, f"the worker died:\n{worker.tail()}"
         return run is not None and run.status in ("succeeded", "failed")
 
-    _wait_until(finished, 120, f"job {run_id}\n{worker.tail()}")
+    wait_until(finished, 120, f"job {run_id}\n{worker.tail()}")
     run = get_run(engine, run_id)
     assert run is not None
     return run
@@ -373,7 +364,7 @@ def test_a_beat_entry_runs_its_jobs_in_order_and_the_worker_counts_them(
                 ).all()
             return len(rows) == 2
 
-        _wait_until(both_done, 120, f"the scheduled jobs\n{worker.tail()}")
+        wait_until(both_done, 120, f"the scheduled jobs\n{worker.tail()}")
         with world.engine.connect() as conn:
             kpi, rebuild = conn.execute(
                 select(JobRun)

@@ -13,9 +13,8 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,7 @@ from nextoffer.store.runs import get_run
 from nextoffer.store.schema import Base, JobRun
 from nextoffer.worker.app import make_celery
 from tests.e2e.server import NEXTOFFER, free_port
-from tests.helpers import clear_database, dump_all, write_world
+from tests.helpers import clear_database, dump_all, wait_until, write_world
 from tests.integration.test_worker import _rabbitmq, _redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -50,15 +49,6 @@ def count(engine: Engine, table: str) -> int:
         return int(
             conn.execute(select(func.count()).select_from(Base.metadata.tables[table])).scalar_one()
         )
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -132,7 +122,12 @@ def test_a_killed_workers_task_is_redelivered_and_ends_exact(
             assert first.poll() is None, log.read_text()[-3000:]
             return count(engine, entity.name) > 0
 
-        wait_until(a_block_is_committed, 120, f"a committed block\n{log.read_text()[-3000:]}")
+        wait_until(
+            a_block_is_committed,
+            120,
+            f"a committed block\n{log.read_text()[-3000:]}",
+            every_s=0.01,
+        )
         stop(first, signal.SIGKILL)
 
         # It died in the middle: part of the file stored, the run never finished.
@@ -150,7 +145,7 @@ def test_a_killed_workers_task_is_redelivered_and_ends_exact(
             run = get_run(engine, run_id)
             return run is not None and run.status in ("succeeded", "failed")
 
-        wait_until(finished, 180, f"the redelivered run\n{log.read_text()[-3000:]}")
+        wait_until(finished, 180, f"the redelivered run\n{log.read_text()[-3000:]}", every_s=0.01)
         run = get_run(engine, run_id)
         assert run is not None and run.status == "succeeded", run.message
         # Exactly one clean ingest's worth: no row missing, none twice, quarantine the same.
