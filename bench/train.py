@@ -44,7 +44,7 @@ from nextoffer.pipelines.features import run_features
 from nextoffer.pipelines.score_churn import SCORE_BLOCK_ROWS as CHURN_BLOCK_ROWS
 from nextoffer.pipelines.train_churn import ChurnTrainingConfig, train_churn
 from nextoffer.pipelines.train_offers import OfferTrainingConfig, train_offers
-from nextoffer.scoring.churn import churn_frame, score_customers
+from nextoffer.scoring.churn import model_frame, score_customers
 from nextoffer.scoring.offers import HELD_COLUMNS, customers_for
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
@@ -289,11 +289,11 @@ def bench_offers(engine: Engine, settings: Settings, model: OfferModel) -> dict[
         breakdown["candidate_mask_s"] += elapsed()
         with timed() as elapsed:
             inputs, rows, cols = candidate_matrix(
-                block, model.products, mask, block_scores, model.levels
+                block, model.products, mask, block_scores, model.levels, model.inputs, block_held
             )
         breakdown["candidate_matrix_s"] += elapsed()
         with timed() as elapsed:
-            predicted = model.booster.predict(inputs, num_iteration=model.best_iteration)
+            predicted = model.predict_rows(inputs, cols)
         breakdown["ranker_predict_s"] += elapsed()
         same &= bool(np.allclose(ours[rows, cols], np.asarray(predicted, np.float32), atol=1e-6))
         del inputs, block_scores, mask
@@ -388,7 +388,7 @@ def bench_churn(engine: Engine, model: ChurnModel) -> dict[str, Any]:
         with timed() as elapsed:
             score_customers(model, block, RISK_THRESHOLDS, top=REASONS)
         batch_s += elapsed()
-        frame = churn_frame(block)
+        frame = model_frame(model, block)
         with timed() as elapsed:
             model.predict_proba(frame)
         stages["predict_proba_s"] += elapsed()

@@ -145,7 +145,10 @@ def write_world(
     """
     root.mkdir(parents=True, exist_ok=True)
     bad = {"transactions": 0, "events": 0}
-    write_csv(root / "products.csv", header("products"), PRODUCT_ROWS)
+    columns = header("products")  # rows leave the newer, optional rule columns empty
+    write_csv(
+        root / "products.csv", columns, [r + [""] * (len(columns) - len(r)) for r in PRODUCT_ROWS]
+    )
     plans = [p[0] for p in PRODUCT_ROWS if p[2] in ("mobile_plan", "broadband_plan")]
     products = [p[0] for p in PRODUCT_ROWS]
     start = date(2021, 1, 1)

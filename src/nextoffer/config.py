@@ -88,6 +88,19 @@ class Settings(BaseSettings):
     ranker_train_customers: int = Field(
         60_000, ge=1000, description="customers the offer ranker is trained on (sampled)"
     )
+    training_labels: Literal["auto", "windows", "snapshot"] = Field(
+        "auto",
+        description="what the offer ranker learns from: acquisitions in time windows, "
+        "holdings snapshots (one held product hidden), or auto (windows when there are enough)",
+    )
+    offer_metric_k: int = Field(
+        10, ge=1, le=100, description="cut-off k of the offer model's reported metrics"
+    )
+    offer_primary_metric: str = Field(
+        "ndcg_at_k",
+        pattern=r"^(ndcg|hit_rate|precision|recall|map)_at_(k|1|3|\d+)$|^mrr$",
+        description="offer metric that decides promotion (`_at_k` = at offer_metric_k)",
+    )
     promotion_margin: float = Field(
         0.01, ge=0, description="relative gain a challenger needs to become champion"
     )
@@ -151,6 +164,11 @@ class Settings(BaseSettings):
     )
     ingest_source: str = Field(
         "", description="folder or s3://bucket/prefix the nightly ETL loads new files from"
+    )
+    ingest_mapping: str = Field(
+        "",
+        description="mapping file (YAML) the nightly ETL reads its source through: renames, "
+        "value maps, wide holdings (docs/data-format.md); empty: files in the import format",
     )
     etl_cron: str = Field("0 2 * * *", description="nightly ETL (seed: daily 02:00 UTC)")
     retrain_cron: str = Field("0 3 * * 0", description="retraining (seed: Sunday 03:00 UTC)")

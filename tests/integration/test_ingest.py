@@ -53,7 +53,7 @@ EXPECTED_QUARANTINE = [
     ("products", 15, "duplicate: product_id 'MOB-A'"),
     ("products", 17, "malformed_row: expected 13 fields, found 4"),
     ("products", 19, "bad_id: product_id 'BAD ID'"),
-    ("customers", 5, "missing_value: display_name"),
+    ("customers", 5, "missing_value: contract_type"),
     ("customers", 6, "bad_date: signup_date '2021-02-30'"),
     ("customers", 7, "future_date: signup_date '2999-01-01'"),
     ("customers", 8, "unknown_product: plan_id 'NOPE'"),
@@ -175,6 +175,10 @@ def test_good_rows_are_stored_with_their_types(
         "requires_category": None,
         "is_retention_offer": True,
         "active": True,  # empty: the column's default
+        "requires_products": None,
+        "requires_attribute": None,
+        "exclusion_group": None,
+        "upgrades_from": None,
     }
     assert products["ADD-B"]["name"] == "Add-on, B"
     assert products["ADD-B"]["price"] == Decimal("9.99")
@@ -200,6 +204,7 @@ def test_good_rows_are_stored_with_their_types(
         "arpu": Decimal("20.50"),
         "data_gb_month": 1.5,
         "voice_min_month": None,
+        "attributes": None,  # no extra columns: no custom attributes
     }
     assert customers["C2"]["plan_id"] is None
     assert customers["C2"]["arpu"] == Decimal("0.00")

@@ -22,13 +22,12 @@ import pytest
 
 from nextoffer.config import Settings
 from nextoffer.features.training import build_snapshot, current_features
-from nextoffer.models.candidates import CUSTOMER_CATEGORICAL, CUSTOMER_NUMERIC
 from nextoffer.pipelines.etl import run_ingest
 from nextoffer.pipelines.features import run_features
 from nextoffer.pipelines.train import TrainOverrides, run_training
 from nextoffer.registry.mlflow_registry import ModelRegistry
 from nextoffer.scoring.champions import load_churn_champion, load_offer_champion
-from nextoffer.scoring.churn import churn_frame
+from nextoffer.scoring.churn import model_frame
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
 from nextoffer.synth.generator import generate_world
@@ -115,18 +114,19 @@ def test_champions_load_with_mlflow_pyfunc_in_a_fresh_process(
     assert len(snapshot.features) == SCORED
     # nextoffer's scores: the propensities its offer scorer arbitrates, the churn risk.
     expected_offers = offers.propensity(snapshot.features, snapshot.history, snapshot.held)[0]
-    expected_churn = churn.predict_proba(churn_frame(snapshot.features))
+    expected_churn = churn.predict_proba(model_frame(churn, snapshot.features))
 
     # The same customers as the signatures ask for them: numbers as float64, holdings as
     # lists of product ids.
     products = np.array(offers.products.product_ids)
-    offers_input = snapshot.features.loc[:, [*CUSTOMER_NUMERIC, *CUSTOMER_CATEGORICAL]]
-    offers_input = offers_input.astype({c: "float64" for c in CUSTOMER_NUMERIC})
+    inputs = offers.inputs
+    offers_input = snapshot.features.loc[:, [*inputs.numeric, *inputs.categorical]]
+    offers_input = offers_input.astype({c: "float64" for c in inputs.numeric})
     offers_input["held"] = [list(products[row.indices]) for row in snapshot.held]
     offers_input["history"] = [list(products[row.indices]) for row in snapshot.history]
     offers_input.to_parquet(tmp_path / "offers-input.parquet")
     schema = churn.schema
-    churn_input = churn_frame(snapshot.features).loc[:, list(schema.features)]
+    churn_input = model_frame(churn, snapshot.features)
     churn_input = churn_input.astype({c: "float64" for c in (*schema.numeric, *schema.boolean)})
     churn_input.to_parquet(tmp_path / "churn-input.parquet")
 

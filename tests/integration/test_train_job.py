@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from nextoffer.config import Settings
+from nextoffer.domain.errors import NothingToLearnError
 from nextoffer.jobs.calls import run_training
 from nextoffer.pipelines.etl import run_ingest
 from nextoffer.pipelines.features import run_features
@@ -81,7 +82,8 @@ def test_training_without_features_fails_cleanly_and_is_recorded(tmp_path: Path)
     )
     engine = make_engine(settings.database_url)
     migrate.upgrade(engine)
-    with pytest.raises(ValueError, match="nextoffer features"):
+    # Not a ValueError any more: "nothing to learn from" is an input problem, told in one line.
+    with pytest.raises(NothingToLearnError, match="nextoffer features"):
         run_training(engine, settings, ModelRegistry.from_settings(settings), kinds=["offers"])
     runs = last_runs(engine, "training")
     assert runs[0].status == "failed" and "nextoffer features" in (runs[0].message or "")

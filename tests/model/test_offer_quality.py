@@ -25,7 +25,8 @@ def test_ranker_beats_popularity_baselines_by_ten_percent(trained_world: Trained
         assert ranker >= 1.10 * table[baseline][f"ndcg_at_{K}"], (baseline, table)
     # The same customers are scored by every model: the comparison is like for like.
     assert len({row["users"] for row in table.values()}) == 1
-    assert table["ranker"]["users"] > 1000
+    # The test group is a stable fifth of the customers (by id hash): a few hundred buyers.
+    assert table["ranker"]["users"] > 300
 
 
 def test_split_is_by_time_and_settings_come_from_the_train_window(

@@ -109,8 +109,8 @@ def test_challenger_value_checks() -> None:
     assert promotion.challenger_value({"auc": 0.7}, "auc", 0.0) == 0.7
     with pytest.raises(ValueError, match="primary metric"):
         promotion.challenger_value({"auc": 0.7}, "x", 0.0)
-    with pytest.raises(ValueError, match="is nan"):
-        promotion.challenger_value({"auc": math.nan}, "auc", 0.0)
+    # A NaN is not an error: the decision calls it degenerate and never promotes it.
+    assert math.isnan(promotion.challenger_value({"auc": math.nan}, "auc", 0.0))
     for margin in (-0.1, math.inf):
         with pytest.raises(ValueError, match="margin"):
             promotion.challenger_value({"auc": 0.7}, "auc", margin)
@@ -198,3 +198,42 @@ def test_run_batch_renames_and_chunks() -> None:
         RunBatch.build({}, {"auc": True}, {})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="6000"):
         RunBatch.build({"long": "x" * 6001}, {}, {})
+
+
+def _decide_with(
+    champion: ModelVersionInfo | None,
+    value: float,
+    *,
+    rescored: float | None = None,
+    floor: float | None = None,
+) -> promotion.Decision:
+    return promotion.decide(
+        "offers",
+        0,
+        champion,
+        primary_metric="ndcg@10",
+        challenger_value=value,
+        margin=0.0,
+        higher_is_better=True,
+        champion_rescored=rescored,
+        floor=floor,
+    )
+
+
+@pytest.mark.parametrize("value", [0.0, math.nan, math.inf, 0.2])
+def test_a_degenerate_first_version_is_never_promoted(value: float) -> None:
+    # 0.2 is degenerate only because popularity reaches 0.25 on the same test rows.
+    decision = _decide_with(None, value, floor=0.25)
+    assert not decision.promoted
+    assert decision.reason.startswith("degenerate:")
+
+
+def test_the_champion_is_compared_on_the_challengers_test_data() -> None:
+    # Recorded 0.9 on its own (older) data, 0.3 when re-scored on today's test rows.
+    champion = version(1, {"ndcg@10": 0.9})
+    decision = _decide_with(champion, 0.5, rescored=0.3, floor=0.1)
+    assert decision.promoted
+    assert decision.champion_value == 0.3
+    assert "on the same test data" in decision.reason
+    kept = _decide_with(champion, 0.5, rescored=0.6, floor=0.1)
+    assert not kept.promoted and kept.champion_value == 0.6

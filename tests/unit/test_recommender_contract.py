@@ -262,7 +262,7 @@ def test_planted_structure_is_found(
 
 
 def test_catalog_names_grids_and_errors(tmp_path: Path) -> None:
-    assert set(NAMES) == {"popularity", "segment_popularity", "item_knn", "ease", "als"}
+    assert set(NAMES) == {"popularity", "segment_popularity", "item_knn", "ease", "als", "bpr"}
     assert set(DEFAULT_GRIDS) == set(RECOMMENDERS)
     for name, grid in DEFAULT_GRIDS.items():
         assert grid, name

@@ -38,6 +38,10 @@ VALID = {
         "requires_category": "",
         "is_retention_offer": "",
         "active": "",
+        "requires_products": "",
+        "requires_attribute": "",
+        "exclusion_group": "",
+        "upgrades_from": "",
     },
     "customers": {
         "customer_id": "C1",

@@ -313,6 +313,11 @@ class ModelVersionOut(BaseModel):
     artifacts_deleted: bool
     metrics: dict[str, float]
     tags: dict[str, str]
+    data_mismatches: list[str] = Field(
+        default_factory=list,
+        description="how the data this version was trained on differs from today's "
+        "(empty: it matches)",
+    )
 
 
 class ModelsOut(BaseModel):

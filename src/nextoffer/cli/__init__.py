@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from nextoffer.cli import accounts, backup, data, etl, evaluate, models, ops, serve
+from nextoffer.cli import accounts, backup, campaign, data, etl, evaluate, models, ops, score, serve
 from nextoffer.cli.common import load_settings
 
 __all__ = ["app", "load_settings"]
@@ -34,12 +34,15 @@ for command in (
     serve.serve,
     serve.quickstart,
     models.train,
+    score.score,
 ):
     app.command()(command)
 app.add_typer(data.db_app, name="db")
+app.add_typer(data.data_app, name="data")
 app.add_typer(accounts.keys_app, name="keys")
 app.add_typer(accounts.users_app, name="users")
 app.add_typer(evaluate.evaluate_app, name="evaluate")
+app.add_typer(campaign.campaign_app, name="campaign")
 app.add_typer(models.models_app, name="models")
 app.add_typer(etl.etl_app, name="etl")
 app.add_typer(backup.app, name="backup")

@@ -22,6 +22,9 @@ from nextoffer.store import migrate
 from nextoffer.store.engine import safe_url, wait_for_database
 
 db_app = typer.Typer(help="Database schema: migrate up or down, show the current revision.")
+data_app = typer.Typer(
+    help="What the data holds: a quality profile of every table.", no_args_is_help=True
+)
 
 
 @handles_errors
@@ -103,13 +106,21 @@ def ingest(
         bool,
         typer.Option("--new-only", help="skip files the ledger has loaded (same place, content)"),
     ] = False,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            help="mapping file (YAML): read an operator's own export (renames, value maps, "
+            "defaults, wide holdings, attributes); see docs/data-format.md"
+        ),
+    ] = None,
 ) -> None:
     """Validate and load import files; bad rows go to quarantine with their reason.
 
     Files are recognised by name (products, customers, subscriptions, transactions,
-    events, churn_labels; .csv, .csv.gz or .parquet) and loaded in dependency order.
-    Re-running the same input changes nothing. An s3:// prefix (S3 or MinIO at
-    NEXTOFFER_S3_ENDPOINT_URL, credentials from AWS_*) is read like a folder.
+    events, churn_labels; .csv, .csv.gz or .parquet) and loaded in dependency order;
+    with --mapping, also the files its entries name. Re-running the same input changes
+    nothing. An s3:// prefix (S3 or MinIO at NEXTOFFER_S3_ENDPOINT_URL, credentials from
+    AWS_*) is read like a folder.
     """
     from nextoffer.jobs.calls import run_ingest
     from nextoffer.jobs.context import Progress
@@ -125,6 +136,7 @@ def ingest(
             settings,
             path,
             new_only=new_only,
+            mapping=mapping,
             progress=Progress(
                 total=lambda size: bar.update(task, total=size),
                 advance=lambda n: bar.advance(task, n),
@@ -170,6 +182,34 @@ def features(
         table.add_row(str(segment.segment_id), segment.name, f"{segment.size:,}")
     console.print(table)
     console.print(result.summary(), soft_wrap=True)
+
+
+@data_app.command("profile")
+@handles_errors
+def profile(
+    out: Annotated[
+        Path | None, typer.Option(help="write the Markdown to this file instead of printing it")
+    ] = None,
+) -> None:
+    """Print a data-quality profile as Markdown (or write it to --out).
+
+    Per table and column: the share of empty values, distinct values, range and top values;
+    custom attributes the same way; quarantined rows by reason; and the share of
+    subscriptions, transactions and events whose customer and product are known.
+    """
+    from nextoffer.usecases.data_profile import data_profile, to_markdown
+
+    settings = load_settings()
+    engine = open_platform(settings).engine
+    wait_for_database(engine, settings.db_wait_timeout_s)
+    with err_console.status("profiling the data"):
+        text = to_markdown(data_profile(engine))
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    console.print(f"data profile: {out}", highlight=False, soft_wrap=True)
 
 
 def _utc(value: datetime | None) -> datetime | None:

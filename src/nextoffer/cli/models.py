@@ -79,15 +79,23 @@ def train(
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if result.offers is not None:
-        k = 10
-        columns = [f"{m}_at_{k}" for m in ("ndcg", "map", "precision", "recall", "hit_rate")]
-        console.print(
-            metrics_table(
-                f"offers, test window from {result.offers.calendar['test_as_of'][:10]}",
-                result.offers.table,
-                columns,
+        k = settings.offer_metric_k
+        columns = [
+            "hit_rate_at_1",
+            "hit_rate_at_3",
+            "ndcg_at_3",
+            *([f"ndcg_at_{k}", f"hit_rate_at_{k}"] if k not in (1, 3) else []),
+            "mrr",
+        ]
+        console.print(f"offers: {result.offers.learned_from}", highlight=False, soft_wrap=True)
+        if result.offers.dropped:
+            console.print(
+                "offers: dropped inputs that alone gave the labels away: "
+                + ", ".join(result.offers.dropped),
+                highlight=False,
+                soft_wrap=True,
             )
-        )
+        console.print(metrics_table("offers, test group", result.offers.table, columns))
         for name, chosen in result.offers.chosen.items():
             console.print(f"  chosen {name}: {chosen or 'no settings'}", highlight=False)
     if result.churn is not None:
@@ -124,11 +132,15 @@ def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Every registered version, newest first: metrics, decision, champion, artifacts."""
+    from nextoffer.domain.fingerprint import mismatches, parse_fingerprint
     from nextoffer.registry.mlflow_registry import MODEL_KINDS
+    from nextoffer.registry.protocol import TAG_DATA_FINGERPRINT, TAG_PRIMARY_METRIC
+    from nextoffer.store.reads.fingerprint import data_fingerprint
 
-    registry = open_registry(load_settings())
+    settings = load_settings()
+    registry = open_registry(settings)
     kinds = [kind] if kind else list(MODEL_KINDS)
-    primary = {"offers": "ndcg_at_10", "churn": "roc_auc"}
+    current = data_fingerprint(open_platform(settings).engine)
     everything: dict[str, list[dict[str, Any]]] = {}
     for name in kinds:
         if name not in MODEL_KINDS:
@@ -136,6 +148,10 @@ def models_list(
         everything[name] = [
             {
                 "version": v.version,
+                "primary_metric": v.tags.get(TAG_PRIMARY_METRIC, ""),
+                "data_mismatches": mismatches(
+                    parse_fingerprint(v.tags.get(TAG_DATA_FINGERPRINT)), current
+                ),
                 "created_at": v.created_at.isoformat(),
                 "champion": v.is_champion,
                 "metrics": v.metrics,
@@ -150,18 +166,25 @@ def models_list(
         return
     for name, versions in everything.items():
         table = Table(title=f"nextoffer-{name}", box=None, title_justify="left")
-        for column in ("version", "created (UTC)", primary[name], "champion", "decision"):
+        for column in ("version", "created (UTC)", "primary metric", "champion", "decision"):
             table.add_column(column)
         for v in versions:
-            value = v["metrics"].get(primary[name])
+            value = v["metrics"].get(v["primary_metric"])
             table.add_row(
                 str(v["version"]),
                 v["created_at"][:19].replace("T", " "),
-                "—" if value is None else f"{value:.4f}",
+                "—" if value is None else f"{v['primary_metric']} {value:.4f}",
                 "★" if v["champion"] else "",
                 f"{v['reason']}{' (artifacts pruned)' if v['artifacts_deleted'] else ''}",
             )
         console.print(table if versions else f"nextoffer-{name}: no versions yet")
+        champion = next((v for v in versions if v["champion"]), None)
+        if champion is not None and champion["data_mismatches"]:
+            console.print(
+                f"[yellow]nextoffer-{name} champion v{champion['version']} was trained on data "
+                f"that no longer matches: {'; '.join(champion['data_mismatches'])}[/yellow]",
+                soft_wrap=True,
+            )
 
 
 @models_app.command("promote")

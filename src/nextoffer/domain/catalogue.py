@@ -10,6 +10,13 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from nextoffer.domain.rules import (
+    AttributeRule,
+    Condition,
+    ExclusionRule,
+    HeldAnyRule,
+    parse_conditions,
+)
 from nextoffer.domain.vocabulary import ProductCategory
 
 BoolArray = npt.NDArray[np.bool_]
@@ -26,6 +33,10 @@ CATEGORY_LABELS: Final[Mapping[str, str]] = {
     ProductCategory.ADDON.value: "add-ons",
     ProductCategory.DEVICE.value: "device",
     ProductCategory.BUNDLE.value: "bundle",
+    ProductCategory.FIXED_VOICE.value: "landline",
+    ProductCategory.TV.value: "TV",
+    ProductCategory.SECURITY.value: "security service",
+    ProductCategory.OTHER.value: "service",
 }
 
 # Above this many distinct values a dimension's codes come from np.unique, not == per value.
@@ -120,7 +131,9 @@ class Catalogue:
     """The product catalogue as column arrays over products, built once from the products table.
 
     Build it from the whole table, inactive products included: customers still hold them,
-    and what they hold decides `requires_category`. Money is in the table's currency units.
+    and what they hold decides `requires_category`, `requires_products` and exclusion
+    groups. Money is in the table's currency units. The product rules (`requires_products`,
+    `requires_attribute`, `exclusion_group`, `upgrades_from`) may be left out: no rules.
     """
 
     product_ids: AnyArray
@@ -135,6 +148,14 @@ class Catalogue:
     requires_category: list[str | None]
     is_retention: BoolArray
     active: BoolArray
+    requires_products: list[frozenset[str]] = field(default_factory=list)
+    """Per product: the customer must hold ANY of these products (empty = no rule)."""
+    requires_attribute: list[tuple[Condition, ...]] = field(default_factory=list)
+    """Per product: (attribute, value) pairs that must ALL match the customer (empty = none)."""
+    exclusion_group: list[str | None] = field(default_factory=list)
+    """Per product: its group; holding another member blocks it (None = no group)."""
+    upgrades_from: list[frozenset[str]] = field(default_factory=list)
+    """Per product: holders of these may still be offered it despite its group (upgrade path)."""
     _index: dict[str, int] = field(init=False, repr=False)
     category_code: IntArray = field(init=False, repr=False)
     """Position of each product's category in `CATEGORIES`."""
@@ -145,10 +166,24 @@ class Catalogue:
     contract_rule: SetRule = field(init=False, repr=False)
     region_rule: SetRule = field(init=False, repr=False)
     channel_rule: SetRule = field(init=False, repr=False)
+    requires_products_rule: HeldAnyRule = field(init=False, repr=False)
+    attribute_rule: AttributeRule = field(init=False, repr=False)
+    exclusion_rule: ExclusionRule = field(init=False, repr=False)
+    upgrade_rule: HeldAnyRule = field(init=False, repr=False)
+    """Which customers hold one of a product's `upgrades_from` (for the upgrade reason)."""
 
     def __post_init__(self) -> None:
         n = len(self.product_ids)
         put = object.__setattr__  # frozen: derived columns are set once, here
+        # The rule columns are optional: left out (empty), they mean "no rule" everywhere.
+        for name, empty in (
+            ("requires_products", frozenset()),
+            ("requires_attribute", ()),
+            ("exclusion_group", None),
+            ("upgrades_from", frozenset()),
+        ):
+            if not len(getattr(self, name)):
+                put(self, name, [empty] * n)
         put(self, "product_ids", np.asarray(self.product_ids, dtype=str))
         put(self, "names", np.asarray(self.names, dtype=str))
         put(self, "categories", np.asarray(self.categories, dtype=str))
@@ -168,6 +203,10 @@ class Catalogue:
             self.requires_category,
             self.is_retention,
             self.active,
+            self.requires_products,
+            self.requires_attribute,
+            self.exclusion_group,
+            self.upgrades_from,
         )
         if any(len(c) != n for c in columns) or self.product_ids.ndim != 1:
             raise ValueError("every catalogue column must have one value per product")
@@ -191,6 +230,14 @@ class Catalogue:
         put(self, "contract_rule", SetRule.build(self.contract_types))
         put(self, "region_rule", SetRule.build(self.regions))
         put(self, "channel_rule", SetRule.build(self.channels))
+        put(self, "requires_products_rule", HeldAnyRule.build(self.requires_products, index, n))
+        put(self, "attribute_rule", AttributeRule.build(self.requires_attribute))
+        put(
+            self,
+            "exclusion_rule",
+            ExclusionRule.build(self.exclusion_group, self.upgrades_from, index),
+        )
+        put(self, "upgrade_rule", HeldAnyRule.build(self.upgrades_from, index, n))
 
     @classmethod
     def from_records(cls, records: Sequence[Mapping[str, Any]]) -> Catalogue:
@@ -198,6 +245,8 @@ class Catalogue:
 
         Values may be typed (Decimal, bool, None) as read from the database or text as read
         from the import file; eligibility lists are `|`-separated, empty meaning any.
+        `requires_attribute` is `name=value` terms, `|`-separated; a missing rule column
+        means no rule.
         """
         return cls(
             product_ids=np.array([str(r["product_id"]) for r in records], dtype=str),
@@ -216,6 +265,10 @@ class Catalogue:
                 [_as_bool(r.get("is_retention_offer"), False) for r in records], np.bool_
             ),
             active=np.array([_as_bool(r.get("active"), True) for r in records], np.bool_),
+            requires_products=[_as_set(r.get("requires_products")) for r in records],
+            requires_attribute=[parse_conditions(r.get("requires_attribute")) for r in records],
+            exclusion_group=[_as_optional(r.get("exclusion_group")) for r in records],
+            upgrades_from=[_as_set(r.get("upgrades_from")) for r in records],
         )
 
     @property
@@ -236,6 +289,29 @@ class Catalogue:
         for pid in product_ids:
             row[self.index(pid)] = True
         return row
+
+    def complement_label(self, j: int) -> str:
+        """What product j complements, for its reason: its required category or products."""
+        required = self.requires_category[j]
+        if required:
+            return CATEGORY_LABELS.get(required, required)
+        return self._products_label(self.requires_products[j])
+
+    def upgrade_label(self, j: int) -> str:
+        """What product j upgrades, for its reason: its `upgrades_from` products."""
+        return self._products_label(self.upgrades_from[j])
+
+    def _products_label(self, product_ids: frozenset[str]) -> str:
+        # One product by name; several by their shared category ("your broadband"), since
+        # the reason is the same for every customer whichever of them they hold.
+        known = sorted(self._index[p] for p in product_ids if p in self._index)
+        if len(known) == 1:
+            return str(self.names[known[0]])
+        categories = {str(self.categories[i]) for i in known}
+        if len(categories) == 1:
+            category = categories.pop()
+            return CATEGORY_LABELS.get(category, category)
+        return "current products"
 
     def channel_allowed(self, channel: str | None) -> BoolArray:
         """Which products may be offered in a channel; None means any channel (no filter)."""

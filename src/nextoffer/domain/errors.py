@@ -27,6 +27,10 @@ class InputError(NextOfferError):
     """An input file cannot be used at all (not one bad row: those go to quarantine)."""
 
 
+class NothingToLearnError(InputError):
+    """The data holds nothing a model can learn from (no labels of any kind, no products)."""
+
+
 class RegistryError(NextOfferError):
     """The model registry cannot do what was asked: no champion, a pruned version, no history."""
 

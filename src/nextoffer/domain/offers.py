@@ -8,10 +8,10 @@ re-exports the others so callers need one import.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,7 @@ from nextoffer.domain.slate import (
     REASON_COMPLEMENT,
     REASON_INTEREST,
     REASON_RETENTION,
+    REASON_UPGRADE,
     REASON_VALUE,
     Offer,
     OfferSlate,
@@ -51,7 +52,11 @@ class Customers:
     `held` is customers × products (catalogue columns). `held_categories`, columns in
     `CATEGORIES` order (e.g. from the `*_held` feature counts > 0), is optional: a customer
     holds a category when it says so or when a held product is of that category.
-    `churn_risk` NaN means unknown, which counts as not at risk.
+    `churn_risk` NaN means unknown, which counts as not at risk. `attributes` maps an
+    attribute's name (without the frame's `attr_` prefix) to one value per customer: float
+    for numbers, booleans (1.0/0.0) and dates (days since 1970-01-01), text for categories,
+    NaN/None for missing; `requires_attribute` reads it, and a customer without the
+    attribute does not qualify.
     """
 
     contract_type: AnyArray
@@ -60,6 +65,7 @@ class Customers:
     held: BoolArray
     churn_risk: FloatArray
     held_categories: BoolArray | None = None
+    attributes: Mapping[str, AnyArray] | None = None
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -80,6 +86,11 @@ class Customers:
             if cats.shape != (n, len(CATEGORIES)):
                 raise ValueError(f"held_categories must be customers × {len(CATEGORIES)}")
             put(self, "held_categories", cats)
+        if self.attributes is not None:
+            columns = {str(k): np.asarray(v).reshape(-1) for k, v in self.attributes.items()}
+            if any(c.shape[0] != n for c in columns.values()):
+                raise ValueError("every attribute must have one value per customer")
+            put(self, "attributes", columns)
 
     @classmethod
     def single(
@@ -91,8 +102,13 @@ class Customers:
         held: npt.ArrayLike,
         churn_risk: float | None = None,
         held_categories: npt.ArrayLike | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> Customers:
-        """One customer (the live API case): a 1-row `Customers`."""
+        """One customer (the live API case): a 1-row `Customers`.
+
+        `attributes` gives one value per name: a number or bool (compared numerically) or
+        text (compared as text); None is missing.
+        """
         return cls(
             contract_type=np.array([contract_type]),
             region=np.array([region]),
@@ -104,12 +120,24 @@ class Customers:
                 if held_categories is None
                 else np.asarray(held_categories, dtype=np.bool_).reshape(1, -1)
             ),
+            attributes=(
+                None
+                if attributes is None
+                else {name: _one_value(value) for name, value in attributes.items()}
+            ),
         )
 
     @property
     def n_customers(self) -> int:
         """Number of customers (rows)."""
         return int(self.contract_type.shape[0])
+
+
+def _one_value(value: Any) -> AnyArray:
+    """One customer's attribute as a 1-element column: float for numbers, else text."""
+    if isinstance(value, bool | int | float | np.number | np.bool_):
+        return np.array([float(value)], np.float64)
+    return np.array([value], dtype=object)
 
 
 @dataclass(frozen=True)
@@ -194,6 +222,8 @@ class _Plan:
     at_risk: BoolArray
     category_onehot: npt.NDArray[np.float32]
     requires_col: IntArray
+    attribute_ok: BoolArray | None
+    """Customers × the attribute rule's columns: every `requires_attribute` term met."""
 
 
 def _plan(
@@ -216,6 +246,12 @@ def _plan(
         at_risk=customers.churn_risk >= policy.high_churn_risk,
         category_onehot=onehot,
         requires_col=requires_col.astype(np.int64),
+        # Attribute terms depend on the customer only: matched once for every block.
+        attribute_ok=(
+            catalogue.attribute_rule.passes(customers.attributes, customers.n_customers)
+            if catalogue.attribute_rule.active
+            else None
+        ),
     )
 
 
@@ -233,12 +269,23 @@ def _eligible_block(
     ok &= plan.static_ok
     ok &= customers.tenure_months[rows, None] >= catalogue.min_tenure_months
     ok &= ~held
-    if np.any(catalogue.requires_code >= 0):
-        cats = np.ones((held.shape[0], len(CATEGORIES) + 1), np.bool_)
-        cats[:, :-1] = (held.astype(np.float32) @ plan.category_onehot) > 0
-        if customers.held_categories is not None:
-            cats[:, :-1] |= customers.held_categories[rows]
-        ok &= cats[:, plan.requires_col]
+    requires_products = catalogue.requires_products_rule
+    exclusion = catalogue.exclusion_rule
+    needs_category = bool(np.any(catalogue.requires_code >= 0))
+    if needs_category or requires_products.active or exclusion.active:
+        held_f = held.astype(np.float32)
+        if needs_category:
+            cats = np.ones((held.shape[0], len(CATEGORIES) + 1), np.bool_)
+            cats[:, :-1] = (held_f @ plan.category_onehot) > 0
+            if customers.held_categories is not None:
+                cats[:, :-1] |= customers.held_categories[rows]
+            ok &= cats[:, plan.requires_col]
+        if requires_products.active:
+            ok[:, requires_products.columns] &= requires_products.holds_any(held_f)
+        if exclusion.active:
+            ok[:, exclusion.columns] &= exclusion.allowed(held, held_f)
+    if plan.attribute_ok is not None:
+        ok[:, catalogue.attribute_rule.columns] &= plan.attribute_ok[rows]
     if contacts is not None:
         ok &= contacts[rows] < policy.contact_cap
     if policy.retention_only_for_at_risk and catalogue.is_retention.any():
@@ -336,6 +383,10 @@ def arbitrate(
     plan = _plan(catalogue, customers, channel, policy)
     factor = value_factor(catalogue, policy)
     retention_cols = np.flatnonzero(catalogue.is_retention)
+    complements = (catalogue.requires_code >= 0) | np.array(
+        [bool(s) for s in catalogue.requires_products], np.bool_
+    ).reshape(n_products)
+    upgrades = catalogue.upgrade_rule
     high_value = (~catalogue.is_retention) & (catalogue.margin > catalogue.reference_margin)
     n_interest = max(1, math.ceil(HIGH_INTEREST_SHARE * n_products))
     width = min(k, n_products)
@@ -378,7 +429,13 @@ def arbitrate(
         flags[(chosen_p >= interest_floor) & (chosen_p > 0)] |= REASON_INTEREST
         if policy.value_weight > 0:
             flags[high_value[safe]] |= REASON_VALUE
-        flags[catalogue.requires_code[safe] >= 0] |= REASON_COMPLEMENT
+        flags[complements[safe]] |= REASON_COMPLEMENT
+        if upgrades.active:
+            # Upgrade reason: the customer holds one of the offer's `upgrades_from`.
+            upgrading = np.zeros(p.shape, np.bool_)
+            held_f = customers.held[rows].astype(np.float32)
+            upgrading[:, upgrades.columns] = upgrades.holds_any(held_f)
+            flags[np.take_along_axis(upgrading, safe, axis=1)] |= REASON_UPGRADE
         flags[~valid] = 0
         flags_out[rows, :width] = flags
         if codes is not None and code_out is not None:

@@ -14,7 +14,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from nextoffer.domain.catalogue import CATEGORY_LABELS, Catalogue, FloatArray, IntArray
+from nextoffer.domain.catalogue import Catalogue, FloatArray, IntArray
 
 HIGH_INTEREST_SHARE: Final = 0.10
 """An offer is "high predicted interest" when in the top 10 % of the customer's propensities."""
@@ -26,7 +26,8 @@ REASON_RETENTION: Final = 1
 REASON_INTEREST: Final = 2
 REASON_VALUE: Final = 4
 REASON_COMPLEMENT: Final = 8
-_FLAG_SPACE: Final = 16
+REASON_UPGRADE: Final = 16
+_FLAG_SPACE: Final = 32
 # reason_table numbers its keys with a bincount up to this key space, else with np.unique.
 _DENSE_KEY_SPACE: Final = 1 << 22
 
@@ -215,9 +216,10 @@ def _reason_strings(
         out.append(texts[code])
     if flags & REASON_VALUE:
         out.append(f"high value: margin {cat.margin[product]:.2f}")
+    if flags & REASON_UPGRADE:
+        out.append(f"upgrade from your {cat.upgrade_label(product)}")
     if flags & REASON_COMPLEMENT:
-        required = cat.requires_category[product] or ""
-        out.append(f"complements your {CATEGORY_LABELS.get(required, required)}")
+        out.append(f"complements your {cat.complement_label(product)}")
     if not out:
         out.append("best remaining match for this customer")
     return tuple(out[:MAX_REASONS])

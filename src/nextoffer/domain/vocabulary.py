@@ -16,6 +16,10 @@ class ProductCategory(StrEnum):
     ADDON = "addon"
     DEVICE = "device"
     BUNDLE = "bundle"
+    FIXED_VOICE = "fixed_voice"
+    TV = "tv"
+    SECURITY = "security"
+    OTHER = "other"
 
 
 class ContractType(StrEnum):
@@ -34,10 +38,12 @@ class PaymentMethod(StrEnum):
     CREDIT_CARD = "credit_card"
     BANK_TRANSFER = "bank_transfer"
     VOUCHER = "voucher"
+    CHEQUE = "cheque"
+    OTHER = "other"
 
 
 class AgeBand(StrEnum):
-    """Age in bands, as CRM systems usually export it."""
+    """Age in bands, as CRM systems usually export it; `unknown` when an export has none."""
 
     A18_24 = "18-24"
     A25_34 = "25-34"
@@ -45,6 +51,7 @@ class AgeBand(StrEnum):
     A45_54 = "45-54"
     A55_64 = "55-64"
     A65_PLUS = "65+"
+    UNKNOWN = "unknown"
 
 
 class Channel(StrEnum):

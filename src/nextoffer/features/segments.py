@@ -87,7 +87,7 @@ def fit_segments(
     scaler = StandardScaler().fit(sample)
     model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(scaler.transform(sample))
     raw_labels = model.predict(scaler.transform(inputs))
-    arpu = features["arpu"].astype(float).to_numpy()
+    arpu = features["arpu"].astype(float).fillna(0.0).to_numpy()  # unknown ARPU counts as 0
     order = sorted(
         range(k),
         key=lambda c: (
@@ -108,19 +108,19 @@ def fit_segments(
                 name=_name(z),
                 description=_describe(z),
                 size=int(members.sum()),
-                centroid={
-                    c: round(float(features.loc[members, c].mean()), 3)
-                    for c in (
-                        "arpu",
-                        "data_gb_month",
-                        "voice_min_month",
-                        "tenure_months",
-                        "products_held",
-                    )
-                },
+                centroid=_means(
+                    features.loc[members],
+                    ("arpu", "data_gb_month", "voice_min_month", "tenure_months", "products_held"),
+                ),
             )
         )
     return Segmentation(labels, segments)
+
+
+def _means(members: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, float]:
+    """Column means, rounded; a column with no known value (e.g. no ARPU) is left out."""
+    means = {c: float(members[c].astype(float).mean()) for c in columns}
+    return {c: round(m, 3) for c, m in means.items() if not np.isnan(m)}
 
 
 def _traits(z: pd.Series, threshold: float) -> list[str]:
@@ -142,3 +142,51 @@ def _describe(z: pd.Series) -> str:
     if not traits:
         return "close to the average customer on every measure"
     return "stands out as " + ", ".join(traits) + " (|z| ≥ 0.5 against all customers)"
+
+
+@dataclass(frozen=True)
+class TableSegments:
+    """K-means segments of any customer table's numeric columns, to assign new rows to."""
+
+    columns: tuple[str, ...]
+    logged: tuple[str, ...]
+    scaler: StandardScaler
+    model: KMeans
+
+    def assign(self, frame: pd.DataFrame) -> np.ndarray:
+        """Segment ids (1..k) of `frame`'s rows; missing values count as the column mean."""
+        inputs = _numeric_inputs(frame, self.columns, self.logged)
+        inputs = inputs.fillna(pd.Series(self.scaler.mean_, index=list(self.columns)))
+        return np.asarray(self.model.predict(self.scaler.transform(inputs)), np.int64) + 1
+
+
+def fit_table_segments(
+    frame: pd.DataFrame, columns: list[str], k: int, *, seed: int
+) -> TableSegments:
+    """Segments of an operator's table: k-means on its standardised numeric columns.
+
+    The same recipe as `fit_segments` for tables without nextoffer's standard features
+    (`nextoffer evaluate offers` on any holdings file): skewed non-negative columns are
+    log-scaled, every column standardised, missing values taken as the mean.
+    """
+    logged = []
+    for column in columns:
+        values = pd.to_numeric(frame[column], errors="coerce").astype(float)
+        if values.min() >= 0 and values.max() > 10 * max(float(values.median()), 1e-9):
+            logged.append(column)
+    inputs = _numeric_inputs(frame, tuple(columns), tuple(logged))
+    inputs = inputs.fillna(inputs.mean()).fillna(0.0)
+    scaler = StandardScaler().fit(inputs)
+    model = KMeans(n_clusters=min(k, len(frame)), n_init=4, random_state=seed)
+    model.fit(scaler.transform(inputs))
+    return TableSegments(tuple(columns), tuple(logged), scaler, model)
+
+
+def _numeric_inputs(
+    frame: pd.DataFrame, columns: tuple[str, ...], logged: tuple[str, ...]
+) -> pd.DataFrame:
+    inputs = pd.DataFrame(index=frame.index)
+    for column in columns:
+        values = pd.to_numeric(frame[column], errors="coerce").astype(float)
+        inputs[column] = np.log1p(values.clip(lower=0)) if column in logged else values
+    return inputs

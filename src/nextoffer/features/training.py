@@ -47,6 +47,11 @@ PRODUCT_COLUMNS = (
     "requires_category",
     "is_retention_offer",
     "active",
+    # Product rules (migration 0006): what the one eligibility step reads besides the above.
+    "requires_products",
+    "requires_attribute",
+    "exclusion_group",
+    "upgrades_from",
 )
 
 

@@ -29,6 +29,7 @@ class Kind(StrEnum):
     TIMESTAMP = "timestamp"
     ENUM = "enum"
     ENUM_LIST = "enum_list"
+    ID_LIST = "id_list"
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class Column:
     references: str | None = None
     default: str | None = None
     future_ok: bool = False
+    pattern: str | None = None
+    """TEXT only: a regular expression every non-empty value must match (`bad_rule`)..."""
+    pattern_hint: str = ""
+    """... and the form it describes, for the reason (`name=value|name=value`)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class Entity:
     doc: str
     key: tuple[str, ...]
     columns: tuple[Column, ...]
+    open_columns: bool = False
+    """Extra columns are kept as custom attributes (customers) instead of being ignored."""
 
     @property
     def depends_on(self) -> tuple[str, ...]:
@@ -95,6 +102,8 @@ def _entity(noun: str, doc: str, *columns: Column) -> Entity:
 
 
 _CUSTOMER = _id("customer_id", "the customer", references="customers")
+# `name=value|name=value`: attribute names as stored (snake_case), values without `|` or `=`.
+REQUIRES_ATTRIBUTE_PATTERN = r"^[a-z][a-z0-9_]*=[^|=]+(\|[a-z][a-z0-9_]*=[^|=]+)*$"
 _WHEN = Column("ts", Kind.TIMESTAMP, True, "when (ISO-8601; no offset = UTC)")
 
 PRODUCTS = _entity(
@@ -140,21 +149,64 @@ PRODUCTS = _entity(
         default="false",
     ),
     Column("active", Kind.BOOL, doc="still sold", default="true"),
+    Column(
+        "requires_products",
+        Kind.ID_LIST,
+        doc="product ids, `|`-separated: the customer must hold at least one; empty = no rule",
+        max_length=1000,
+    ),
+    Column(
+        "requires_attribute",
+        Kind.TEXT,
+        doc="`name=value` pairs, `|`-separated: the customer's attributes must match all "
+        "(e.g. `fiber_available=true`); a customer without the attribute does not qualify",
+        max_length=1000,
+        pattern=REQUIRES_ATTRIBUTE_PATTERN,
+        pattern_hint="name=value pairs separated by |",
+    ),
+    Column(
+        "exclusion_group",
+        Kind.TEXT,
+        doc="holding one product of the group excludes offering the others (e.g. `internet`)",
+        max_length=64,
+    ),
+    Column(
+        "upgrades_from",
+        Kind.ID_LIST,
+        doc="product ids, `|`-separated: holders of these may still be offered this product "
+        "although it is in their exclusion group (an upgrade path, e.g. fiber from dsl)",
+        max_length=1000,
+    ),
 )
 
-CUSTOMERS = _entity(
-    "customer",
-    "Customer master data: one row per customer, the current snapshot.",
-    Column("display_name", Kind.TEXT, True, "name shown to sales staff"),
-    Column("age_band", Kind.ENUM, True, "age band", _values(AgeBand)),
-    Column("region", Kind.TEXT, True, "region code or name", max_length=64),
-    Column("signup_date", Kind.DATE, True, "first day as a customer (YYYY-MM-DD)"),
-    Column("contract_type", Kind.ENUM, True, "contract", _values(ContractType)),
-    Column("payment_method", Kind.ENUM, True, "payment method", _values(PaymentMethod)),
-    _id("plan_id", "current base plan (a product id)", references="products", required=False),
-    Column("arpu", Kind.MONEY, True, "average revenue per user per month", min_value=0),
-    Column("data_gb_month", Kind.FLOAT, doc="mobile data used per month, GB", min_value=0),
-    Column("voice_min_month", Kind.FLOAT, doc="voice minutes per month", min_value=0),
+CUSTOMERS = Entity(
+    name="customers",
+    doc=(
+        "Customer master data: one row per customer, the current snapshot. Any other column "
+        "is a custom attribute (see *Custom attributes* below)."
+    ),
+    key=("customer_id",),
+    columns=(
+        _id("customer_id", "natural id of the customer"),
+        Column("display_name", Kind.TEXT, doc="name shown to sales staff; empty: the id is shown"),
+        Column("age_band", Kind.ENUM, doc="age band", choices=_values(AgeBand), default="unknown"),
+        Column("region", Kind.TEXT, doc="region code or name", max_length=64, default="unknown"),
+        # Required: tenure (a churn driver and a product rule) is counted from it.
+        Column("signup_date", Kind.DATE, True, "first day as a customer (YYYY-MM-DD)"),
+        # Required: product eligibility is by contract, and both are churn drivers.
+        Column("contract_type", Kind.ENUM, True, "contract", _values(ContractType)),
+        Column("payment_method", Kind.ENUM, True, "payment method", _values(PaymentMethod)),
+        _id("plan_id", "current base plan (a product id)", references="products", required=False),
+        Column(
+            "arpu",
+            Kind.MONEY,
+            doc="average revenue per user per month; empty: unknown (not 0)",
+            min_value=0,
+        ),
+        Column("data_gb_month", Kind.FLOAT, doc="mobile data used per month, GB", min_value=0),
+        Column("voice_min_month", Kind.FLOAT, doc="voice minutes per month", min_value=0),
+    ),
+    open_columns=True,
 )
 
 SUBSCRIPTIONS = _entity(

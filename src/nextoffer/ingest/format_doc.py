@@ -15,6 +15,7 @@ KIND_TEXT = {
     Kind.TIMESTAMP: "timestamp ISO-8601 (no offset = UTC)",
     Kind.ENUM: "one of",
     Kind.ENUM_LIST: "`|`-separated list of",
+    Kind.ID_LIST: "`|`-separated list of ids",
 }
 
 REASONS = (
@@ -24,7 +25,7 @@ REASONS = (
     ("missing_value", "another required column is empty"),
     ("bad_id", "an id has spaces or symbols outside `._:@/+-`"),
     ("too_long", "text longer than the column allows"),
-    ("bad_type", "a number column holds something else"),
+    ("bad_type", "a number column, or a typed custom attribute, holds something else"),
     ("bad_integer", "an integer column holds a fraction"),
     ("not_finite", "a number is NaN or infinite"),
     ("negative_amount", "money below zero"),
@@ -35,6 +36,7 @@ REASONS = (
     ("future_timestamp", "a timestamp after now (plus NEXTOFFER_INGEST_CLOCK_SKEW_S)"),
     ("bad_boolean", "not one of the boolean spellings"),
     ("bad_enum", "a value outside the column's vocabulary"),
+    ("bad_rule", "products: `requires_attribute` not in the form `name=value|name=value`"),
     ("unknown_product", "a product id that is neither stored nor in this load"),
     ("unknown_customer", "a customer id that is neither stored nor in this load"),
     ("duplicate", "the natural key appeared earlier in the same file (the first one is kept)"),
@@ -56,9 +58,12 @@ when the two disagree.
   Files load in dependency order: products, customers, subscriptions, transactions,
   events, churn_labels; within an entity, by file name.
 - CSV: UTF-8 (a BOM is allowed), comma-separated, one header row naming the columns (any
-  order; unknown columns are ignored; optional columns may be absent), `"` quoting, `\\n`
-  or `\\r\\n` line ends, optionally gzip-compressed (`.csv.gz`). Parquet: the same column
-  names; any Arrow types that print as the text forms below.
+  order; optional columns may be absent; unknown columns are ignored, except in customers
+  files, where they are custom attributes), `"` quoting, `\\n` or `\\r\\n` line ends,
+  optionally gzip-compressed (`.csv.gz`). Parquet: the same column names; any Arrow types
+  that print as the text forms below.
+- An export in another shape (other column names and spellings, one Yes/No column per
+  product) is read through a mapping file: see *Mapping an operator's export* at the end.
 - Ids are strings, compared exactly (`C001` and `c001` differ). An empty cell is "no
   value". Timestamps are ISO-8601 (`2026-03-04T12:30:00Z`, `2026-03-04 12:30:00+02:00`);
   without an offset they are UTC.
@@ -89,6 +94,8 @@ def _type(column: Column) -> str:
 
 def render_markdown() -> str:
     """The whole of docs/data-format.md."""
+    from nextoffer.ingest.format_guide import ATTRIBUTES, MAPPING
+
     lines = [INTRO.rstrip("\n")]
     lines += [f"| `{code}` | {meaning} |" for code, meaning in REASONS]
     for entity in ENTITIES:
@@ -107,6 +114,7 @@ def render_markdown() -> str:
             lines.append(
                 f"| `{c.name}` | {'yes' if c.required else ''} | {_type(c)} | {default} | {c.doc} |"
             )
+    lines += ["", ATTRIBUTES.strip("\n"), "", MAPPING.strip("\n")]
     return "\n".join(lines) + "\n"
 
 

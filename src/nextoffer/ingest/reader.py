@@ -17,6 +17,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from nextoffer.domain.errors import InputError
+from nextoffer.ingest.layout import Layout, plan_layout
 from nextoffer.ingest.sources import SourceFile
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,10 @@ def _open(source: SourceFile) -> IO[bytes]:
 
 
 def read_header(source: SourceFile) -> list[str]:
-    """The column names of a file, checked against the entity's required columns."""
+    """The column names of a file, checked against the entity's required columns.
+
+    A mapped file's names are checked by its layout instead (after the mapping's renames).
+    """
     if source.is_parquet:
         names = list(pq.ParquetFile(source.path).schema_arrow.names)
     else:
@@ -106,7 +110,7 @@ def read_header(source: SourceFile) -> list[str]:
             raise InputError(f"{source.path}: the header line is not UTF-8") from None
         names = [n.strip() for n in next(csv.reader([text]), [])]
     missing = [c for c in source.entity.required_columns if c not in names]
-    if missing:
+    if missing and source.mapping is None:
         raise InputError(
             f"{source.path}: missing required column(s) {', '.join(missing)} "
             f"for {source.entity.name}"
@@ -117,12 +121,9 @@ def read_header(source: SourceFile) -> list[str]:
     return names
 
 
-def _complete(frame: pd.DataFrame, source: SourceFile) -> pd.DataFrame:
-    """Only the entity's columns, in its order; absent optional columns become empty text."""
-    for name in source.entity.column_names:
-        if name not in frame.columns:
-            frame[name] = ""
-    return frame[source.entity.column_names]
+def read_layout(source: SourceFile) -> Layout:
+    """The file's header, checked, and the columns read from it (see `ingest.layout`)."""
+    return plan_layout(source.entity, read_header(source), source.mapping, str(source.path))
 
 
 def _decode_block(block: bytes, first_line: int) -> tuple[bytes, list[Rejected]]:
@@ -150,11 +151,18 @@ def _decode_block(block: bytes, first_line: int) -> tuple[bytes, list[Rejected]]
     return b"\n".join(lines), rejected
 
 
-def iter_csv(source: SourceFile, block_bytes: int) -> Iterator[RawChunk]:
-    """Blocks of about `block_bytes`, cut at line ends, each parsed by pyarrow as text."""
+def iter_csv(
+    source: SourceFile, block_bytes: int, layout: Layout | None = None
+) -> Iterator[RawChunk]:
+    """Blocks of about `block_bytes`, cut at line ends, each parsed by pyarrow as text.
+
+    Frames hold the entity's columns in its order (absent optional ones as empty text),
+    then any other column the layout keeps: custom attributes, what a mapping reads.
+    """
     header = read_header(source)
+    layout = layout or plan_layout(source.entity, header, source.mapping, str(source.path))
     n_columns = len(header)
-    wanted = [c for c in header if c in source.entity.column_names]
+    wanted = list(layout.read)
     with _open(source) as handle:
         header_bytes = handle.readline()
         if header_bytes.startswith(b"\xef\xbb\xbf"):
@@ -200,7 +208,7 @@ def iter_csv(source: SourceFile, block_bytes: int) -> Iterator[RawChunk]:
                     quoted_strings_can_be_null=False,
                 ),
             )
-            frame = _complete(table.to_pandas(), source)
+            frame = layout.complete(table.to_pandas())
             text = clean.decode("utf-8")
             if malformed:
                 # pyarrow's row numbers skip blank lines and count multi-line records once;
@@ -227,11 +235,13 @@ def iter_csv(source: SourceFile, block_bytes: int) -> Iterator[RawChunk]:
             )
 
 
-def iter_parquet(source: SourceFile, batch_rows: int) -> Iterator[RawChunk]:
+def iter_parquet(
+    source: SourceFile, batch_rows: int, layout: Layout | None = None
+) -> Iterator[RawChunk]:
     """Row batches of a Parquet file, every column turned to text for the same validation."""
-    read_header(source)
+    layout = layout or read_layout(source)
     parquet = pq.ParquetFile(source.path)
-    wanted = [c for c in parquet.schema_arrow.names if c in source.entity.column_names]
+    wanted = list(layout.read)
     first = 1
     for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted):
         table = pa.Table.from_batches([batch])
@@ -242,7 +252,7 @@ def iter_parquet(source: SourceFile, batch_rows: int) -> Iterator[RawChunk]:
                 column = column.cast(pa.timestamp("us", tz="UTC"))
             text = column.cast(pa.string()).fill_null("")
             text_columns[name] = text
-        frame = _complete(pa.table(text_columns).to_pandas(), source)
+        frame = layout.complete(pa.table(text_columns).to_pandas())
         yield RawChunk(
             frame=frame,
             rejected=[],
@@ -253,8 +263,10 @@ def iter_parquet(source: SourceFile, batch_rows: int) -> Iterator[RawChunk]:
         first += batch.num_rows
 
 
-def iter_chunks(source: SourceFile, block_bytes: int) -> Iterator[RawChunk]:
+def iter_chunks(
+    source: SourceFile, block_bytes: int, layout: Layout | None = None
+) -> Iterator[RawChunk]:
     """Chunks of any supported file; Parquet batches are sized to about the same bytes."""
     if source.is_parquet:
-        return iter_parquet(source, batch_rows=max(1000, block_bytes // 100))
-    return iter_csv(source, block_bytes)
+        return iter_parquet(source, max(1000, block_bytes // 100), layout)
+    return iter_csv(source, block_bytes, layout)

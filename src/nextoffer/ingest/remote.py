@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -57,15 +58,25 @@ def _store(client: S3Client, bucket: str, prefix: str, endpoint_url: str) -> S3S
     return S3Store(bucket, prefix, endpoint_url, setting=None, client=client)
 
 
-def list_import_objects(client: S3Client, url: str, endpoint_url: str = "") -> list[RemoteObject]:
+def _named_like_import(name: str) -> bool:
+    return entity_for(Path(name)) is not None
+
+
+def list_import_objects(
+    client: S3Client,
+    url: str,
+    endpoint_url: str = "",
+    accept: Callable[[str], bool] = _named_like_import,
+) -> list[RemoteObject]:
     """The import files directly under `url` (like a folder; sub-prefixes are not entered).
 
-    `url` may also name one object. Objects whose names are not import files are ignored,
-    as in a local folder. An empty or absent prefix gives an empty list. `client` comes
-    from `nextoffer.storage.s3_client`, so that one client serves the listing and downloads.
+    `url` may also name one object. Objects whose names are not import files (`accept`:
+    by default, named after an entity) are ignored, as in a local folder. An empty or
+    absent prefix gives an empty list. `client` comes from `nextoffer.storage.s3_client`,
+    so that one client serves the listing and downloads.
     """
     bucket, key = parse_s3_url(url)
-    if key and not key.endswith("/") and entity_for(Path(key)) is not None:
+    if key and not key.endswith("/") and accept(PurePosixPath(key).name):
         parent, _, name = key.rpartition("/")
         single = _store(client, bucket, parent, endpoint_url).info(name)
         if single is not None:
@@ -75,7 +86,7 @@ def list_import_objects(client: S3Client, url: str, endpoint_url: str = "") -> l
         RemoteObject(bucket, store.prefix + info.key, info.size, info.etag)
         for info in store.list(recursive=False)
     ]
-    return [obj for obj in found if entity_for(Path(obj.name)) is not None]
+    return [obj for obj in found if accept(obj.name)]
 
 
 def download(client: S3Client, obj: RemoteObject, folder: Path, endpoint_url: str = "") -> Path:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -11,10 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from nextoffer.domain.attributes import AttributeSpec
+from nextoffer.ingest.attributes import FALSE_TEXT, TRUE_TEXT, json_objects, parse_attribute
 from nextoffer.ingest.entities import Column, Entity, Kind
 
-TRUE_TEXT = frozenset({"true", "t", "yes", "y", "1"})
-FALSE_TEXT = frozenset({"false", "f", "no", "n", "0"})
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]*$"
 SINGULAR = {
     "products": "product",
@@ -211,6 +212,11 @@ def _check_column(
     if col.kind in (Kind.ID, Kind.TEXT):
         too_long = present & np.asarray(text.str.len() > col.max_length)
         reasons.flag(too_long, f"too_long: {col.name} is longer than {col.max_length} characters")
+        if col.pattern is not None:
+            bad = present & ~np.asarray(text.str.match(col.pattern), dtype=bool)
+            reasons.flag(
+                bad, _Message(f"bad_rule: {col.name} ", text, f" is not {col.pattern_hint}")
+            )
         if col.kind is Kind.ID:
             bad = present & ~np.asarray(text.str.match(ID_PATTERN), dtype=bool)
             reasons.flag(bad, _Message(f"bad_id: {col.name} ", text, " has spaces or symbols"))
@@ -242,6 +248,18 @@ def _check_column(
         reasons.flag(
             bad,
             _Message(f"bad_enum: {col.name} ", text, f" is not one of {'|'.join(col.choices)}"),
+        )
+        return text.where(present, None).astype(object)
+    if col.kind is Kind.ID_LIST:
+        too_long = present & np.asarray(text.str.len() > col.max_length)
+        reasons.flag(too_long, f"too_long: {col.name} is longer than {col.max_length} characters")
+        ids = re.compile(ID_PATTERN)
+        bad = np.array(
+            [bool(t) and not all(ids.match(part) for part in t.split("|")) for t in text],
+            dtype=bool,
+        )
+        reasons.flag(
+            bad, _Message(f"bad_id: {col.name} ", text, " has an id with spaces or symbols")
         )
         return text.where(present, None).astype(object)
     if col.kind is Kind.ENUM_LIST:
@@ -288,11 +306,27 @@ ROW_CHECKS: dict[str, tuple[RowCheck, ...]] = {
 }
 
 
-def validate_chunk(entity: Entity, frame: pd.DataFrame, ctx: ValidationContext) -> ValidatedChunk:
-    """Validate text rows of `entity`; the first problem of each bad row is its reason."""
+def validate_chunk(
+    entity: Entity,
+    frame: pd.DataFrame,
+    ctx: ValidationContext,
+    attributes: Sequence[AttributeSpec] = (),
+) -> ValidatedChunk:
+    """Validate text rows of `entity`; the first problem of each bad row is its reason.
+
+    `attributes` (customers): custom attribute columns of `frame`, typed by their kind and
+    stored together as one JSON object per row in the column `attributes`.
+    """
     frame = frame.reset_index(drop=True)
     reasons = _Reasons(len(frame))
     typed = {col.name: _check_column(col, frame[col.name], reasons, ctx) for col in entity.columns}
+    if attributes:
+        parsed = [parse_attribute(spec, frame[spec.name]) for spec in attributes]
+        for item in parsed:
+            text = frame[item.spec.name]
+            prefix = f"{item.code}: attribute {item.spec.name} "
+            reasons.flag(item.bad, _Message(prefix, text, f" {item.problem}"))
+        typed["attributes"] = json_objects(parsed, len(frame))
     for check in ROW_CHECKS.get(entity.name, ()):
         mask, message = check(typed)
         reasons.flag(mask, message)

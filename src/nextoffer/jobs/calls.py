@@ -35,10 +35,15 @@ def run_ingest(
     *,
     progress: Progress | None = None,
     new_only: bool = False,
+    mapping: str | Path | None = None,
 ) -> IngestResult:
-    """The `ingest` job: every import file of a folder, a file or an s3:// prefix."""
+    """The `ingest` job: every import file of a folder, a file or an s3:// prefix.
+
+    `mapping`: a mapping file that says how to read an operator's own export.
+    """
     context = JobContext(engine, settings, progress=progress or Progress())
-    done = execute(context, "ingest", {"path": str(path), "new_only": new_only})
+    params = {"path": str(path), "new_only": new_only, "mapping": str(mapping or "")}
+    done = execute(context, "ingest", params)
     return cast("IngestResult", done.result)
 
 

@@ -80,8 +80,11 @@ def _flag(params: dict[str, Any], name: str, default: bool) -> bool:
 
 
 def _ingest(context: JobContext, params: dict[str, Any], run: RunHandle) -> object:
-    """Load import files: `path` (a folder, a file or an s3:// prefix), or Airflow's `staged`."""
-    from nextoffer.pipelines.etl import Staged, load_staged, stage_source
+    """Load import files: `path` (a folder, a file or an s3:// prefix), or Airflow's `staged`.
+
+    `mapping`: a mapping file to read `path` through (an operator's own export format).
+    """
+    from nextoffer.pipelines.etl import Staged, load_staged, read_mapping, stage_source
 
     engine, settings, progress = context.engine, context.settings, context.progress
     staged_params = params.get("staged")
@@ -92,7 +95,11 @@ def _ingest(context: JobContext, params: dict[str, Any], run: RunHandle) -> obje
         if not path:
             raise ConfigError("an ingest job needs params.path: the folder or file to load")
         staged = stage_source(
-            engine, settings, str(path), new_only=_flag(params, "new_only", False)
+            engine,
+            settings,
+            str(path),
+            new_only=_flag(params, "new_only", False),
+            mapping=read_mapping(params.get("mapping") or None),
         )
     total = progress.total
     result = load_staged(
@@ -131,7 +138,10 @@ def _etl(context: JobContext, params: dict[str, Any], run: RunHandle) -> object:
         from nextoffer.pipelines.etl import run_ingest
         from nextoffer.pipelines.features import run_features
 
-        ingested = run_ingest(engine, settings, str(path), run_id=run.run_id)
+        # A path given by hand or by the console's "Run ETL" (the ingest source) is read
+        # through the job's `mapping`, else NEXTOFFER_INGEST_MAPPING, like the nightly.
+        mapping = params.get("mapping") or settings.ingest_mapping or None
+        ingested = run_ingest(engine, settings, str(path), run_id=run.run_id, mapping=mapping)
         features = run_features(engine, settings, run_id=run.run_id)
         run.counts = {
             "rows_read": ingested.rows_read,

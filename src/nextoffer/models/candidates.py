@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,91 @@ CUSTOMER_NUMERIC = NUMERIC_FEATURES
 CUSTOMER_CATEGORICAL = (*CATEGORICAL_FEATURES, "segment_id")
 PRODUCT_NUMERIC = ("price", "margin", "min_tenure_months")
 PRODUCT_CATEGORICAL = ("product", "category")
+# The held-products flags the ranker sees directly: the most-held products, up to this many
+# (a telco catalogue rarely has more products that matter; more would only widen the matrix).
+MAX_HELD_FLAGS = 64
+# A category level needs this many customers in training to be an input of its own.
+MIN_LEVEL_COUNT = 10
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_]")
+
+
+@dataclass(frozen=True)
+class RankerInputs:
+    """Which customer columns and held-product flags feed the ranker, fixed at training time.
+
+    `numeric` and `categorical` are columns of the features frame (standard features and the
+    `attr_*` custom attributes); `held` are catalogue positions whose "holds it now" flag is
+    an input, so the ranker sees the customer's products directly, not only through the
+    recommenders' scores.
+    """
+
+    numeric: tuple[str, ...] = CUSTOMER_NUMERIC
+    categorical: tuple[str, ...] = CUSTOMER_CATEGORICAL
+    held: tuple[int, ...] = ()
+
+    def names(self, recommenders: Sequence[str], products: ProductTable) -> list[str]:
+        """Column order of the ranker's input matrix."""
+        return [
+            *self.numeric,
+            *self.categorical,
+            *(held_flag_name(products.product_ids[j]) for j in self.held),
+            *PRODUCT_CATEGORICAL,
+            *PRODUCT_NUMERIC,
+            *(f"score_{name}" for name in recommenders),
+            *(f"rank_{name}" for name in recommenders),
+        ]
+
+    def categorical_names(self) -> list[str]:
+        """The names of the categorical inputs, for LightGBM."""
+        return [*self.categorical, *PRODUCT_CATEGORICAL]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, saved with the model."""
+        return {
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "held": list(self.held),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RankerInputs:
+        """Inverse of `to_dict`."""
+        return cls(
+            numeric=tuple(data["numeric"]),
+            categorical=tuple(data["categorical"]),
+            held=tuple(int(j) for j in data["held"]),
+        )
+
+
+def held_flag_name(product_id: str) -> str:
+    """`held_<product>` with characters LightGBM refuses in names replaced."""
+    return "held_" + _UNSAFE_NAME.sub("_", str(product_id))
+
+
+def choose_inputs(
+    features: pd.DataFrame,
+    held: sp.csr_matrix,
+    *,
+    numeric_attributes: Sequence[str] = (),
+    categorical_attributes: Sequence[str] = (),
+    max_held: int = MAX_HELD_FLAGS,
+) -> RankerInputs:
+    """The inputs worth giving the ranker for this training data.
+
+    Standard columns that are empty or constant in the data (an operator export without
+    usage or transactions) are left out; the given `attr_*` columns are added as their
+    kind says (numbers, flags and dates numeric; categories categorical); the `max_held`
+    most-held products get a held flag.
+    """
+
+    def informative(column: str) -> bool:
+        return column in features.columns and features[column].nunique(dropna=True) > 1
+
+    numeric = [c for c in (*CUSTOMER_NUMERIC, *numeric_attributes) if informative(c)]
+    categorical = [c for c in (*CUSTOMER_CATEGORICAL, *categorical_attributes) if informative(c)]
+    counts = np.asarray((held > 0).sum(axis=0)).ravel()
+    ranked = [int(j) for j in np.argsort(-counts, kind="stable") if counts[j] > 0][:max_held]
+    return RankerInputs(tuple(numeric), tuple(categorical), tuple(sorted(ranked)))
 
 
 @dataclass(frozen=True)
@@ -69,31 +155,24 @@ class ProductTable:
         return len(self.product_ids)
 
 
-def fit_levels(features: pd.DataFrame, products: ProductTable) -> dict[str, list[str]]:
+def fit_levels(
+    features: pd.DataFrame, products: ProductTable, inputs: RankerInputs | None = None
+) -> dict[str, list[str]]:
     """The category levels of every categorical input, fixed at training time.
 
     Codes must mean the same at scoring time, so levels are saved with the model and values
     unseen in training become missing.
     """
-    levels = {
-        column: sorted(set(_as_strings(features[column]).dropna().unique()))
-        for column in CUSTOMER_CATEGORICAL
-    }
+    categorical = (inputs or RankerInputs()).categorical
+    levels = {}
+    for column in categorical:
+        counts = _as_strings(features[column]).dropna().value_counts()
+        # Rare levels would let the trees memorise a handful of customers; they code as
+        # missing, like values unseen in training.
+        levels[column] = sorted(str(v) for v, n in counts.items() if n >= MIN_LEVEL_COUNT)
     levels["product"] = list(products.product_ids)
     levels["category"] = sorted(set(products.categories))
     return levels
-
-
-def feature_names(recommenders: Sequence[str]) -> list[str]:
-    """Column order of the ranker's input matrix."""
-    return [
-        *CUSTOMER_NUMERIC,
-        *CUSTOMER_CATEGORICAL,
-        *PRODUCT_CATEGORICAL,
-        *PRODUCT_NUMERIC,
-        *(f"score_{name}" for name in recommenders),
-        *(f"rank_{name}" for name in recommenders),
-    ]
 
 
 def candidate_mask(held: sp.csr_matrix, products: ProductTable) -> np.ndarray:
@@ -130,6 +209,8 @@ def candidate_matrix(
     mask: np.ndarray,
     recommender_scores: Mapping[str, np.ndarray],
     levels: Mapping[str, Sequence[str]],
+    inputs: RankerInputs | None = None,
+    held: sp.csr_matrix | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ranker's float32 input matrix for every True cell of `mask`.
 
@@ -138,13 +219,21 @@ def candidate_matrix(
     Each recommender contributes its score and the product's rank among the customer's
     candidates (1 = best), so the ranker sees both strength and order.
     """
+    inputs = inputs or RankerInputs()
     rows, cols = np.nonzero(mask)
     columns: list[np.ndarray] = []
-    for column in CUSTOMER_NUMERIC:
+    for column in inputs.numeric:
         values = pd.to_numeric(features[column], errors="coerce").to_numpy(dtype=np.float32)
         columns.append(values[rows])
-    for column in CUSTOMER_CATEGORICAL:
+    for column in inputs.categorical:
         columns.append(_codes(features[column], levels[column])[rows])
+    if inputs.held:
+        if held is None:
+            raise ValueError("this ranker needs the held products")
+        flags = held[:, list(inputs.held)]
+        dense = np.asarray(flags.todense() if sp.issparse(flags) else flags, dtype=np.float32)
+        for position in range(len(inputs.held)):
+            columns.append((dense[:, position] > 0).astype(np.float32)[rows])
     columns.append(cols.astype(np.float32))
     category_codes = _codes(pd.Series(products.categories), levels["category"])
     columns.append(category_codes[cols])
@@ -160,14 +249,8 @@ def candidate_matrix(
         ranks[name] = rank
     for name in recommender_scores:
         columns.append(ranks[name][rows, cols].astype(np.float32))
-    inputs = np.column_stack(columns) if columns else np.empty((len(rows), 0), np.float32)
-    return inputs.astype(np.float32, copy=False), rows, cols
-
-
-def categorical_columns(recommenders: Sequence[str]) -> list[str]:
-    """The names of the categorical inputs, for LightGBM."""
-    del recommenders  # the categorical set does not depend on the recommenders
-    return [*CUSTOMER_CATEGORICAL, *PRODUCT_CATEGORICAL]
+    matrix = np.column_stack(columns) if columns else np.empty((len(rows), 0), np.float32)
+    return matrix.astype(np.float32, copy=False), rows, cols
 
 
 def _as_strings(values: pd.Series) -> pd.Series:

@@ -9,6 +9,7 @@ from typing import Any
 
 from nextoffer.models.als import ALSRecommender
 from nextoffer.models.base import MODEL_FILE, Recommender
+from nextoffer.models.bpr import BPRRecommender
 from nextoffer.models.ease import EASERecommender
 from nextoffer.models.item_knn import ItemKNNRecommender
 from nextoffer.models.popularity import PopularityRecommender, SegmentPopularityRecommender
@@ -21,6 +22,7 @@ RECOMMENDERS: dict[str, type[Recommender]] = {
         ItemKNNRecommender,
         EASERecommender,
         ALSRecommender,
+        BPRRecommender,
     )
 }
 
@@ -35,17 +37,21 @@ DEFAULT_GRIDS: dict[str, list[dict[str, Any]]] = {
         {"factors": factors, "regularization": regularization}
         for factors, regularization in product((8, 16, 32, 64, 128), (0.01, 0.05, 0.2))
     ],
+    "bpr": [
+        {"factors": factors, "learning_rate": 0.05, "iterations": 100}
+        for factors in (8, 16, 32, 64)
+    ],
 }
 
 
 def search_grid(name: str, n_items: int, threads: int = 1) -> list[dict[str, Any]]:
     """The settings worth trying for `name` on a catalogue of `n_items`.
 
-    ALS with as many factors as items just memorises each user's history, so factors stay
-    at or below half the catalogue (8 at least); ALS also gets the thread count.
+    ALS or BPR with as many factors as items just memorises each user's history, so factors
+    stay at or below half the catalogue (8 at least); both also get the thread count.
     """
     grid = DEFAULT_GRIDS[name]
-    if name != "als":
+    if name not in ("als", "bpr"):
         return grid
     cap = max(n_items // 2, 8)
     return [{**params, "num_threads": threads} for params in grid if params["factors"] <= cap]

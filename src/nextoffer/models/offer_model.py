@@ -16,18 +16,22 @@ import scipy.sparse as sp
 from nextoffer.models.base import Interactions, Recommender
 from nextoffer.models.candidates import (
     ProductTable,
+    RankerInputs,
     candidate_mask,
     candidate_matrix,
-    categorical_columns,
-    feature_names,
     fit_levels,
     shortlist,
 )
 from nextoffer.models.catalog import load_recommender, make_recommender
 
-FORMAT_VERSION = 1
-# Each recommender nominates its top products; the ranker scores their union.
+FORMAT_VERSION = 2
+# Version 1 models (before custom attributes and held flags) load with the default inputs.
+_READABLE_FORMATS = (1, 2)
+# Each recommender nominates its top products; the ranker scores their union. On a
+# catalogue this small or smaller the ranker scores every candidate: a shortlist would save
+# little and miss products no recommender rates highly (measured with `evaluate offers`).
 SHORTLIST_PER_MODEL = 10
+FULL_RANKING_MAX_PRODUCTS = 64
 # Customers scored at a time: bounds the dense customers × products blocks.
 SCORE_BLOCK_ROWS = 50_000
 DEFAULT_RANKER_PARAMS: dict[str, Any] = {
@@ -43,7 +47,9 @@ DEFAULT_RANKER_PARAMS: dict[str, Any] = {
     "early_stopping_rounds": 30,
 }
 # Keys of the params dict that are ours, not LightGBM's.
-_OWN_KEYS = {"max_rounds", "early_stopping_rounds"}
+_OWN_KEYS = {"max_rounds", "early_stopping_rounds", "per_product_rounds"}
+# A product needs this many positive (and negative) training rows for a model of its own.
+MIN_PRODUCT_ROWS = 5
 
 
 @dataclass
@@ -75,6 +81,10 @@ class OfferModel:
     meta: dict[str, Any] = field(default_factory=dict)
     # Products each recommender nominates; the ranker scores the union (0 = everything).
     shortlist_per_model: int = SHORTLIST_PER_MODEL
+    inputs: RankerInputs = field(default_factory=RankerInputs)
+    # Catalogue position → a booster for that product alone (`per_product_rounds` > 0);
+    # products without one are scored by the pooled `booster`.
+    product_boosters: dict[int, lgb.Booster] = field(default_factory=dict)
 
     @classmethod
     def fit_recommenders(
@@ -84,18 +94,28 @@ class OfferModel:
         recent: Interactions,
         recommender_params: Mapping[str, Mapping[str, Any]],
         features: pd.DataFrame,
+        inputs: RankerInputs | None = None,
     ) -> OfferModel:
         """Fit the recommenders (popularity kinds on `recent`, the rest on `history`)."""
         recommenders: dict[str, Recommender] = {}
         for name, params in recommender_params.items():
             data = recent if name in POPULARITY_KINDS else history
             recommenders[name] = make_recommender(name, **dict(params)).fit(data)
-        return cls(products, recommenders, fit_levels(features, products))
+        inputs = inputs or RankerInputs()
+        return cls(
+            products,
+            recommenders,
+            fit_levels(features, products, inputs),
+            inputs=inputs,
+            shortlist_per_model=(
+                0 if len(products) <= FULL_RANKING_MAX_PRODUCTS else SHORTLIST_PER_MODEL
+            ),
+        )
 
     @property
     def input_names(self) -> list[str]:
         """The ranker's input column names."""
-        return feature_names(list(self.recommenders))
+        return self.inputs.names(list(self.recommenders), self.products)
 
     def recommender_scores(
         self, features: pd.DataFrame, history: sp.csr_matrix
@@ -113,7 +133,9 @@ class OfferModel:
         """(inputs, rows, cols, candidate mask) for one block of customers."""
         scores = self.recommender_scores(features, history)
         mask = shortlist(candidate_mask(held, self.products), scores, self.shortlist_per_model)
-        inputs, rows, cols = candidate_matrix(features, self.products, mask, scores, self.levels)
+        inputs, rows, cols = candidate_matrix(
+            features, self.products, mask, scores, self.levels, self.inputs, held
+        )
         return inputs, rows, cols, mask
 
     def fit_ranker(
@@ -133,7 +155,7 @@ class OfferModel:
             seed=seed, deterministic=True, verbose=-1, num_threads=threads, force_col_wise=True
         )
         names = self.input_names
-        categorical = categorical_columns(list(self.recommenders))
+        categorical = self.inputs.categorical_names()
         train_set = lgb.Dataset(
             train.inputs,
             train.labels,
@@ -160,7 +182,53 @@ class OfferModel:
         self.booster = booster
         self.best_iteration = int(best)
         self.params = merged
+        self.product_boosters = self._fit_per_product(
+            train, lgb_params, int(merged.get("per_product_rounds") or 0)
+        )
         return self
+
+    def _fit_per_product(
+        self, train: RankerData, lgb_params: Mapping[str, Any], rounds: int
+    ) -> dict[int, lgb.Booster]:
+        """One booster per product with enough takers and non-takers, on its rows alone.
+
+        On a small catalogue with one label per customer (holdings snapshots) a model per
+        product learns each product's own interactions with the holdings and attributes,
+        which the pooled model has to find through splits on the product id first.
+        """
+        if rounds <= 0:
+            return {}
+        boosters: dict[int, lgb.Booster] = {}
+        names = self.input_names
+        categorical = self.inputs.categorical_names()
+        for j in np.unique(train.cols):
+            rows = train.cols == j
+            positives = int(train.labels[rows].sum())
+            if positives < MIN_PRODUCT_ROWS or rows.sum() - positives < MIN_PRODUCT_ROWS:
+                continue
+            data = lgb.Dataset(
+                train.inputs[rows],
+                train.labels[rows],
+                weight=train.weights[rows],
+                feature_name=names,
+                categorical_feature=categorical,
+                free_raw_data=True,
+            )
+            boosters[int(j)] = lgb.train(dict(lgb_params), data, num_boost_round=rounds)
+        return boosters
+
+    def predict_rows(self, inputs: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The ranker's propensity of candidate rows (product `cols`), float32."""
+        if self.booster is None:
+            raise ValueError("the ranker is not trained")
+        out = np.asarray(
+            self.booster.predict(inputs, num_iteration=self.best_iteration), dtype=np.float32
+        )
+        for j, booster in self.product_boosters.items():
+            rows = cols == j
+            if rows.any():
+                out[rows] = np.asarray(booster.predict(inputs[rows]), dtype=np.float32)
+        return out
 
     def propensity(
         self, features: pd.DataFrame, history: sp.csr_matrix, held: sp.csr_matrix
@@ -183,10 +251,11 @@ class OfferModel:
             mask = shortlist(
                 candidate_mask(held[start:stop], self.products), scores, self.shortlist_per_model
             )
-            inputs, rows, cols = candidate_matrix(block, self.products, mask, scores, self.levels)
+            inputs, rows, cols = candidate_matrix(
+                block, self.products, mask, scores, self.levels, self.inputs, held[start:stop]
+            )
             if len(rows):
-                predicted = self.booster.predict(inputs, num_iteration=self.best_iteration)
-                out[start + rows, cols] = np.asarray(predicted, dtype=np.float32)
+                out[start + rows, cols] = self.predict_rows(inputs, cols)
             for name, values in scores.items():
                 all_scores[name][start:stop] = values
         return out, all_scores
@@ -210,6 +279,8 @@ class OfferModel:
         for name, model in self.recommenders.items():
             model.save(directory / "recommenders" / name)
         self.booster.save_model(str(directory / "ranker.txt"), num_iteration=self.best_iteration)
+        for j, booster in self.product_boosters.items():
+            booster.save_model(str(directory / f"ranker-product-{j}.txt"))
         meta = {
             "format_version": FORMAT_VERSION,
             "products": self.products.to_dict(),
@@ -218,6 +289,8 @@ class OfferModel:
             "params": self.params,
             "best_iteration": self.best_iteration,
             "shortlist_per_model": self.shortlist_per_model,
+            "inputs": self.inputs.to_dict(),
+            "product_boosters": sorted(self.product_boosters),
             "importance": self.importance(),
             "meta": self.meta,
         }
@@ -227,7 +300,7 @@ class OfferModel:
     def load(cls, directory: Path) -> OfferModel:
         """Read a model written by `save`."""
         meta = json.loads((directory / "offer_model.json").read_text())
-        if meta["format_version"] != FORMAT_VERSION:
+        if meta["format_version"] not in _READABLE_FORMATS:
             raise ValueError(f"{directory}: unsupported offer model format")
         recommenders = {
             name: load_recommender(directory / "recommenders" / name)
@@ -243,6 +316,11 @@ class OfferModel:
             best_iteration=booster.current_iteration(),
             meta=meta["meta"],
             shortlist_per_model=int(meta.get("shortlist_per_model", 0)),
+            inputs=RankerInputs.from_dict(meta["inputs"]) if "inputs" in meta else RankerInputs(),
+            product_boosters={
+                int(j): lgb.Booster(model_file=str(directory / f"ranker-product-{j}.txt"))
+                for j in meta.get("product_boosters", [])
+            },
         )
 
 

@@ -56,6 +56,10 @@ def run_checks(settings: Settings) -> list[Check]:
     ]
     if settings.ingest_source:
         checks.append(_timed("ingest source", "NEXTOFFER_INGEST_SOURCE", lambda: _source(settings)))
+    if settings.ingest_mapping:
+        checks.append(
+            _timed("ingest mapping", "NEXTOFFER_INGEST_MAPPING", lambda: _mapping(settings))
+        )
     return checks
 
 
@@ -175,6 +179,13 @@ def _disk(var_dir: Path) -> str:
     if free < MIN_FREE_BYTES:
         raise RuntimeError(f"only {free / 2**20:,.0f} MiB free under {var_dir}")
     return f"{free / 2**30:,.1f} GiB free under {var_dir}, writable"
+
+
+def _mapping(settings: Settings) -> str:
+    from nextoffer.ingest.mapping import load_mapping
+
+    mapping = load_mapping(settings.ingest_mapping)
+    return f"{len(mapping.files)} file entries in {mapping.source}"
 
 
 def _source(settings: Settings) -> str:

@@ -16,6 +16,7 @@ from nextoffer.domain.errors import InputError
 from nextoffer.domain.results import Counted, Total
 from nextoffer.ingest.entities import BY_NAME, ENTITIES
 from nextoffer.ingest.load import FileResult, load_file, load_known_ids
+from nextoffer.ingest.mapping import IngestMapping, entry_from_dict, load_mapping
 from nextoffer.ingest.remote import download, is_remote, list_import_objects
 from nextoffer.ingest.sources import SourceFile, discover, entity_for
 from nextoffer.ingest.validate import DuplicateTracker, ValidationContext
@@ -79,10 +80,25 @@ class StagedFile:
     sha256: str
     size: int
     etag: str | None = None
+    mapping: dict[str, Any] | None = None
+    """The mapping entry that reads it (`FileMapping` as JSON); `sha256` then covers both."""
+
+    @property
+    def ledger_uri(self) -> str:
+        """The ledger's key: the URI, with `#<entity>` when a mapping reads the file."""
+        return f"{self.uri}#{self.entity}" if self.mapping is not None else self.uri
 
     def source_file(self) -> SourceFile:
         """The loader's view of this file."""
-        return SourceFile(Path(self.path), BY_NAME[self.entity], self.sha256, self.size)
+        entry = None if self.mapping is None else entry_from_dict(self.mapping)
+        return SourceFile(Path(self.path), BY_NAME[self.entity], self.sha256, self.size, entry)
+
+
+def _staged(uri: str, found: SourceFile, etag: str | None = None) -> StagedFile:
+    entry = None if found.mapping is None else found.mapping.model_dump(mode="json")
+    return StagedFile(
+        uri, str(found.path), found.entity.name, found.sha256, found.size, etag, entry
+    )
 
 
 @dataclass
@@ -114,39 +130,60 @@ class Staged:
         )
 
 
+def read_mapping(path: str | None) -> IngestMapping | None:
+    """The mapping file at `path` (read and checked now), or None without one."""
+    return load_mapping(path) if path else None
+
+
 # Downloads left by runs that failed before loading them are removed after this long.
 STAGING_KEEP_S = 7 * 24 * 3600
 
 
 def stage_source(
-    engine: Engine, settings: Settings, source: str | Path, *, new_only: bool = False
+    engine: Engine,
+    settings: Settings,
+    source: str | Path,
+    *,
+    new_only: bool = False,
+    mapping: IngestMapping | None = None,
 ) -> Staged:
     """Find the import files of a folder, a file or an s3:// prefix, ready to load.
 
     `new_only` leaves out files whose URI and content (SHA-256) are in the ledger, and, for
     S3, objects whose size and ETag are, without downloading them. With `new_only` a source
-    holding no import files is "nothing new"; without it, it is an error.
+    holding no import files is "nothing new"; without it, it is an error. `mapping` reads
+    the files its entries name (and says how); the ledger then keys each under
+    `<uri>#<entity>` with a hash of the file and its mapping entry together.
     """
     text = str(source)
     if is_remote(text):
-        return _stage_remote(engine, settings, text, new_only)
-    return _stage_local(engine, Path(text), new_only)
+        return _stage_remote(engine, settings, text, new_only, mapping)
+    return _stage_local(engine, Path(text), new_only, mapping)
 
 
-def _stage_local(engine: Engine, root: Path, new_only: bool) -> Staged:
-    if new_only and root.is_dir() and not any(entity_for(p) for p in root.iterdir()):
+def _is_import_file(path: Path, mapping: IngestMapping | None) -> bool:
+    return entity_for(path) is not None or (
+        mapping is not None and mapping.entry_for(path) is not None
+    )
+
+
+def _stage_local(
+    engine: Engine, root: Path, new_only: bool, mapping: IngestMapping | None
+) -> Staged:
+    if new_only and root.is_dir() and not any(_is_import_file(p, mapping) for p in root.iterdir()):
         return Staged(str(root))  # an empty drop folder: nothing new tonight
-    files = [
-        StagedFile(str(f.path.resolve()), str(f.path), f.entity.name, f.sha256, f.size)
-        for f in discover(root)
-    ]
+    files = [_staged(str(f.path.resolve()), f) for f in discover(root, mapping)]
     return _left_out_if_loaded(engine, Staged(str(root), files), new_only)
 
 
-def _stage_remote(engine: Engine, settings: Settings, url: str, new_only: bool) -> Staged:
+def _stage_remote(
+    engine: Engine, settings: Settings, url: str, new_only: bool, mapping: IngestMapping | None
+) -> Staged:
     endpoint = settings.s3_endpoint_url
     client = s3_client(endpoint)
-    objects = list_import_objects(client, url, endpoint)
+    objects = list_import_objects(
+        client, url, endpoint, accept=lambda name: _is_import_file(Path(name), mapping)
+    )
     if not objects and not new_only:
         names = ", ".join(e.name for e in ENTITIES)
         raise InputError(f"{url}: no import files found (expected {names} as .csv or .parquet)")
@@ -154,7 +191,9 @@ def _stage_remote(engine: Engine, settings: Settings, url: str, new_only: bool) 
     staged = Staged(url)
     todo = []
     for obj in objects:
-        if index is not None and index.has_object(obj.uri, obj.size, obj.etag):
+        # A mapped object's ledger row also depends on the mapping: its content decides.
+        mapped = mapping is not None and mapping.entry_for(Path(obj.name)) is not None
+        if index is not None and not mapped and index.has_object(obj.uri, obj.size, obj.etag):
             staged.skipped.append(obj.uri)
         else:
             todo.append(obj)
@@ -167,11 +206,9 @@ def _stage_remote(engine: Engine, settings: Settings, url: str, new_only: bool) 
     for obj in todo:
         download(client, obj, folder, endpoint)
     staged.staging_dir = str(folder)
-    for f in discover(folder):  # the same order and hashing as a local folder
+    for f in discover(folder, mapping):  # the same order and hashing as a local folder
         obj = by_name[f.path.name]
-        staged.files.append(
-            StagedFile(obj.uri, str(f.path), f.entity.name, f.sha256, f.size, obj.etag)
-        )
+        staged.files.append(_staged(obj.uri, f, obj.etag))
     staged = _left_out_if_loaded(engine, staged, new_only)
     if not staged.files:
         shutil.rmtree(folder, ignore_errors=True)
@@ -182,9 +219,9 @@ def _stage_remote(engine: Engine, settings: Settings, url: str, new_only: bool) 
 def _left_out_if_loaded(engine: Engine, staged: Staged, new_only: bool) -> Staged:
     if not new_only or not staged.files:
         return staged
-    index = ledger_index(engine, (f.uri for f in staged.files))
-    keep = [f for f in staged.files if not index.has_content(f.uri, f.sha256)]
-    staged.skipped += [f.uri for f in staged.files if index.has_content(f.uri, f.sha256)]
+    index = ledger_index(engine, (f.ledger_uri for f in staged.files))
+    keep = [f for f in staged.files if not index.has_content(f.ledger_uri, f.sha256)]
+    staged.skipped += [f.uri for f in staged.files if index.has_content(f.ledger_uri, f.sha256)]
     staged.files = keep
     return staged
 
@@ -226,7 +263,7 @@ def load_staged(
     known = {name: load_known_ids(engine, name) for name in REFERENCED} if sources else {}
     for staged_file, source in zip(staged.files, sources, strict=True):
         ctx = ValidationContext(now=now, known=known, duplicates=DuplicateTracker())
-        loaded = load_file(
+        tables = load_file(
             engine,
             source,
             ctx,
@@ -235,36 +272,40 @@ def load_staged(
             quarantine_dir=settings.quarantine_dir,
             progress=progress,
         )
-        if is_remote(staged_file.uri):
-            _name_remote_source(engine, staged_file)
-            loaded.source = staged_file.uri
-        record_load(
-            engine,
-            LedgerEntry(
-                uri=staged_file.uri,
-                sha256=staged_file.sha256,
-                size=staged_file.size,
-                entity=staged_file.entity,
-                run_id=result.run_id,
-                rows_read=loaded.rows_read,
-                rows_loaded=loaded.rows_loaded,
-                rows_quarantined=loaded.rows_quarantined,
-                etag=staged_file.etag,
-            ),
-        )
-        result.files.append(loaded)
+        for loaded in tables:  # the file's own entity first, then what a mapping derives
+            if is_remote(staged_file.uri):
+                _name_remote_source(engine, staged_file, loaded.entity)
+                loaded.source = staged_file.uri
+            uri = staged_file.uri
+            if staged_file.mapping is not None:
+                uri = f"{uri}#{loaded.entity}"
+            record_load(
+                engine,
+                LedgerEntry(
+                    uri=uri,
+                    sha256=staged_file.sha256,
+                    size=staged_file.size,
+                    entity=loaded.entity,
+                    run_id=result.run_id,
+                    rows_read=loaded.rows_read,
+                    rows_loaded=loaded.rows_loaded,
+                    rows_quarantined=loaded.rows_quarantined,
+                    etag=staged_file.etag,
+                ),
+            )
+            result.files.append(loaded)
     result.seconds = time.perf_counter() - started
     if staged.staging_dir:
         shutil.rmtree(staged.staging_dir, ignore_errors=True)
     return result
 
 
-def _name_remote_source(engine: Engine, staged_file: StagedFile) -> None:
+def _name_remote_source(engine: Engine, staged_file: StagedFile, entity: str) -> None:
     """Quarantined rows of a downloaded file name the s3:// object, not the temporary copy."""
     loading.rename_quarantine_source(
         engine,
         sha256=staged_file.sha256,
-        entity=staged_file.entity,
+        entity=entity,
         old=staged_file.path,
         new=staged_file.uri,
     )
@@ -279,14 +320,16 @@ def run_ingest(
     run_id: str | None = None,
     on_start: Callable[[list[SourceFile]], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    mapping: str | None = None,
 ) -> IngestResult:
     """Ingest every import file of a folder, a file or an s3:// prefix.
 
     Files load in dependency order; each loaded file is written to the ledger. With
-    `new_only`, files whose content the ledger already has are left out. The job run is
-    recorded by whoever started it (nextoffer.jobs), not here.
+    `new_only`, files whose content the ledger already has are left out. `mapping` is the
+    path of a mapping file (see `ingest.mapping`). The job run is recorded by whoever
+    started it (nextoffer.jobs), not here.
     """
-    staged = stage_source(engine, settings, path, new_only=new_only)
+    staged = stage_source(engine, settings, path, new_only=new_only, mapping=read_mapping(mapping))
     return load_staged(
         engine, settings, staged, run_id=run_id, on_start=on_start, progress=progress
     )

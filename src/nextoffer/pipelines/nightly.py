@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
-from nextoffer.pipelines.etl import IngestResult, Staged, load_staged, stage_source
+from nextoffer.pipelines.etl import IngestResult, Staged, load_staged, read_mapping, stage_source
 from nextoffer.store import Engine
 
 # Features, precompute and the registry are imported where they are used: scikit-learn,
@@ -37,8 +37,17 @@ def ingest_source(settings: Settings, source: str | None = None) -> str:
 
 
 def extract(engine: Engine, settings: Settings, source: str | None = None) -> Staged:
-    """Step 1: the source's files that are not in the ledger, downloaded if remote."""
-    return stage_source(engine, settings, ingest_source(settings, source), new_only=True)
+    """Step 1: the source's files that are not in the ledger, downloaded if remote.
+
+    Read through NEXTOFFER_INGEST_MAPPING when it is set (an operator's own export format).
+    """
+    return stage_source(
+        engine,
+        settings,
+        ingest_source(settings, source),
+        new_only=True,
+        mapping=read_mapping(settings.ingest_mapping),
+    )
 
 
 def load(

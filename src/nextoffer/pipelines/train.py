@@ -7,10 +7,12 @@ MLflow if improved → update inference. Here "update inference" is the champion
 
 from __future__ import annotations
 
+import json
+import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,13 +25,19 @@ from nextoffer.pipelines.score_churn import score_all_customers
 from nextoffer.pipelines.train_churn import ChurnTraining, ChurnTrainingConfig, train_churn
 from nextoffer.pipelines.train_offers import OfferTraining, OfferTrainingConfig, train_offers
 from nextoffer.registry.mlflow_registry import Decision, ModelRegistry
-from nextoffer.registry.protocol import MODEL_KINDS, RegisterOptions
-from nextoffer.scoring.champions import load_churn_champion
+from nextoffer.registry.protocol import (
+    MODEL_KINDS,
+    TAG_CHAMPION_RESCORED,
+    TAG_DATA_FINGERPRINT,
+    RegisterOptions,
+)
+from nextoffer.scoring.champions import load_churn_champion, load_offer_champion
 from nextoffer.store import Engine
+from nextoffer.store.reads.fingerprint import data_fingerprint
 from nextoffer.store.runs import utcnow
 
 KINDS = MODEL_KINDS
-OFFER_K = 10
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,10 +128,14 @@ def run_training(
             options["run_name"] = kind
             return registry.register(kind, path, **options)
 
+        fingerprint = json.dumps(data_fingerprint(engine), sort_keys=True)
         if "offers" in kinds:
             config = _offer_config(settings, overrides)
             offers = train_offers(engine, config, progress=lambda m: say(f"offers: {m}"))
-            decisions["offers"] = register("offers", offers.model, _offer_options(offers, config.k))
+            primary = offer_primary_metric(settings)
+            rescored = _rescore_champion(registry, "offers", offers.score)
+            options = _offer_options(offers, primary, rescored, fingerprint)
+            decisions["offers"] = register("offers", offers.model, options)
         if "churn" in kinds:
             churn_config = ChurnTrainingConfig(
                 seed=settings.random_seed,
@@ -132,7 +144,9 @@ def run_training(
                 params=overrides.churn,
             )
             churn = train_churn(engine, churn_config, progress=lambda m: say(f"churn: {m}"))
-            decisions["churn"] = register("churn", churn.model, _churn_options(churn))
+            rescored = _rescore_champion(registry, "churn", churn.score)
+            options = _churn_options(churn, rescored, fingerprint)
+            decisions["churn"] = register("churn", churn.model, options)
         if score and "churn" in kinds:
             say("churn: scoring every customer with the champion")
             champion = load_churn_champion(registry)
@@ -155,7 +169,8 @@ def _offer_config(settings: Settings, overrides: TrainOverrides) -> OfferTrainin
     """The offers run's knobs: from the settings, with the parameters `overrides` pins."""
     config = OfferTrainingConfig(
         horizon_days=settings.offer_horizon_days,
-        k=OFFER_K,
+        k=settings.offer_metric_k,
+        labels=settings.training_labels,
         segments=settings.segments,
         seed=settings.random_seed,
         ranker_customers=settings.ranker_train_customers,
@@ -166,26 +181,86 @@ def _offer_config(settings: Settings, overrides: TrainOverrides) -> OfferTrainin
     )
 
 
-def _offer_options(offers: OfferTraining, k: int) -> RegisterOptions:
-    """What the registry records of an offers run; the test nDCG@k decides promotion."""
+def offer_primary_metric(settings: Settings) -> str:
+    """The metric that decides offers promotion, `_at_k` resolved to the configured k."""
+    name = settings.offer_primary_metric
+    return name.replace("_at_k", f"_at_{settings.offer_metric_k}")
+
+
+def _rescore_champion(
+    registry: ModelRegistry, kind: str, score: Callable[[Any], dict[str, float]]
+) -> dict[str, float] | None:
+    """The current champion's metrics on this run's test data, or None without a champion."""
+    if registry.champion(kind) is None:
+        return None
+    loader = load_offer_champion if kind == "offers" else load_churn_champion
+    champion = loader(registry)
+    try:
+        return {k: float(v) for k, v in score(champion.model).items()}
+    except (KeyError, ValueError) as exc:
+        # A champion that cannot be scored on today's data cannot defend its title.
+        log.warning("%s champion v%s could not be re-scored: %s", kind, champion.version, exc)
+        return {}
+
+
+def _offer_options(
+    offers: OfferTraining,
+    primary: str,
+    rescored: dict[str, float] | None,
+    fingerprint: str,
+) -> RegisterOptions:
+    """What the registry records of an offers run; `primary` on the test data decides."""
+    if primary not in offers.metrics:
+        raise ValueError(
+            f"NEXTOFFER_OFFER_PRIMARY_METRIC {primary!r} is not measured; measured: "
+            f"{', '.join(sorted(offers.metrics))}"
+        )
+    popularity = offers.table.get("popularity", {}).get(primary)
+    tags = {f"nextoffer.{name}": value for name, value in offers.calendar.items()}
+    tags.update(
+        {
+            TAG_DATA_FINGERPRINT: fingerprint,
+            "nextoffer.labels": offers.source,
+            "nextoffer.learned_from": offers.learned_from,
+            "nextoffer.dropped_inputs": ",".join(offers.dropped),
+        }
+    )
+    if rescored is not None:
+        tags[TAG_CHAMPION_RESCORED] = json.dumps(rescored, sort_keys=True)
     return {
         "params": _flatten(offers.chosen),
         "metrics": offers.metrics,
-        "primary_metric": f"ndcg_at_{k}",
-        "tags": {f"nextoffer.{name}": value for name, value in offers.calendar.items()},
+        "primary_metric": primary,
+        "tags": tags,
+        "champion_metrics": {primary: rescored.get(primary, 0.0)} if rescored is not None else None,
+        "floor": popularity,
     }
 
 
-def _churn_options(churn: ChurnTraining) -> RegisterOptions:
-    """What the registry records of a churn run; the test ROC AUC decides promotion."""
+def _churn_options(
+    churn: ChurnTraining, rescored: dict[str, float] | None, fingerprint: str
+) -> RegisterOptions:
+    """What the registry records of a churn run; the test ROC AUC decides promotion.
+
+    A model no better than chance (ROC AUC 0.5) is degenerate and never promoted.
+    """
+    tags = {
+        "nextoffer.label_as_of": churn.label_as_of,
+        "nextoffer.drift_worst_feature": churn.drift.worst_feature or "",
+        "nextoffer.dropped_inputs": ",".join(churn.dropped),
+        TAG_DATA_FINGERPRINT: fingerprint,
+    }
+    if rescored is not None:
+        tags[TAG_CHAMPION_RESCORED] = json.dumps(rescored, sort_keys=True)
     return {
         "params": _flatten({"lightgbm": churn.chosen}),
         "metrics": churn.metrics,
         "primary_metric": "roc_auc",
-        "tags": {
-            "nextoffer.label_as_of": churn.label_as_of,
-            "nextoffer.drift_worst_feature": churn.drift.worst_feature or "",
-        },
+        "tags": tags,
+        "champion_metrics": (
+            {"roc_auc": rescored.get("roc_auc", 0.0)} if rescored is not None else None
+        ),
+        "floor": 0.5,
     }
 
 

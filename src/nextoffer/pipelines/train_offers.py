@@ -1,30 +1,40 @@
-"""Train and evaluate the next-best-offer model on a time-based split, then refit on all data.
+"""Train and evaluate the next-best-offer model on the data it is given, then refit.
 
-Calendar (H = the offer horizon, default 60 days; `end` = the data's own clock):
+Two sources of labels (docs/models.md, "What the ranker learns from"):
+
+**Time windows**, when the data has acquisitions (H = the offer horizon, `end` = the data's
+own clock):
 
     T_train = end − 2H        T_test = end − H        end
     ├── train window ─────────┼── test window ────────┤
-    features and history at T_train, labels = acquisitions in [T_train, T_test):
-        hyperparameters are chosen here, on validation customers carved from this window;
-    features and history at T_test, labels = acquisitions in [T_test, end):
-        the reported (test) metrics, never used to choose anything;
-    the registered model is then refitted with the chosen settings on the newest data
-    (recommenders on history at `end`, ranker on the T_test window).
+    features and history at each window's start, labels = acquisitions within it.
+
+Settings are chosen on validation customers of the train window; test metrics come from
+the test window; the registered ranker learns from both windows pooled.
+
+**A holdings snapshot**, when it has too few acquisitions (an export of what customers hold
+today): one held product per customer is hidden and learnt back (`models.hide_one`).
+
+Either way a stable fifth of the customers (by a hash of the id) is the test group: their
+labels are never learnt from, in this run or any other, so the champion can be re-scored
+on them next to the challenger (`OfferTraining.score`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from nextoffer.evaluation.metrics import ranking_metrics
+from nextoffer.domain.errors import NothingToLearnError
+from nextoffer.features.attributes import feature_attributes
 from nextoffer.features.training import (
     Snapshot,
     acquisitions_between,
@@ -32,26 +42,41 @@ from nextoffer.features.training import (
     current_features,
     load_products,
 )
-from nextoffer.models.base import Interactions
-from nextoffer.models.candidates import ProductTable, candidate_mask
-from nextoffer.models.catalog import RECOMMENDERS, make_recommender, search_grid
-from nextoffer.models.offer_model import POPULARITY_KINDS, OfferModel, RankerData
+from nextoffer.models.candidates import ProductTable, RankerInputs, choose_inputs
+from nextoffer.models.catalog import RECOMMENDERS
+from nextoffer.models.hide_one import MIN_HELD, hide_one
+from nextoffer.models.leakage import drop_leaking
+from nextoffer.models.offer_fit import (
+    SNAPSHOT_RANKER_GRID,
+    Examples,
+    FitConfig,
+    evaluate,
+    fit_offer_model,
+    fit_standalone,
+    pool,
+    ranking_table,
+    refit_ranker,
+    refit_recommenders,
+    relevant,
+)
+from nextoffer.models.offer_model import OfferModel
 from nextoffer.pipelines.base import Say, TrainingConfig, silent
 from nextoffer.store import Engine
+from nextoffer.store.reads.attributes import attribute_frame, attribute_schema
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 log = logging.getLogger(__name__)
 
 # Popularity is measured on what was bought recently, not on what is held: a product
 # everyone has held for years is not what sells next.
 RECENT_DAYS = 180
-RANKER_GRID: list[dict[str, Any]] = [
-    {"num_leaves": 15, "min_child_samples": 50},
-    {"num_leaves": 63, "min_child_samples": 100},
-]
-VALID_FRACTION = 0.2
+LABEL_SOURCES = ("auto", "windows", "snapshot")
+# Fewer labelled customers than this in a window (or in the snapshot) is nothing to learn from.
+MIN_LABELLED = 30
+# One customer in TEST_BUCKETS (by id hash) is in the test group.
+TEST_BUCKETS = 5
 
 
 @dataclass(frozen=True)
@@ -62,14 +87,28 @@ class OfferTrainingConfig(TrainingConfig):
     k: int = 10
     segments: int = 6
     ranker_customers: int = 60_000
+    labels: str = "auto"
+    recommenders: Sequence[str] = tuple(RECOMMENDERS)
     # name → params, skipping the search for that model (e.g. to pin or to weaken a model).
     recommender_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     ranker_params: Mapping[str, Any] | None = None
 
+    def fit_config(self) -> FitConfig:
+        """The fitting knobs of this run."""
+        return FitConfig(
+            k=self.k,
+            seed=self.seed,
+            threads=self.threads,
+            ranker_customers=self.ranker_customers,
+            recommenders=tuple(self.recommenders),
+            recommender_params=self.recommender_params,
+            ranker_params=self.ranker_params,
+        )
+
 
 @dataclass
 class OfferTraining:
-    """What an offers training run produced."""
+    """What an offers training run produced, and the test group to score other models on."""
 
     model: OfferModel
     metrics: dict[str, float]
@@ -78,314 +117,347 @@ class OfferTraining:
     tuning: dict[str, list[dict[str, Any]]]
     calendar: dict[str, str]
     seconds: float
+    learned_from: str
+    source: str
+    dropped: list[str]
+    test: Examples
+    k: int
+
+    def score(self, other: OfferModel) -> dict[str, float]:
+        """`other`'s test metrics on this run's test group (e.g. the champion's).
+
+        Products `other` does not know can never be in its answer (its misses), and inputs
+        it needs but the data no longer has are missing values.
+        """
+        return score_other(other, self.model.products, self.test, self.k)
 
 
 def train_offers(
     engine: Engine, config: OfferTrainingConfig, progress: Say = silent
 ) -> OfferTraining:
-    """The whole offers run: tune on the train window, test on the next, refit on all."""
+    """The whole offers run: choose the labels, tune, test, refit."""
+    if config.labels not in LABEL_SOURCES:
+        raise ValueError(f"labels must be one of {', '.join(LABEL_SOURCES)}: {config.labels!r}")
     started = time.perf_counter()
     with engine.connect() as conn:
-        records = load_products(conn)
-        products = ProductTable.from_records(records)
         latest = current_features(conn)
         if latest.empty:
-            raise ValueError("no customer features: run `nextoffer features` first")
+            raise NothingToLearnError("no customer features: run `nextoffer features` first")
+        products = ProductTable.from_records(load_products(conn))
+        if not len(products):
+            raise NothingToLearnError("no products: load a products file first")
+        attributes = feature_attributes(attribute_schema(conn))
         end = latest["as_of"].max().to_pydatetime()
+        ids = list(products.product_ids)
         horizon = timedelta(days=config.horizon_days)
         t_test, t_train = end - horizon, end - 2 * horizon
-        ids = list(products.product_ids)
-
-        progress(f"snapshots at {t_train:%Y-%m-%d} and {t_test:%Y-%m-%d}")
-        train_snap = build_snapshot(conn, t_train, ids, segments=config.segments, seed=config.seed)
-        train_labels = acquisitions_between(conn, t_train, t_test, train_snap.customer_ids, ids)
-        train_recent = _recent(conn, train_snap, ids)
-        test_snap = build_snapshot(conn, t_test, ids, segments=config.segments, seed=config.seed)
-        test_labels = acquisitions_between(conn, t_test, end, test_snap.customer_ids, ids)
-        test_recent = _recent(conn, test_snap, ids)
+        customer_ids = latest["customer_id"].to_numpy()
+        window_buyers = [
+            _buyers(acquisitions_between(conn, start, start + horizon, customer_ids, ids))
+            for start in (t_train, t_test)
+        ]
         end_snap = build_snapshot(
             conn, end, ids, segments=config.segments, seed=config.seed, features=latest
         )
-        end_recent = _recent(conn, end_snap, ids)
+        source = _choose_source(config.labels, window_buyers, end_snap, products)
+        if source == "windows":
+            progress(f"snapshots at {t_train:%Y-%m-%d} and {t_test:%Y-%m-%d}")
+            windows = [
+                _window(conn, start, start + horizon, ids, config, products)
+                for start in (t_train, t_test)
+            ]
+    if source == "windows":
+        return _train_on_windows(
+            products, windows, end_snap, attributes, config, progress, started, (t_train, end)
+        )
+    return _train_on_snapshot(products, end_snap, attributes, config, progress, started)
 
-    rng = np.random.default_rng(config.seed)
-    train_relevant = _relevant(train_labels, train_snap.held, products)
-    buyers = np.flatnonzero(np.diff(train_relevant.indptr) > 0)
-    valid_buyers = np.sort(rng.choice(buyers, int(len(buyers) * VALID_FRACTION), replace=False))
 
-    progress("choosing recommender settings on validation customers")
-    chosen, tuning = _tune_recommenders(
-        config, products, train_snap, train_recent, train_relevant, valid_buyers
+def _buyers(labels: sp.csr_matrix) -> int:
+    return int((np.diff(sp.csr_matrix(labels).indptr) > 0).sum())
+
+
+def _choose_source(
+    wanted: str, window_buyers: list[int], end_snap: Snapshot, products: ProductTable
+) -> str:
+    """Windows when both have enough buyers, else the snapshot; one line when neither can."""
+    windows_ok = min(window_buyers) >= MIN_LABELLED
+    active_held = end_snap.held.multiply(products.active[None, :].astype(np.float32)).tocsr()
+    multi = int((np.diff(active_held.indptr) >= MIN_HELD).sum())
+    snapshot_ok = multi >= MIN_LABELLED
+    if wanted == "windows" and not windows_ok:
+        raise NothingToLearnError(
+            f"nothing to learn from in time windows: {window_buyers[0]:,} and "
+            f"{window_buyers[1]:,} customers acquired a product in the last two windows "
+            f"(need {MIN_LABELLED} in each); load transactions, or train with "
+            "NEXTOFFER_TRAINING_LABELS=snapshot"
+        )
+    if wanted == "snapshot" and not snapshot_ok:
+        raise NothingToLearnError(
+            f"nothing to learn from in the holdings: {multi:,} customers hold two or more "
+            f"active products (need {MIN_LABELLED}); load subscriptions"
+        )
+    if wanted != "auto":
+        return wanted
+    if windows_ok:
+        return "windows"
+    if snapshot_ok:
+        return "snapshot"
+    raise NothingToLearnError(
+        f"nothing to learn from: {window_buyers[0]:,} and {window_buyers[1]:,} customers "
+        f"acquired a product in the last two windows and {multi:,} hold two or more active "
+        f"products (need {MIN_LABELLED}); load transactions or subscriptions"
     )
 
-    progress("training the ranker")
-    model = _fit_recommenders(products, train_snap, train_recent, chosen, train_snap.features)
-    fit_sample, valid_sample = _ranker_customers(
-        train_relevant, valid_buyers, config.ranker_customers, rng
-    )
-    fit_data = _ranker_data(model, train_snap, train_relevant, fit_sample)
-    valid_data = _ranker_data(model, train_snap, train_relevant, valid_sample)
-    ranker_grid = [dict(config.ranker_params)] if config.ranker_params is not None else RANKER_GRID
-    best_params, best_rounds, ranker_tuning = _tune_ranker(
-        model, fit_data, valid_data, ranker_grid, train_snap, train_relevant, valid_buyers, config
-    )
-    chosen["ranker"] = {**best_params, "rounds": best_rounds}
-    tuning["ranker"] = ranker_tuning
 
+def _window(
+    conn: Any,
+    start: datetime,
+    stop: datetime,
+    ids: list[str],
+    config: OfferTrainingConfig,
+    products: ProductTable,
+) -> Examples:
+    """Examples of one time window: the state at `start`, acquisitions until `stop`."""
+    snap = build_snapshot(conn, start, ids, segments=config.segments, seed=config.seed)
+    # Attributes have no history: today's values stand for the window's (docs/models.md).
+    features = snap.features.merge(attribute_frame(conn), on="customer_id", how="left")
+    snap = replace(snap, features=features)
+    labels = acquisitions_between(conn, start, stop, snap.customer_ids, ids)
+    recent = acquisitions_between(
+        conn, start - timedelta(days=RECENT_DAYS), start, snap.customer_ids, ids
+    )
+    return Examples(
+        features=snap.features,
+        history=snap.history,
+        held=snap.held,
+        recent=recent,
+        labels=relevant(labels, snap.held, products),
+    )
+
+
+def test_group(customer_ids: np.ndarray) -> np.ndarray:
+    """True for the customers in the test group: stable across runs and data changes."""
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(str(c).encode(), digest_size=4).digest()) % TEST_BUCKETS
+            == 0
+            for c in customer_ids
+        ],
+        dtype=bool,
+    )
+
+
+def _split(examples: Examples) -> tuple[Examples, Examples]:
+    """(the examples of customers outside the test group, those inside it)."""
+    in_test = test_group(examples.features["customer_id"].to_numpy())
+    return examples.take(np.flatnonzero(~in_test)), examples.take(np.flatnonzero(in_test))
+
+
+def _train_on_windows(
+    products: ProductTable,
+    windows: list[Examples],
+    end_snap: Snapshot,
+    attributes: tuple[list[str], list[str]],
+    config: OfferTrainingConfig,
+    progress: Say,
+    started: float,
+    span: tuple[datetime, datetime],
+) -> OfferTraining:
+    fit = config.fit_config()
+    (train, _), (test_window_train, test) = (_split(w) for w in windows)
+    inputs, dropped = _inputs(train, attributes, products)
+    progress("choosing settings on validation customers of the train window")
+    fitted = fit_offer_model(products, train, inputs, fit)
     progress("evaluating on the test window")
-    picked = {name: chosen[name] for name in model.recommenders}
-    test_model = _fit_recommenders(products, test_snap, test_recent, picked, train_snap.features)
-    test_model.levels = model.levels
-    test_model.booster, test_model.best_iteration = model.booster, model.best_iteration
-    test_model.params = model.params
-    table = _evaluate(
-        test_model, test_snap, _relevant(test_labels, test_snap.held, products), config
+    test_model = refit_recommenders(fitted.model, products, windows[1], fitted.chosen)
+    table = evaluate(
+        test_model,
+        test,
+        config.k,
+        standalone=fit_standalone(
+            products, windows[1], fitted.chosen, skip=list(test_model.recommenders)
+        ),
     )
+    progress("refitting on the newest data, both windows pooled")
+    end_base = Examples(
+        features=end_snap.features,
+        history=end_snap.history,
+        held=end_snap.held,
+        recent=end_snap.history,
+        labels=sp.csr_matrix(end_snap.held.shape, dtype=np.float32),
+    )
+    final = refit_recommenders(fitted.model, products, end_base, fitted.chosen)
+    pooled = pool([train, test_window_train])
+    refit_ranker(final, pooled, fitted.chosen, fit)
+    calendar = {
+        "train_as_of": span[0].isoformat(),
+        "test_as_of": (span[1] - timedelta(days=config.horizon_days)).isoformat(),
+        "data_as_of": span[1].isoformat(),
+        "horizon_days": str(config.horizon_days),
+    }
+    learned = (
+        f"learned from 2 time windows of {config.horizon_days} days "
+        f"({span[0]:%Y-%m-%d} → {span[1]:%Y-%m-%d}): {len(pooled.buyers):,} buyers among "
+        f"{len(pooled):,} customer-windows; tested on {len(test.buyers):,} buyers of the "
+        "last window in the test group"
+    )
+    # The test ranker is the one tuned on the train window alone: its metrics are out of time.
+    test_model.meta = {}
+    return _finish(
+        final,
+        test_model,
+        table,
+        fitted,
+        calendar,
+        learned,
+        "windows",
+        dropped,
+        test,
+        config,
+        started,
+        progress,
+    )
+
+
+def _train_on_snapshot(
+    products: ProductTable,
+    end_snap: Snapshot,
+    attributes: tuple[list[str], list[str]],
+    config: OfferTrainingConfig,
+    progress: Say,
+    started: float,
+) -> OfferTraining:
+    fit = replace(config.fit_config(), ranker_grid=tuple(SNAPSHOT_RANKER_GRID))
+    everyone = hide_one(end_snap.features, end_snap.held, end_snap.history, products, config.seed)
+    train, test = _split(everyone)
+    inputs, dropped = _inputs(train, attributes, products)
+    progress("choosing settings on validation customers (one held product hidden each)")
+    fitted = fit_offer_model(products, train, inputs, fit)
+    progress("refitting the recommenders on every customer's visible holdings")
+    final = refit_recommenders(fitted.model, products, everyone, fitted.chosen)
+    refit_ranker(final, train, fitted.chosen, fit)
+    table = evaluate(
+        final,
+        test,
+        config.k,
+        standalone=fit_standalone(products, everyone, fitted.chosen, skip=list(final.recommenders)),
+    )
+    calendar = {
+        "data_as_of": end_snap.as_of.isoformat(),
+        "snapshot_as_of": end_snap.as_of.isoformat(),
+    }
+    learned = (
+        f"learned from the holdings on {end_snap.as_of:%Y-%m-%d}: "
+        f"{len(train.buyers):,} customers holding {MIN_HELD}+ products, one hidden each "
+        f"(no acquisitions to learn from); tested on {len(test.buyers):,} in the test group"
+    )
+    return _finish(
+        final,
+        final,
+        table,
+        fitted,
+        calendar,
+        learned,
+        "snapshot",
+        dropped,
+        test,
+        config,
+        started,
+        progress,
+    )
+
+
+def _inputs(
+    train: Examples, attributes: tuple[list[str], list[str]], products: ProductTable
+) -> tuple[RankerInputs, list[str]]:
+    """The ranker's inputs for this data, without any that alone give the labels away."""
+    numeric, categorical = attributes
+    inputs = choose_inputs(
+        train.features,
+        train.held,
+        numeric_attributes=numeric,
+        categorical_attributes=categorical,
+    )
+    kept, dropped = drop_leaking(train, inputs)
+    return kept, dropped
+
+
+def _finish(
+    final: OfferModel,
+    tested: OfferModel,
+    table: dict[str, dict[str, float]],
+    fitted: Any,
+    calendar: dict[str, str],
+    learned: str,
+    source: str,
+    dropped: list[str],
+    test: Examples,
+    config: OfferTrainingConfig,
+    started: float,
+    progress: Say,
+) -> OfferTraining:
+    k = config.k
     metrics = {
-        **{key: value for key, value in table["ranker"].items()},
+        **table["ranker"],
         **{
-            f"{name}_ndcg_at_{config.k}": table[name][f"ndcg_at_{config.k}"]
-            for name in table
+            f"{name}_ndcg_at_{k}": row[f"ndcg_at_{k}"]
+            for name, row in table.items()
             if name != "ranker"
         },
     }
-
-    progress("refitting on the newest data")
-    final = _fit_recommenders(products, end_snap, end_recent, picked, end_snap.features)
-    test_relevant = _relevant(test_labels, test_snap.held, products)
-    final_sample, _ = _ranker_customers(
-        test_relevant, np.array([], dtype=np.int64), config.ranker_customers, rng
-    )
-    final_data = _ranker_data(final, test_snap, test_relevant, final_sample)
-    final.fit_ranker(
-        final_data,
-        final_data,
-        best_params,
-        seed=config.seed,
-        threads=config.threads,
-        fixed_rounds=best_rounds,
-    )
-    calendar = {
-        "train_as_of": t_train.isoformat(),
-        "test_as_of": t_test.isoformat(),
-        "data_as_of": end.isoformat(),
-        "horizon_days": str(config.horizon_days),
+    del tested
+    final.meta = {
+        "calendar": calendar,
+        "test_metrics": metrics,
+        "chosen": fitted.chosen,
+        "labels": source,
+        "learned_from": learned,
+        "dropped_inputs": dropped,
     }
-    final.meta = {"calendar": calendar, "test_metrics": metrics, "chosen": chosen}
-    seconds = time.perf_counter() - started
-    return OfferTraining(final, metrics, table, chosen, tuning, calendar, seconds)
-
-
-def _recent(conn: Any, snapshot: Snapshot, ids: list[str]) -> sp.csr_matrix:
-    start = snapshot.as_of - timedelta(days=RECENT_DAYS)
-    return acquisitions_between(conn, start, snapshot.as_of, snapshot.customer_ids, ids)
-
-
-def _interactions(matrix: sp.csr_matrix, snapshot: Snapshot) -> Interactions:
-    groups = snapshot.features["segment_id"].fillna(-1).to_numpy(dtype=np.int64)
-    return Interactions(matrix=matrix, user_groups=groups)
-
-
-def _fit_recommenders(
-    products: ProductTable,
-    snapshot: Snapshot,
-    recent: sp.csr_matrix,
-    chosen: Mapping[str, Mapping[str, Any]],
-    features: pd.DataFrame,
-) -> OfferModel:
-    """An offer model whose recommenders are fitted on a snapshot with the chosen settings."""
-    history = _interactions(snapshot.history, snapshot)
-    return OfferModel.fit_recommenders(
-        products, history, _interactions(recent, snapshot), chosen, features
+    progress(learned)
+    return OfferTraining(
+        model=final,
+        metrics=metrics,
+        table=table,
+        chosen=fitted.chosen,
+        tuning=fitted.tuning,
+        calendar=calendar,
+        seconds=time.perf_counter() - started,
+        learned_from=learned,
+        source=source,
+        dropped=dropped,
+        test=test.take(test.buyers),
+        k=k,
     )
 
 
-def _relevant(labels: sp.csr_matrix, held: sp.csr_matrix, products: ProductTable) -> sp.csr_matrix:
-    """Acquisitions that were candidates: not already held, and active."""
-    labels = sp.csr_matrix(labels, dtype=np.float32)
-    kept = labels - labels.multiply(held)
-    kept = sp.csr_matrix(kept.multiply(products.active[None, :].astype(np.float32)))
-    kept.eliminate_zeros()
-    return kept
+def score_other(
+    other: OfferModel, products: ProductTable, test: Examples, k: int
+) -> dict[str, float]:
+    """Test metrics of a model trained on another catalogue or inputs, on `test`."""
+    import pandas as pd
 
+    theirs = list(other.products.product_ids)
+    ours = list(products.product_ids)
+    position = {pid: j for j, pid in enumerate(theirs)}
+    mapping = np.array([position.get(pid, -1) for pid in ours])
+    known = mapping >= 0
 
-def _masked_top_k(scores: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
-    """Top-k product indices per row among `mask`, best first; -1 where fewer candidates."""
-    masked = np.where(mask, np.nan_to_num(scores, nan=-np.inf), -np.inf)
-    order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
-    top_scores = np.take_along_axis(masked, order, axis=1)
-    order[~np.isfinite(top_scores)] = -1
-    return order.astype(np.int32)
-
-
-def _tune_recommenders(
-    config: OfferTrainingConfig,
-    products: ProductTable,
-    snapshot: Snapshot,
-    recent: sp.csr_matrix,
-    relevant: sp.csr_matrix,
-    valid_rows: np.ndarray,
-) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """Each recommender's settings, chosen by nDCG@k on validation customers."""
-    chosen: dict[str, dict[str, Any]] = {}
-    tuning: dict[str, list[dict[str, Any]]] = {}
-    history = _interactions(snapshot.history, snapshot)
-    recent_data = _interactions(recent, snapshot)
-    groups = history.user_groups
-    assert groups is not None
-    mask = candidate_mask(snapshot.held[valid_rows], products)
-    key = f"ndcg_at_{config.k}"
-    for name in RECOMMENDERS:
-        if name in config.recommender_params:
-            chosen[name] = dict(config.recommender_params[name])
-            tuning[name] = [{"params": chosen[name], key: None, "pinned": True}]
-            continue
-        rows: list[dict[str, Any]] = []
-        for params in search_grid(name, len(products), config.threads):
-            model = make_recommender(name, **params).fit(
-                recent_data if name in POPULARITY_KINDS else history
-            )
-            scores = model.score_block(snapshot.history[valid_rows], groups[valid_rows])
-            top = _masked_top_k(scores, mask, config.k)
-            value = _metric(top, relevant[valid_rows], config.k, len(products))[key]
-            rows.append({"params": params, key: value})
-        best = max(rows, key=lambda row: row[key])
-        chosen[name] = dict(best["params"])
-        tuning[name] = rows
-        log.info("recommender %s: chose %s (%s %.4f)", name, best["params"], key, best[key])
-    return chosen, tuning
-
-
-def _ranker_customers(
-    relevant: sp.csr_matrix, valid_rows: np.ndarray, limit: int, rng: np.random.Generator
-) -> tuple[Sample, Sample]:
-    """Customers to train the ranker on, and to validate it on (disjoint).
-
-    Validation customers are the validation buyers plus non-buyers in the same proportion,
-    so early stopping sees the same mix as training.
-    """
-    n = relevant.shape[0]
-    bought = np.diff(relevant.indptr) > 0
-    is_valid = np.zeros(n, dtype=bool)
-    is_valid[valid_rows] = True
-    share_valid = len(valid_rows) / max(int(bought.sum()), 1)
-    non_buyers = np.flatnonzero(~bought)
-    rng.shuffle(non_buyers)
-    is_valid[non_buyers[: int(len(non_buyers) * share_valid)]] = True
-    fit = _sample(np.flatnonzero(~is_valid), bought, limit, rng)
-    valid = _sample(np.flatnonzero(is_valid), bought, max(limit // 4, 1), rng)
-    return fit, valid
-
-
-@dataclass(frozen=True)
-class Sample:
-    """Sampled customer rows and the weight each stands for (1 / sampling rate)."""
-
-    rows: np.ndarray
-    weights: np.ndarray
-
-
-def _sample(pool: np.ndarray, bought: np.ndarray, limit: int, rng: np.random.Generator) -> Sample:
-    """Up to `limit` buyers of `pool` and as many non-buyers, weighted back to the pool.
-
-    Most customers buy nothing in a window; training on all of them costs time and teaches
-    little, so they are sampled 1:1 with buyers and weighted up. The weights keep the
-    predicted propensities on the scale of the whole population.
-    """
-    buyers = pool[bought[pool]]
-    others = pool[~bought[pool]]
-    take_buyers = min(len(buyers), limit)
-    take_others = min(len(others), max(take_buyers, 1))
-    chosen_buyers = rng.choice(buyers, take_buyers, replace=False)
-    chosen_others = rng.choice(others, take_others, replace=False)
-    rows = np.concatenate([chosen_buyers, chosen_others])
-    weights = np.concatenate(
-        [
-            np.full(take_buyers, len(buyers) / max(take_buyers, 1)),
-            np.full(take_others, len(others) / max(take_others, 1)),
-        ]
-    )
-    order = np.argsort(rows)
-    return Sample(rows[order], weights[order].astype(np.float32))
-
-
-def _ranker_data(
-    model: OfferModel, snapshot: Snapshot, relevant: sp.csr_matrix, sample: Sample
-) -> RankerData:
-    """Labelled candidate rows for the sampled customers."""
-    rows = sample.rows
-    features = snapshot.features.iloc[rows]
-    inputs, cand_rows, cols, _mask = model.ranker_rows(
-        features, snapshot.history[rows], snapshot.held[rows]
-    )
-    labels = np.asarray(relevant[rows][cand_rows, cols]).ravel().astype(np.float32)
-    return RankerData(inputs, labels, sample.weights[cand_rows], rows[cand_rows], cols)
-
-
-def _tune_ranker(
-    model: OfferModel,
-    fit_data: RankerData,
-    valid_data: RankerData,
-    grid: list[dict[str, Any]],
-    snapshot: Snapshot,
-    relevant: sp.csr_matrix,
-    valid_buyers: np.ndarray,
-    config: OfferTrainingConfig,
-) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
-    """Ranker settings chosen by nDCG@k of the validation buyers."""
-    key = f"ndcg_at_{config.k}"
-    rows: list[dict[str, Any]] = []
-    best: tuple[float, dict[str, Any], int, Any] | None = None
-    for params in grid:
-        fixed = params.get("rounds")
-        lgb_params = {k: v for k, v in params.items() if k != "rounds"}
-        model.fit_ranker(
-            fit_data,
-            valid_data,
-            lgb_params,
-            seed=config.seed,
-            threads=config.threads,
-            fixed_rounds=None if fixed is None else int(fixed),
+    def to_theirs(matrix: sp.csr_matrix) -> sp.csr_matrix:
+        coo = sp.csr_matrix(matrix).tocoo()
+        keep = known[coo.col]
+        return sp.csr_matrix(
+            (coo.data[keep], (coo.row[keep], mapping[coo.col[keep]])),
+            shape=(matrix.shape[0], len(theirs)),
         )
-        propensity, _ = model.propensity(
-            snapshot.features.iloc[valid_buyers],
-            snapshot.history[valid_buyers],
-            snapshot.held[valid_buyers],
-        )
-        mask = ~np.isnan(propensity)
-        top = _masked_top_k(propensity, mask, config.k)
-        value = _metric(top, relevant[valid_buyers], config.k, len(model.products))[key]
-        rows.append({"params": lgb_params, "rounds": model.best_iteration, key: value})
-        if best is None or value > best[0]:
-            best = (value, lgb_params, model.best_iteration, model.booster)
-    assert best is not None
-    model.booster, model.best_iteration = best[3], best[2]
-    return best[1], best[2], rows
 
-
-def _evaluate(
-    model: OfferModel, snapshot: Snapshot, relevant: sp.csr_matrix, config: OfferTrainingConfig
-) -> dict[str, dict[str, float]]:
-    """Test metrics of the ranker and of every recommender alone, for the same customers.
-
-    Each recommender ranks every candidate (active, not held); the ranker ranks its
-    shortlist of them, which is what it does in production.
-    """
-    buyers = np.flatnonzero(np.diff(relevant.indptr) > 0)
-    propensity, scores = model.propensity(
-        snapshot.features.iloc[buyers], snapshot.history[buyers], snapshot.held[buyers]
-    )
-    candidates = candidate_mask(snapshot.held[buyers], model.products)
-    truth = relevant[buyers]
-    n_items = len(model.products)
-    top = _masked_top_k(propensity, ~np.isnan(propensity), config.k)
-    table = {"ranker": _metric(top, truth, config.k, n_items)}
-    for name, values in scores.items():
-        table[name] = _metric(_masked_top_k(values, candidates, config.k), truth, config.k, n_items)
-    return table
-
-
-def _metric(top: np.ndarray, relevant: sp.csr_matrix, k: int, n_items: int) -> dict[str, float]:
-    """Ranking metrics with MLflow-safe names (`ndcg@10` → `ndcg_at_10`)."""
-    values = ranking_metrics(top, relevant, k, n_items)
-    return {name.replace("@", "_at_"): float(value) for name, value in values.items()}
+    features = test.features.copy()
+    needed = [*other.inputs.numeric, *other.inputs.categorical, "segment_id"]
+    for column in needed:
+        if column not in features.columns:
+            features[column] = pd.Series([None] * len(features), dtype=object)
+    propensity, _ = other.propensity(features, to_theirs(test.history), to_theirs(test.held))
+    scores = np.full((len(test), len(ours)), np.nan, dtype=np.float32)
+    scores[:, known] = propensity[:, mapping[known]]
+    return ranking_table(scores, ~np.isnan(scores), test.labels, k)

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Unpack
@@ -152,6 +152,8 @@ class ModelRegistry:
             challenger_value=value,
             margin=margin,
             higher_is_better=higher_is_better,
+            champion_rescored=_rescored(options.get("champion_metrics"), primary_metric),
+            floor=options.get("floor"),
         )
         version_tags = promotion.decision_tags(
             draft, margin=margin, higher_is_better=higher_is_better, user_tags=user_tags
@@ -588,3 +590,10 @@ def _download_target(kind: str, version: int, dst: Path | None) -> tuple[Path, b
     made_target = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     return target, made_target
+
+
+def _rescored(metrics: Mapping[str, float] | None, primary_metric: str) -> float | None:
+    """The champion's re-scored primary metric, when the caller measured one."""
+    if not metrics or primary_metric not in metrics:
+        return None
+    return float(metrics[primary_metric])

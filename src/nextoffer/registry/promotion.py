@@ -40,8 +40,6 @@ def challenger_value(metrics: Mapping[str, float], primary_metric: str, margin: 
     if primary_metric not in metrics:
         raise ValueError(f"primary metric {primary_metric!r} is not among the metrics")
     value = float(metrics[primary_metric])
-    if not math.isfinite(value):
-        raise ValueError(f"primary metric {primary_metric!r} is {value}")
     if not math.isfinite(margin) or margin < 0:
         raise ValueError(f"margin must be a finite number ≥ 0, got {margin}")
     return value
@@ -56,8 +54,16 @@ def decide(
     challenger_value: float,
     margin: float,
     higher_is_better: bool,
+    champion_rescored: float | None = None,
+    floor: float | None = None,
 ) -> Decision:
     """Whether a newly registered version replaces the champion.
+
+    A degenerate challenger is never promoted, the first version included: a primary metric
+    that is not a finite number, zero (higher is better), or not better than `floor` (a
+    baseline such as popularity on the same test rows). `champion_rescored` is the
+    champion's value on the challenger's own test data, measured in the same run; when
+    given it is compared instead of the champion's recorded value (from other data).
 
     The challenger is promoted when there is no champion yet, or when its `primary_metric`
     is better than the champion's by more than `margin` × |champion value| (higher is
@@ -77,9 +83,16 @@ def decide(
             champion_value=champion_value,
         )
 
+    degenerate = _degenerate(challenger_value, primary_metric, floor, higher_is_better)
+    if degenerate is not None:
+        rescored = champion_rescored if champion is not None else None
+        return decision(False, degenerate, rescored)
     if champion is None:
         return decision(True, "first version: there was no champion", None)
-    champion_value = champion.metrics.get(primary_metric)
+    champion_value = (
+        champion_rescored if champion_rescored is not None else champion.metrics.get(primary_metric)
+    )
+    same_data = " on the same test data" if champion_rescored is not None else ""
     if champion_value is None or not math.isfinite(champion_value):
         # Comparing against nothing would promote blindly; a person has to decide.
         return decision(
@@ -98,9 +111,27 @@ def decide(
     verdict = "is better than" if better else "is not better than"
     reason = (
         f"{primary_metric} {challenger_value:.6g} {verdict} champion v{champion.version}'s "
-        f"{champion_value:.6g}{by}{direction}"
+        f"{champion_value:.6g}{same_data}{by}{direction}"
     )
     return decision(better, reason, champion_value)
+
+
+def _degenerate(
+    value: float, primary_metric: str, floor: float | None, higher_is_better: bool
+) -> str | None:
+    """Why a challenger's primary metric rules it out, or None when it does not."""
+    if not math.isfinite(value):
+        return f"degenerate: {primary_metric} is {value}; never promoted"
+    if higher_is_better and value <= 0.0:
+        return f"degenerate: {primary_metric} is {value:.6g} (nothing right); never promoted"
+    if floor is not None and math.isfinite(floor):
+        worse = value <= floor if higher_is_better else value >= floor
+        if worse:
+            return (
+                f"degenerate: {primary_metric} {value:.6g} is no better than the baseline's "
+                f"{floor:.6g} on the same test data; never promoted"
+            )
+    return None
 
 
 def decision_tags(

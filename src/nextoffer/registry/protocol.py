@@ -21,6 +21,8 @@ TAG_CHAMPION_VALUE = "nextoffer.champion_value"
 TAG_CHAMPION_VERSION = "nextoffer.champion_version"
 TAG_MARGIN = "nextoffer.margin"
 TAG_HIGHER_IS_BETTER = "nextoffer.higher_is_better"
+TAG_CHAMPION_RESCORED = "nextoffer.champion_rescored"
+TAG_DATA_FINGERPRINT = "nextoffer.data_fingerprint"
 TAG_ALIAS_CHANGE = "nextoffer.alias_change"
 TAG_ARTIFACTS_DELETED = "nextoffer.artifacts_deleted"
 TAG_CHAMPION_HISTORY = "nextoffer.champion_history"
@@ -47,6 +49,12 @@ class RegisterOptions(TypedDict, total=False):
     higher_is_better: bool
     tags: dict[str, str] | None
     run_name: str | None
+    # The champion re-scored on the challenger's test data in the same run: compared
+    # instead of the champion's own (older, other-data) metrics.
+    champion_metrics: dict[str, float] | None
+    # The challenger must beat this value of the primary metric (e.g. popularity's on the
+    # same test rows) to be promoted at all, the first version included.
+    floor: float | None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ serving process imports this module at start-up and loads them on its first expl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,15 +59,24 @@ def reason_text(feature: str, value: Any) -> str:
 EXPLAINED_BANDS = ("medium", "high")
 
 
-def churn_frame(features: pd.DataFrame) -> pd.DataFrame:
-    """The model's input columns, in order: every customer feature (`MODEL_FEATURES`).
+def churn_frame(features: pd.DataFrame, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """The model's input columns, in order: `MODEL_FEATURES`, then `columns`.
 
-    `segment_id` is not among them: it is itself a clustering of these columns, refitted
-    each run.
+    `columns` are the custom attributes it uses (missing ones are NaN). `segment_id` is
+    not among them: it is itself a clustering of these columns, refitted each run.
     """
     from nextoffer.features.builder import MODEL_FEATURES
 
-    return features.loc[:, list(MODEL_FEATURES)].reset_index(drop=True)
+    frame = features.reindex(columns=[*MODEL_FEATURES, *columns])
+    return frame.reset_index(drop=True)
+
+
+def model_frame(model: ChurnModel, features: pd.DataFrame) -> pd.DataFrame:
+    """The columns `model` was trained on (custom attributes included), in its order."""
+    from nextoffer.features.builder import MODEL_FEATURES
+
+    extra = [c for c in model.schema.features if c not in MODEL_FEATURES]
+    return churn_frame(features, extra).loc[:, list(model.schema.features)]
 
 
 def score_customers(
@@ -86,7 +95,7 @@ def score_customers(
 
     from nextoffer.models.churn import risk_band
 
-    frame = churn_frame(features)
+    frame = model_frame(model, features)
     scores = model.predict_proba(frame)
     bands = risk_band(scores, thresholds)
     explain = np.ones(len(frame), dtype=bool)

@@ -10,14 +10,16 @@ process imports this module at start-up and pays for them on its first live answ
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
 from nextoffer.config import Settings
 from nextoffer.domain.offers import (
+    CATEGORIES,
     Catalogue,
     Customers,
     Offer,
@@ -36,8 +38,19 @@ if TYPE_CHECKING:
     from nextoffer.models.offer_model import OfferModel
     from nextoffer.scoring.champions import Champion
 
-HELD_COLUMNS = ("mobile_held", "broadband_held", "addons_held", "devices_held", "bundles_held")
-"""Feature columns counting held products per category, in `CATEGORIES` order."""
+HELD_COLUMNS: Final[Mapping[str, str]] = {
+    "mobile_plan": "mobile_held",
+    "broadband_plan": "broadband_held",
+    "addon": "addons_held",
+    "device": "devices_held",
+    "bundle": "bundles_held",
+}
+"""The feature column counting held products of a category, for the categories that have one.
+
+The other categories (fixed voice, TV, security, other) count only through held products."""
+
+ATTRIBUTE_PREFIX: Final = "attr_"
+"""Feature-frame columns of custom customer attributes: `attr_<name>`."""
 
 
 @dataclass(frozen=True)
@@ -59,17 +72,51 @@ def policy_from_settings(settings: Settings) -> OfferPolicy:
 
 
 def customers_for(features: pd.DataFrame, held: np.ndarray, churn_risk: np.ndarray) -> Customers:
-    """Arbitration's view of the customers: holdings, held categories and churn risk."""
-    import pandas as pd
+    """Arbitration's view of the customers: holdings, held categories, churn risk, attributes.
 
+    Every `attr_<name>` column of the frame becomes attribute `name`, which the product
+    rules' `requires_attribute` reads.
+    """
     return Customers(
         contract_type=features["contract_type"].to_numpy(dtype=object),
         region=features["region"].to_numpy(dtype=object),
-        tenure_months=pd.to_numeric(features["tenure_months"], errors="coerce").to_numpy(float),
+        tenure_months=_numbers(features["tenure_months"]),
         held=held,
         churn_risk=churn_risk,
-        held_categories=features.loc[:, list(HELD_COLUMNS)].fillna(0).to_numpy() > 0,
+        held_categories=held_categories(features),
+        attributes={
+            str(column)[len(ATTRIBUTE_PREFIX) :]: _attribute(features[column])
+            for column in features.columns
+            if str(column).startswith(ATTRIBUTE_PREFIX)
+        },
     )
+
+
+def held_categories(features: pd.DataFrame) -> np.ndarray:
+    """Customers × `CATEGORIES`: the `*_held` feature count of the category is above 0."""
+    out = np.zeros((len(features), len(CATEGORIES)), np.bool_)
+    for j, category in enumerate(CATEGORIES):
+        column = HELD_COLUMNS.get(category)
+        if column is not None and column in features.columns:
+            out[:, j] = np.nan_to_num(_numbers(features[column])) > 0
+    return out
+
+
+def _numbers(column: pd.Series) -> np.ndarray:
+    import pandas as pd
+
+    return pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
+
+
+def _attribute(column: pd.Series) -> np.ndarray:
+    """An attribute column as arbitration reads it: float when numeric, else text or None."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+        return _numbers(column.astype("float64"))
+    values: np.ndarray = column.to_numpy(dtype=object, copy=True)
+    values[column.isna().to_numpy()] = None
+    return values
 
 
 def contacts_in_window(

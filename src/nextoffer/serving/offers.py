@@ -31,8 +31,8 @@ from nextoffer.domain.offers import (
     load_offers,
 )
 from nextoffer.scoring.offers import (
-    HELD_COLUMNS,
     customer_features,
+    customers_for,
     policy_from_settings,
     read_block,
     score_block,
@@ -333,16 +333,9 @@ class OfferService:
                 contract_type="", region="", tenure_months=1e9, held=held_row
             )
         else:
-            row = features.iloc[0]
-            customers = Customers(
-                contract_type=np.array([row["contract_type"]], dtype=object),
-                region=np.array([row["region"]], dtype=object),
-                tenure_months=np.array([float(row["tenure_months"])]),
-                held=held_row.reshape(1, -1),
-                churn_risk=np.array([np.nan]),
-                held_categories=(
-                    features.loc[:, list(HELD_COLUMNS)].fillna(0).to_numpy() > 0
-                ).reshape(1, -1),
+            # The same view as live scoring: held categories, attributes for product rules.
+            customers = customers_for(
+                features.iloc[:1], held_row.reshape(1, -1), np.array([np.nan])
             )
         codes = np.where(np.isnan(propensity), -1, 0).astype(np.int32)
         slate = arbitrate(

@@ -21,12 +21,16 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from nextoffer.store.types import UtcDateTime
 
 ID = String(64)
 MONEY = Numeric(12, 2)
+# JSONB on PostgreSQL: it has equality, which the bulk upsert's "changed?" test needs
+# (plain json has none), and it stores keys sorted, as ingest writes them.
+ATTRIBUTES = JSON().with_variant(JSONB(), "postgresql")
 # Every time column reads back aware UTC on SQLite and PostgreSQL alike (see store.types).
 UTC_TIME = UtcDateTime()
 # A plain int, bool or date column is declared by its annotation alone (INTEGER, BOOLEAN,
@@ -79,6 +83,11 @@ class Product(Base):
     requires_category: Mapped[str | None] = mapped_column(String(32))
     is_retention_offer: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Product rules (0006); NULL or empty = no rule. Lists are `|`-separated.
+    requires_products: Mapped[str | None] = mapped_column(Text)
+    requires_attribute: Mapped[str | None] = mapped_column(Text)
+    exclusion_group: Mapped[str | None] = mapped_column(String(64))
+    upgrades_from: Mapped[str | None] = mapped_column(Text)
 
 
 class Customer(Base):
@@ -87,16 +96,18 @@ class Customer(Base):
     __tablename__ = "customers"
 
     customer_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    display_name: Mapped[str] = mapped_column(String(200))
+    display_name: Mapped[str | None] = mapped_column(String(200))
     age_band: Mapped[str] = mapped_column(String(8))
     region: Mapped[str] = mapped_column(String(64), index=True)
     signup_date: Mapped[date]
     contract_type: Mapped[str] = mapped_column(String(32))
     payment_method: Mapped[str] = mapped_column(String(32))
     plan_id: Mapped[str | None] = mapped_column(ForeignKey("products.product_id"))
-    arpu: Mapped[Decimal] = mapped_column(MONEY)
+    arpu: Mapped[Decimal | None] = mapped_column(MONEY)
     data_gb_month: Mapped[float | None] = mapped_column(Float)
     voice_min_month: Mapped[float | None] = mapped_column(Float)
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(ATTRIBUTES)
+    """Custom attributes {name: value} typed by `customer_attribute_schema` (0006)."""
 
     # text_pattern_ops on PostgreSQL: the console's name search is a LIKE 'prefix%', which
     # a default-collation index cannot serve (migration 0004).
@@ -216,7 +227,7 @@ class UserFeatures(CustomerKeyed, Base):
     region: Mapped[str] = mapped_column(String(64))
     age_band: Mapped[str] = mapped_column(String(8))
     plan_id: Mapped[str | None] = mapped_column(String(64))
-    arpu: Mapped[float] = mapped_column(Float)
+    arpu: Mapped[float | None] = mapped_column(Float)
     data_gb_month: Mapped[float] = mapped_column(Float)
     voice_min_month: Mapped[float] = mapped_column(Float)
     recency_days: Mapped[float | None] = mapped_column(Float)
@@ -232,6 +243,21 @@ class UserFeatures(CustomerKeyed, Base):
     support_contacts_90d: Mapped[int]
     engagement_30d: Mapped[int]
     offers_accepted_180d: Mapped[int]
+
+
+class CustomerAttributeSchema(Base):
+    """A custom customer attribute: its kind (how values are typed) and role (what it is for).
+
+    Registered by ingest when a customers file first brings the column (declared in the
+    mapping, or inferred from the file's first block); a registered kind is kept after.
+    """
+
+    __tablename__ = "customer_attribute_schema"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(UTC_TIME)
 
 
 class ContactHistory(Base):

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from nextoffer.domain.vocabulary import AgeBand, EventType, PaymentMethod
+from nextoffer.domain.vocabulary import EventType
 from nextoffer.ingest.entities import (
     CHURN_LABELS,
     CUSTOMERS,
@@ -24,6 +24,7 @@ from nextoffer.ingest.entities import (
     TRANSACTIONS,
     Entity,
 )
+from nextoffer.synth import market
 from nextoffer.synth.arrays import I64
 from nextoffer.synth.catalog import Catalog
 from nextoffer.synth.events import (
@@ -61,8 +62,8 @@ TRUTH_COLUMNS = (
 )
 
 CUSTOMER_WIDTH = 8
-AGE_BANDS = [a.value for a in AgeBand]
-PAYMENTS = [p.value for p in PaymentMethod]
+AGE_BANDS = [a.value for a in market.AGE_BANDS]
+PAYMENTS = [p.value for p in market.PAYMENT_METHODS]
 EVENT_NAMES = [e.value for e in EventType]
 
 

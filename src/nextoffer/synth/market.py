@@ -4,9 +4,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nextoffer.domain.vocabulary import Channel, ContractType, ProductCategory
+from nextoffer.domain.vocabulary import (
+    AgeBand,
+    Channel,
+    ContractType,
+    PaymentMethod,
+    ProductCategory,
+)
 
-CATEGORIES: tuple[ProductCategory, ...] = tuple(ProductCategory)
+# The generator's own vocabularies, written out: the import format accepts more (fixed
+# voice, TV, cheque, an unknown age band...), and the generated world must not change when
+# it does, since model tests are calibrated on it.
+CATEGORIES: tuple[ProductCategory, ...] = (
+    ProductCategory.MOBILE_PLAN,
+    ProductCategory.BROADBAND_PLAN,
+    ProductCategory.ADDON,
+    ProductCategory.DEVICE,
+    ProductCategory.BUNDLE,
+)
+AGE_BANDS: tuple[AgeBand, ...] = (
+    AgeBand.A18_24,
+    AgeBand.A25_34,
+    AgeBand.A35_44,
+    AgeBand.A45_54,
+    AgeBand.A55_64,
+    AgeBand.A65_PLUS,
+)
+PAYMENT_METHODS: tuple[PaymentMethod, ...] = (
+    PaymentMethod.DIRECT_DEBIT,
+    PaymentMethod.CREDIT_CARD,
+    PaymentMethod.BANK_TRANSFER,
+    PaymentMethod.VOUCHER,
+)
 CONTRACTS: tuple[ContractType, ...] = tuple(ContractType)
 CHANNELS: tuple[Channel, ...] = tuple(Channel)
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from nextoffer.domain.vocabulary import AgeBand, Channel, ContractType, PaymentMethod
+from nextoffer.domain.vocabulary import Channel, ContractType
 from nextoffer.synth.catalog import Catalog
-from nextoffer.synth.market import REGIONS
+from nextoffer.synth.market import AGE_BANDS, PAYMENT_METHODS, REGIONS
 
 
 @dataclass(frozen=True)
@@ -215,9 +215,9 @@ _AFFINITY: dict[str, dict[str, float]] = {
 }
 
 _CATEGORIES = {
-    "ages": tuple(AgeBand),
+    "ages": AGE_BANDS,
     "contracts": tuple(ContractType),
-    "payments": tuple(PaymentMethod),
+    "payments": PAYMENT_METHODS,
     "channels": tuple(Channel),
     "phones": _PHONE_TIERS,
 }

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from nextoffer.domain.attributes import AttributeRole, AttributeSpec, display_value
 from nextoffer.domain.errors import NotFoundError
 from nextoffer.serving import insights
 from nextoffer.serving.insights import ChurnRisk, SegmentAnswer
 from nextoffer.serving.offers import OffersAnswer
 from nextoffer.store.reads import customers
+from nextoffer.store.reads.attributes import attribute_schema
 from nextoffer.store.reads.customers import Activity, Holding, Profile
 from nextoffer.usecases.context import Services
 from nextoffer.usecases.offers import OfferRequest, answer_offers
+
+
+@dataclass(frozen=True)
+class AttributeValue:
+    """One custom attribute of a customer, as the console shows it."""
+
+    name: str
+    kind: str
+    role: str
+    value: Any
+    text: str
 
 
 @dataclass(frozen=True)
@@ -25,6 +39,23 @@ class CustomerView:
     holdings: list[Holding]
     transactions: list[Activity]
     events: list[Activity]
+    attributes: list[AttributeValue] = field(default_factory=list)
+    """Custom attributes of role feature, display and label, by name, with their kinds."""
+
+
+def shown_attributes(schema: list[AttributeSpec], stored: dict[str, Any]) -> list[AttributeValue]:
+    """The customer's stored attributes that the schema does not ignore, by name."""
+    return [
+        AttributeValue(
+            spec.name,
+            spec.kind.value,
+            spec.role.value,
+            stored[spec.name],
+            display_value(spec.kind, stored[spec.name]),
+        )
+        for spec in schema
+        if spec.role is not AttributeRole.IGNORE and spec.name in stored
+    ]
 
 
 def customer_360(
@@ -55,4 +86,5 @@ def customer_360(
         holdings=customers.holdings(engine, customer_id, services.clock().date()),
         transactions=customers.recent_transactions(engine, customer_id, recent),
         events=customers.recent_events(engine, customer_id, recent),
+        attributes=shown_attributes(attribute_schema(engine), profile.attributes),
     )

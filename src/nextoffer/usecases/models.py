@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nextoffer.domain.fingerprint import mismatches, parse_fingerprint
+from nextoffer.registry.protocol import TAG_DATA_FINGERPRINT, ModelVersionInfo
+from nextoffer.store.reads.fingerprint import data_fingerprint
 from nextoffer.usecases.context import Services
 
 if TYPE_CHECKING:
@@ -28,3 +31,12 @@ def _serve_new_champion(services: Services) -> None:
     # This process reloads now; other replicas see the new stamp on their next refresh.
     services.state.refresh()
     services.offers.invalidate()
+
+
+def data_mismatches(services: Services, versions: list[ModelVersionInfo]) -> dict[int, list[str]]:
+    """Per version: how its training data differs from the data in the database now."""
+    current = data_fingerprint(services.engine)
+    return {
+        v.version: mismatches(parse_fingerprint(v.tags.get(TAG_DATA_FINGERPRINT)), current)
+        for v in versions
+    }

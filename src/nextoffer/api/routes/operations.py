@@ -20,7 +20,7 @@ from nextoffer.api.schemas import (
 from nextoffer.registry.protocol import MODEL_KINDS as KINDS
 from nextoffer.store.reads.jobs import RunView
 from nextoffer.usecases import jobs
-from nextoffer.usecases.models import promote_model, roll_back_model
+from nextoffer.usecases.models import data_mismatches, promote_model, roll_back_model
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
@@ -33,7 +33,11 @@ def models(services: ServicesDep, _caller: Operator) -> ModelsOut:
     for kind in KINDS:
         found = services.registry.versions(kind)
         champions[kind] = next((v.version for v in found if v.is_champion), None)
-        versions.extend(from_record(ModelVersionOut, v, kind=kind) for v in found)
+        stale = data_mismatches(services, found)
+        versions.extend(
+            from_record(ModelVersionOut, v, kind=kind, data_mismatches=stale[v.version])
+            for v in found
+        )
     state = services.state
     return ModelsOut(
         champions=champions,

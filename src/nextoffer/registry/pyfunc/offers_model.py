@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import Array, ColSpec, DataType, Schema
 
-from nextoffer.models.candidates import CUSTOMER_CATEGORICAL, CUSTOMER_NUMERIC
+from nextoffer.models.candidates import RankerInputs
 from nextoffer.models.offer_model import OfferModel
 from nextoffer.models.pyfunc import ModelPyfunc
 
@@ -72,21 +72,23 @@ def product_matrix(cells: Iterable[Any], products: Sequence[str]) -> sp.csr_matr
 
 def signature(model_dir: Path) -> ModelSignature:
     """The feature columns in; one propensity column per product out (when the files say)."""
+    meta = model_dir / MODEL_FILE
+    saved = json.loads(meta.read_text()) if meta.is_file() else {}
+    columns = RankerInputs.from_dict(saved["inputs"]) if "inputs" in saved else RankerInputs()
     inputs = Schema(
         [
-            *(ColSpec(DataType.double, name) for name in CUSTOMER_NUMERIC),
+            *(ColSpec(DataType.double, name) for name in columns.numeric),
             *(
                 ColSpec(DataType.long if name in INTEGER_CATEGORIES else DataType.string, name)
-                for name in CUSTOMER_CATEGORICAL
+                for name in columns.categorical
             ),
             ColSpec(Array(DataType.string), HELD),
             ColSpec(Array(DataType.string), HISTORY),
         ]
     )
-    meta = model_dir / MODEL_FILE
-    if not meta.is_file():
+    if not saved:
         return ModelSignature(inputs=inputs)
-    products = json.loads(meta.read_text())["products"]["product_ids"]
+    products = saved["products"]["product_ids"]
     outputs = Schema([ColSpec(DataType.double, str(p)) for p in products])
     return ModelSignature(inputs=inputs, outputs=outputs)
 

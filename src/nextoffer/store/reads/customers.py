@@ -106,7 +106,7 @@ class Profile:
     """A customer's master data and the name of their plan."""
 
     customer_id: str
-    display_name: str
+    display_name: str | None
     age_band: str
     region: str
     signup_date: date
@@ -114,17 +114,25 @@ class Profile:
     payment_method: str
     plan_id: str | None
     plan_name: str | None
-    arpu: float
+    arpu: float | None
     data_gb_month: float | None
     voice_min_month: float | None
+    attributes: dict[str, Any]
+    """Custom attributes as stored ({} for none); `reads.attributes` has their kinds."""
+
+    @property
+    def name(self) -> str:
+        """What to call the customer: the display name, or the id when there is none."""
+        return self.display_name or self.customer_id
 
 
 # Columns the driver returns as other types: SQLite's text days, PostgreSQL's Decimals.
 _PROFILE_TYPES: dict[str, Callable[[Any], Any]] = {
     "signup_date": as_date,
-    "arpu": float,
+    "arpu": optional_float,
     "data_gb_month": optional_float,
     "voice_min_month": optional_float,
+    "attributes": lambda stored: dict(stored) if isinstance(stored, dict) else {},
 }
 
 

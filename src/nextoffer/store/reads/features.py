@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Executable, Float, and_, case, cast, func, or_, select
 
+from nextoffer.domain.attributes import FEATURE_ROLES
 from nextoffer.domain.vocabulary import ENGAGEMENT_EVENTS, SERVICE_ISSUE_EVENTS, EventType
 from nextoffer.store.reads._sql import Bind, connect
+from nextoffer.store.reads.attributes import attribute_frame, attribute_schema
 from nextoffer.store.schema import (
     ChurnLabel,
     Customer,
@@ -208,7 +210,8 @@ def current_features(
     """The features job's latest output (`user_features`), sorted by customer id.
 
     `customer_ids` reads only those customers (the live API's case), `between` an inclusive
-    id range (a precompute chunk).
+    id range (a precompute chunk). Custom attributes of role feature or display follow as
+    `attr_<name>` columns (`reads.attributes.attribute_frame`); labels never do.
     """
     import pandas as pd
 
@@ -218,10 +221,15 @@ def current_features(
         query = query.where(UserFeatures.customer_id.in_(list(customer_ids)))
     if between is not None:
         query = query.where(UserFeatures.customer_id.between(*between))
-    found = frame(bind, query)
-    if len(found):
-        found["as_of"] = pd.to_datetime(found["as_of"], utc=True)
-    return found
+    with connect(bind) as conn:
+        found = frame(conn, query)
+        if len(found):
+            found["as_of"] = pd.to_datetime(found["as_of"], utc=True)
+        schema = [s for s in attribute_schema(conn) if s.role in FEATURE_ROLES]
+        if not schema:
+            return found
+        attributes = attribute_frame(conn, customer_ids, between=between, schema=schema)
+    return found.merge(attributes, on="customer_id", how="left")
 
 
 def newest_churn_labels(bind: Bind) -> tuple[date | None, pd.DataFrame]:

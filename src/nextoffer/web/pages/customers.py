@@ -83,7 +83,7 @@ def customer(page: PageDep, customer_id: CustomerId) -> Response:
     return page.render(
         "customer.html",
         {
-            "title": view.profile.display_name,
+            "title": view.profile.name,
             "profile": view.profile,
             "segment": view.segment,
             "risk": risk,
@@ -92,6 +92,7 @@ def customer(page: PageDep, customer_id: CustomerId) -> Response:
             "holdings": view.holdings,
             "transactions": view.transactions,
             "events": view.events,
+            "attributes": view.attributes,
             "can_respond": page.session.can(Role.WRITER),
         },
     )

@@ -1,4 +1,4 @@
-"""Data and jobs: runs with status, counts and duration; freshness; quarantined rows and CSV."""
+"""Data and jobs: runs, freshness, quarantined rows and CSV, and the data-quality profile."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from nextoffer.registry.protocol import MODEL_KINDS as KINDS
 from nextoffer.store.reads import churn, jobs, quarantine
 from nextoffer.store.runs import SUCCEEDED
 from nextoffer.usecases import jobs as job_usecases
+from nextoffer.usecases.data_profile import data_profile, share, to_markdown, top_text
 from nextoffer.web.console import FormDep, PageDep
 
 router = APIRouter(include_in_schema=False)
@@ -138,6 +139,33 @@ def quarantine_csv(
 
 def _cell(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+@router.get("/data/profile")
+def profile(page: PageDep) -> Response:
+    """The data-quality profile: the numbers of `nextoffer data profile`, as tables.
+
+    Computed on each visit (the page is opened on purpose, after a load, and must show it).
+    """
+    found = data_profile(page.services.engine)
+    return page.render(
+        "data_profile.html",
+        {"title": "Data profile", "profile": found, "share": share, "top_text": top_text},
+    )
+
+
+@router.get("/data/profile.md")
+def profile_markdown(page: PageDep) -> Response:
+    """The same profile as the Markdown `nextoffer data profile` prints."""
+    text = to_markdown(data_profile(page.services.engine))
+    return Response(
+        text,
+        media_type="text/markdown; charset=utf-8",
+        headers={
+            "Content-Disposition": 'attachment; filename="data-profile.md"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @router.post("/data/jobs")

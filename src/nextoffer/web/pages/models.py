@@ -18,7 +18,7 @@ from nextoffer.registry.mlflow_registry import (
     ModelVersionInfo,
 )
 from nextoffer.registry.protocol import MODEL_KINDS as KINDS
-from nextoffer.usecases.models import promote_model, roll_back_model
+from nextoffer.usecases.models import data_mismatches, promote_model, roll_back_model
 from nextoffer.web.charts import Bar, bar_chart, plain
 from nextoffer.web.console import FormDep, PageDep
 
@@ -26,7 +26,7 @@ router = APIRouter(include_in_schema=False)
 
 # The columns of each kind's version table; every metric is in the comparison.
 SHOWN = {
-    "offers": ("ndcg_at_10", "map_at_10", "recall_at_10", "hit_rate_at_10", "coverage_at_10"),
+    "offers": ("hit_rate_at_1", "hit_rate_at_3", "ndcg_at_3", "ndcg_at_10", "mrr"),
     "churn": ("roc_auc", "pr_auc", "brier", "lift_top_decile", "max_psi"),
 }
 TOP_FEATURES = 15
@@ -42,6 +42,7 @@ class KindView:
     columns: tuple[str, ...]
     primary: str
     serving: str | None
+    stale: dict[int, list[str]]
 
     @property
     def champion(self) -> ModelVersionInfo | None:
@@ -93,7 +94,10 @@ def models(
         primary = next(
             (v.tags[TAG_PRIMARY_METRIC] for v in versions if TAG_PRIMARY_METRIC in v.tags), ""
         )
-        views.append(KindView(name, versions, SHOWN.get(name, ()), primary, serving.get(name)))
+        stale = data_mismatches(services, versions) if versions else {}
+        views.append(
+            KindView(name, versions, SHOWN.get(name, ()), primary, serving.get(name), stale)
+        )
     comparison: list[MetricRow] = []
     compared: tuple[ModelVersionInfo, ModelVersionInfo] | None = None
     if kind and a is not None and b is not None:
