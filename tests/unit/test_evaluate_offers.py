@@ -8,8 +8,9 @@ import pytest
 import scipy.sparse as sp
 
 from nextoffer.domain.errors import InputError
-from nextoffer.models.offer_fit import ranking_table
+from nextoffer.models.offer_fit import Examples, ranking_table
 from nextoffer.pipelines.evaluate_offers import holdings_frame, snake_case
+from nextoffer.pipelines.offer_catalogue import catalogue_for
 
 
 def test_ranking_table_by_hand() -> None:
@@ -57,3 +58,59 @@ def test_holdings_and_attributes_are_read_and_typed() -> None:
     assert snake_case("Payment Method") == "payment_method"
     with pytest.raises(InputError, match="no column 'svc2'"):
         holdings_frame(holdings, "cust", "svc2", None)
+
+
+def test_product_rules_limit_what_evaluate_offers_ranks() -> None:
+    holdings = pd.DataFrame(
+        {
+            "cust": ["a", "a", "b", "b", "c"],
+            "svc": ["dsl", "phone", "fiber", "security", "phone"],
+        }
+    )
+    features, held, products, _columns = holdings_frame(holdings, "cust", "svc", None)
+    catalogue = pd.DataFrame(
+        {
+            "product_id": ["dsl", "fiber", "phone", "security"],
+            "category": ["broadband_plan", "broadband_plan", "fixed_voice", "security"],
+            "price": ["25", "45", "20", "5"],
+            "margin": ["10", "20", "10", "3"],
+            "exclusion_group": ["internet", "internet", "", ""],
+            "upgrades_from": ["", "", "", ""],
+            "requires_products": ["", "", "", "dsl|fiber"],
+        }
+    )
+    table, allowed = catalogue_for(products, catalogue)
+    assert allowed is not None and list(table.product_ids) == products
+    examples = Examples(
+        features=features.assign(segment_id=0),
+        history=held,
+        held=held,
+        recent=held,
+        labels=sp.csr_matrix(held.shape, dtype=np.float32),
+    )
+    mask = pd.DataFrame(allowed(examples), index=["a", "b", "c"], columns=products)
+    # a holds DSL: fibre is in its exclusion group, security needs internet (it has it).
+    assert mask.loc["a"].to_dict() == {
+        "dsl": False,
+        "fiber": False,
+        "phone": False,
+        "security": True,
+    }
+    # b holds fibre and security: DSL excluded, phone allowed.
+    assert mask.loc["b"].to_dict() == {
+        "dsl": False,
+        "fiber": False,
+        "phone": True,
+        "security": False,
+    }
+    # c has no internet: either broadband plan, but no security.
+    assert mask.loc["c"].to_dict() == {
+        "dsl": True,
+        "fiber": True,
+        "phone": False,
+        "security": False,
+    }
+    # Without a catalogue nothing is ruled out beyond holdings.
+    assert catalogue_for(products, None)[1] is None
+    with pytest.raises(InputError, match="not in the file"):
+        catalogue_for(products, catalogue.iloc[:2])

@@ -38,6 +38,9 @@ from nextoffer.store.runs import utcnow
 
 KINDS = MODEL_KINDS
 log = logging.getLogger(__name__)
+# Fewer test customers than this cannot tell a ranker from popularity (a handful of hits
+# either way): the popularity floor then does not apply, only the all-zero/NaN check does.
+MIN_USERS_FOR_FLOOR = 50
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,12 @@ def _offer_options(
             f"{', '.join(sorted(offers.metrics))}"
         )
     popularity = offers.table.get("popularity", {}).get(primary)
+    if offers.table["ranker"].get("users", 0.0) < MIN_USERS_FOR_FLOOR:
+        log.warning(
+            "offers: only %d test customers; the popularity floor is not applied",
+            int(offers.table["ranker"].get("users", 0.0)),
+        )
+        popularity = None
     tags = {f"nextoffer.{name}": value for name, value in offers.calendar.items()}
     tags.update(
         {

@@ -50,6 +50,7 @@ from nextoffer.models.offer_fit import (
     SNAPSHOT_RANKER_GRID,
     Examples,
     FitConfig,
+    Fitted,
     evaluate,
     fit_offer_model,
     fit_standalone,
@@ -302,11 +303,9 @@ def _train_on_windows(
         f"{len(pooled):,} customer-windows; tested on {len(test.buyers):,} buyers of the "
         "last window in the test group"
     )
-    # The test ranker is the one tuned on the train window alone: its metrics are out of time.
-    test_model.meta = {}
+    # The test table is the ranker tuned on the train window alone: out of time.
     return _finish(
         final,
-        test_model,
         table,
         fitted,
         calendar,
@@ -354,7 +353,6 @@ def _train_on_snapshot(
     )
     return _finish(
         final,
-        final,
         table,
         fitted,
         calendar,
@@ -385,9 +383,8 @@ def _inputs(
 
 def _finish(
     final: OfferModel,
-    tested: OfferModel,
     table: dict[str, dict[str, float]],
-    fitted: Any,
+    fitted: Fitted,
     calendar: dict[str, str],
     learned: str,
     source: str,
@@ -406,7 +403,6 @@ def _finish(
             if name != "ranker"
         },
     }
-    del tested
     final.meta = {
         "calendar": calendar,
         "test_metrics": metrics,
