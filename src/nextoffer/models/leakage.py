@@ -26,7 +26,7 @@ MAX_SINGLE_AUC = 0.95
 MIN_POSITIVES = 30
 # At most this many of the most-taken products are checked, on at most this many rows.
 MAX_PRODUCTS = 10
-MAX_ROWS = 20_000
+MAX_ROWS = 10_000
 
 
 def single_feature_auc(values: np.ndarray, labels: np.ndarray) -> float:

@@ -19,7 +19,12 @@ from nextoffer.evaluation.metrics import ranking_metrics
 from nextoffer.models.base import Interactions, Recommender
 from nextoffer.models.candidates import ProductTable, RankerInputs, candidate_mask
 from nextoffer.models.catalog import RECOMMENDERS, make_recommender, search_grid
-from nextoffer.models.offer_model import POPULARITY_KINDS, OfferModel, RankerData
+from nextoffer.models.offer_model import (
+    POPULARITY_KINDS,
+    SHORTLIST_PER_MODEL,
+    OfferModel,
+    RankerData,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,6 +74,11 @@ class FitConfig:
     # the popularity kinds; None for all. More inputs than signal makes the ranker worse
     # on small data (measured with `evaluate offers`), and each one costs serving time.
     personal_recommenders: int | None = 1
+    # Products each recommender nominates for the ranker (0: the ranker scores every
+    # candidate). Learning from a holdings snapshot the shortlist cost 4 points of HR@1 in
+    # `evaluate offers` (a hidden product is often one no recommender puts in its top 10);
+    # on sales windows it cuts the rows scored by about 40 % at no measurable loss.
+    shortlist: int = SHORTLIST_PER_MODEL
 
     @property
     def tuning_metric(self) -> str:
@@ -158,6 +168,7 @@ def fit_recommenders(
     base: Examples,
     chosen: Mapping[str, Mapping[str, Any]],
     inputs: RankerInputs,
+    shortlist: int = SHORTLIST_PER_MODEL,
 ) -> OfferModel:
     """An offer model whose recommenders are fitted on `base` with the chosen settings."""
     groups = base.groups()
@@ -168,6 +179,7 @@ def fit_recommenders(
         chosen,
         base.features,
         inputs,
+        shortlist,
     )
 
 
@@ -189,7 +201,9 @@ def fit_offer_model(
     valid_buyers = np.sort(rng.choice(buyers, int(len(buyers) * VALID_FRACTION), replace=False))
     chosen, tuning = tune_recommenders(config, products, train, valid_buyers)
     picked = pick_recommenders(chosen, tuning, config)
-    model = fit_recommenders(products, train, {name: chosen[name] for name in picked}, inputs)
+    model = fit_recommenders(
+        products, train, {name: chosen[name] for name in picked}, inputs, config.shortlist
+    )
     fit_sample, valid_sample = ranker_customers(
         train.labels, valid_buyers, config.ranker_customers, rng
     )
@@ -254,7 +268,7 @@ def refit_recommenders(
 ) -> OfferModel:
     """The same ranker with its recommenders refitted on `base` (e.g. a later snapshot)."""
     picked = {name: chosen[name] for name in fitted.recommenders}
-    model = fit_recommenders(products, base, picked, fitted.inputs)
+    model = fit_recommenders(products, base, picked, fitted.inputs, fitted.shortlist_per_model)
     model.levels = fitted.levels
     model.booster, model.best_iteration = fitted.booster, fitted.best_iteration
     model.product_boosters = fitted.product_boosters

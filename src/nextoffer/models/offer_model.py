@@ -27,11 +27,9 @@ from nextoffer.models.catalog import load_recommender, make_recommender
 FORMAT_VERSION = 2
 # Version 1 models (before custom attributes and held flags) load with the default inputs.
 _READABLE_FORMATS = (1, 2)
-# Each recommender nominates its top products; the ranker scores their union. On a
-# catalogue this small or smaller the ranker scores every candidate: a shortlist would save
-# little and miss products no recommender rates highly (measured with `evaluate offers`).
+# Each recommender nominates its top products; the ranker scores their union (0: every
+# candidate, as models learnt from holdings snapshots do; see `FitConfig.shortlist`).
 SHORTLIST_PER_MODEL = 10
-FULL_RANKING_MAX_PRODUCTS = 64
 # Customers scored at a time: bounds the dense customers × products blocks.
 SCORE_BLOCK_ROWS = 50_000
 DEFAULT_RANKER_PARAMS: dict[str, Any] = {
@@ -95,6 +93,7 @@ class OfferModel:
         recommender_params: Mapping[str, Mapping[str, Any]],
         features: pd.DataFrame,
         inputs: RankerInputs | None = None,
+        shortlist_per_model: int = SHORTLIST_PER_MODEL,
     ) -> OfferModel:
         """Fit the recommenders (popularity kinds on `recent`, the rest on `history`)."""
         recommenders: dict[str, Recommender] = {}
@@ -107,9 +106,7 @@ class OfferModel:
             recommenders,
             fit_levels(features, products, inputs),
             inputs=inputs,
-            shortlist_per_model=(
-                0 if len(products) <= FULL_RANKING_MAX_PRODUCTS else SHORTLIST_PER_MODEL
-            ),
+            shortlist_per_model=shortlist_per_model,
         )
 
     @property

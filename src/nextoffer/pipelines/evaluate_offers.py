@@ -238,6 +238,7 @@ def evaluate_offers(
         threads=config.threads,
         recommenders=tuple(config.recommenders),
         ranker_grid=tuple(SNAPSHOT_RANKER_GRID),
+        shortlist=0,  # as `nextoffer train` learning from a holdings snapshot
     )
     for fold in range(config.folds):
         progress(f"fold {fold + 1} of {config.folds}")

@@ -327,7 +327,7 @@ def _train_on_snapshot(
     progress: Say,
     started: float,
 ) -> OfferTraining:
-    fit = replace(config.fit_config(), ranker_grid=tuple(SNAPSHOT_RANKER_GRID))
+    fit = replace(config.fit_config(), ranker_grid=tuple(SNAPSHOT_RANKER_GRID), shortlist=0)
     everyone = hide_one(end_snap.features, end_snap.held, end_snap.history, products, config.seed)
     train, test = _split(everyone)
     inputs, dropped = _inputs(train, attributes, products)
