@@ -100,6 +100,12 @@ def train(
             console.print(f"  chosen {name}: {chosen or 'no settings'}", highlight=False)
     if result.churn is not None:
         c = result.churn
+        if c.dropped:
+            console.print(
+                "churn: dropped inputs that alone gave the label away: " + ", ".join(c.dropped),
+                highlight=False,
+                soft_wrap=True,
+            )
         rows = {"lightgbm (calibrated)": c.metrics, "logistic baseline": c.baseline}
         console.print(
             metrics_table(

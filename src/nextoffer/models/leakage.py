@@ -38,22 +38,35 @@ def single_feature_auc(values: np.ndarray, labels: np.ndarray) -> float:
     return max(auc, 1.0 - auc)
 
 
-def leaking_columns(examples: Examples, columns: list[str], seed: int = 0) -> dict[str, float]:
-    """Numeric customer columns whose single-feature AUC for some product is above the limit.
+def leaking_columns(
+    examples: Examples, columns: list[str], *, took_anything: bool = False, seed: int = 0
+) -> dict[str, float]:
+    """Numeric customer columns whose single-feature AUC for some label is above the limit.
 
     For each of the most-taken products, the rows are the customers who did not hold it,
-    the label whether they took it.
+    the label whether they took it. With `took_anything` (labels from sales windows, where
+    a customer may take nothing) the label "took any product" is checked too: that is how
+    a column computed after the sale shows (a recency that marks the buyers).
     """
+    found: dict[str, float] = {}
+    if took_anything:
+        took = np.diff(examples.labels.indptr) > 0
+        if MIN_POSITIVES <= took.sum() <= len(took) - MIN_POSITIVES:
+            for name in columns:
+                x = pd.to_numeric(examples.features[name], errors="coerce").to_numpy(float)
+                if not np.isnan(x).all():
+                    auc = single_feature_auc(x, took)
+                    if auc > MAX_SINGLE_AUC:
+                        found[name] = auc
     labels = examples.labels.tocsc()
     takers = np.diff(labels.indptr)
     products = [int(j) for j in np.argsort(-takers)[:MAX_PRODUCTS] if takers[j] >= MIN_POSITIVES]
     if not products or not columns:
-        return {}
+        return found
     rng = np.random.default_rng(seed)
     n = len(examples)
     rows = np.sort(rng.choice(n, min(n, MAX_ROWS), replace=False))
     held = examples.held[rows].tocsc()
-    found: dict[str, float] = {}
     values = {
         c: pd.to_numeric(examples.features[c].iloc[rows], errors="coerce").to_numpy(float)
         for c in columns
@@ -74,9 +87,11 @@ def leaking_columns(examples: Examples, columns: list[str], seed: int = 0) -> di
     return found
 
 
-def drop_leaking(examples: Examples, inputs: RankerInputs) -> tuple[RankerInputs, list[str]]:
+def drop_leaking(
+    examples: Examples, inputs: RankerInputs, *, took_anything: bool = False
+) -> tuple[RankerInputs, list[str]]:
     """`inputs` without the numeric columns that give a label away, and their names."""
-    found = leaking_columns(examples, list(inputs.numeric))
+    found = leaking_columns(examples, list(inputs.numeric), took_anything=took_anything)
     if not found:
         return inputs, []
     names = sorted(found)

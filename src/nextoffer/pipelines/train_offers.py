@@ -267,7 +267,7 @@ def _train_on_windows(
 ) -> OfferTraining:
     fit = config.fit_config()
     (train, _), (test_window_train, test) = (_split(w) for w in windows)
-    inputs, dropped = _inputs(train, attributes, products)
+    inputs, dropped = _inputs(train, attributes, products, windows=True)
     progress("choosing settings on validation customers of the train window")
     fitted = fit_offer_model(products, train, inputs, fit)
     progress("evaluating on the test window")
@@ -330,7 +330,7 @@ def _train_on_snapshot(
     fit = replace(config.fit_config(), ranker_grid=tuple(SNAPSHOT_RANKER_GRID), shortlist=0)
     everyone = hide_one(end_snap.features, end_snap.held, end_snap.history, products, config.seed)
     train, test = _split(everyone)
-    inputs, dropped = _inputs(train, attributes, products)
+    inputs, dropped = _inputs(train, attributes, products, windows=False)
     progress("choosing settings on validation customers (one held product hidden each)")
     fitted = fit_offer_model(products, train, inputs, fit)
     progress("refitting the recommenders on every customer's visible holdings")
@@ -367,7 +367,11 @@ def _train_on_snapshot(
 
 
 def _inputs(
-    train: Examples, attributes: tuple[list[str], list[str]], products: ProductTable
+    train: Examples,
+    attributes: tuple[list[str], list[str]],
+    products: ProductTable,
+    *,
+    windows: bool,
 ) -> tuple[RankerInputs, list[str]]:
     """The ranker's inputs for this data, without any that alone give the labels away."""
     numeric, categorical = attributes
@@ -377,8 +381,8 @@ def _inputs(
         numeric_attributes=numeric,
         categorical_attributes=categorical,
     )
-    kept, dropped = drop_leaking(train, inputs)
-    return kept, dropped
+    # Sales windows also have customers who took nothing: "took anything" is checked too.
+    return drop_leaking(train, inputs, took_anything=windows)
 
 
 def _finish(
