@@ -1,4 +1,4 @@
-"""An operator's wide export, mapped, trained on and served; then measured with evaluate offers.
+"""An operator's wide export, mapped, trained on and served; and measured with evaluate offers.
 
 The export (tests/integration/test_ingest_mapping.py) is the generator's world as a CRM
 gives it: one row per customer, Yes/No product columns, extra attribute columns, no
@@ -29,9 +29,7 @@ from nextoffer.store.migrate import upgrade
 from tests.integration.test_ingest_mapping import make_export
 
 
-def test_a_mapped_export_trains_serves_and_beats_segment_popularity(
-    database_url: str, tmp_path: Path
-) -> None:
+def test_a_mapped_export_trains_and_serves(database_url: str, tmp_path: Path) -> None:
     export = make_export(tmp_path, customers=1200, seed=7)
     settings = Settings(
         database_url=database_url,
@@ -73,7 +71,12 @@ def test_a_mapped_export_trains_serves_and_beats_segment_popularity(
     assert body["model_version"] != "popular"  # the trained champion, not the fallback
     engine.dispose()
 
+
+def test_evaluate_offers_on_the_export_ranks_the_ranker_above_segment_popularity(
+    tmp_path: Path,
+) -> None:
     # The same export as `evaluate offers` reads it: long holdings plus the attributes.
+    export = make_export(tmp_path, customers=1200, seed=7)
     rows = export.rows
     holdings = rows.melt(id_vars=["customerID"], value_vars=export.product_columns)
     holdings = holdings[holdings["value"] == "Yes"][["customerID", "variable"]]

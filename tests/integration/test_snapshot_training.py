@@ -31,7 +31,7 @@ from nextoffer.synth.generator import generate_world
 def _operator_world(tmp_path: Path, files: tuple[str, ...]) -> Path:
     """The generator's world as an operator without sales history would export it."""
     world = tmp_path / "world"
-    generate_world(world, 1500, seed=11)
+    generate_world(world, 1000, seed=11)
     export = tmp_path / "export"
     export.mkdir()
     for name in files:
