@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from nextoffer.domain.errors import InputError
 from nextoffer.models.offer_fit import Examples, ranking_table
-from nextoffer.pipelines.evaluate_offers import holdings_frame, snake_case
+from nextoffer.pipelines.evaluate_offers import holdings_frame
 from nextoffer.pipelines.offer_catalogue import catalogue_for
 
 
@@ -55,7 +55,6 @@ def test_holdings_and_attributes_are_read_and_typed() -> None:
     assert features["attr_senior_citizen"].tolist() == [1.0, 0.0, 0.0]
     assert features["attr_monthly_charges"].tolist() == [10.5, 20.0, 7.0]
     assert features["attr_since"].tolist() == [18262.0, 18808.0, 18261.0]
-    assert snake_case("Payment Method") == "payment_method"
     with pytest.raises(InputError, match="no column 'svc2'"):
         holdings_frame(holdings, "cust", "svc2", None)
 

@@ -11,9 +11,8 @@ as `nextoffer train` in snapshot mode (`models.offer_fit`, `models.hide_one`).
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from nextoffer.domain.attributes import snake_case
 from nextoffer.domain.errors import InputError
 from nextoffer.features.segments import fit_table_segments
 from nextoffer.models.candidates import ProductTable, choose_inputs, held_flag_name
@@ -41,7 +41,6 @@ from nextoffer.models.offer_fit import (
 from nextoffer.models.tabular import OTHER_LEVEL, infer_columns
 from nextoffer.pipelines.base import Say, silent
 
-REPORTED = ("hr@1", "hr@{k}", "ndcg@{k}", "mrr")
 BASELINE = "lightgbm_propensity"
 PROPENSITY_PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -66,7 +65,8 @@ class OfferEvaluationConfig:
     segments: int = 6
     threads: int = 0
     recommenders: Sequence[str] = tuple(RECOMMENDERS)
-    allowed: Any = None  # a function (Examples → customers × products bool) for product rules
+    # The product rules as a mask of the examples (customers × products), when given.
+    allowed: Callable[[Examples], np.ndarray] | None = None
 
 
 @dataclass
@@ -108,12 +108,6 @@ class OfferEvaluation:
             "protocol": "hide one held product (customers holding 2+), K-fold by customer",
             "seconds": round(self.seconds, 1),
         }
-
-
-def snake_case(name: str) -> str:
-    """`SeniorCitizen` → `senior_citizen`, `Payment Method` → `payment_method`."""
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.strip())
-    return re.sub(r"[^a-z0-9]+", "_", spaced.lower()).strip("_") or "column"
 
 
 def _as_days(text: pd.Series) -> np.ndarray | None:
