@@ -23,7 +23,7 @@ from nextoffer.registry.mlflow_registry import ModelRegistry
 from nextoffer.registry.protocol import TAG_CHAMPION_RESCORED
 from nextoffer.scoring.champions import load_offer_champion
 from nextoffer.serving.api_keys import create_api_key
-from nextoffer.store import migrate
+from nextoffer.store import Engine, migrate
 from nextoffer.store.engine import make_engine
 from nextoffer.synth.generator import generate_world
 
@@ -47,6 +47,30 @@ def _settings(tmp_path: Path, database_url: str) -> Settings:
         artifacts_url=f"file://{tmp_path / 'artifacts'}",
         train_threads=1,
     )
+
+
+def _loaded_for_the_cli(
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    files: tuple[str, ...],
+) -> tuple[Path, Settings, Engine]:
+    """The export loaded and featured, and the CLI's environment pointing at it."""
+    export = _operator_world(tmp_path, files)
+    settings = _settings(tmp_path, database_url)
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    run_ingest(engine, settings, export)
+    run_features(engine, settings)
+    for name, value in {
+        "NEXTOFFER_DATABASE_URL": database_url,
+        "NEXTOFFER_VAR_DIR": str(tmp_path / "var"),
+        "NEXTOFFER_REGISTRY_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "NEXTOFFER_ARTIFACTS_URL": f"file://{tmp_path / 'artifacts'}",
+        "NEXTOFFER_TRAIN_THREADS": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return export, settings, engine
 
 
 def test_holdings_only_data_trains_in_snapshot_mode_and_scores(
@@ -93,19 +117,7 @@ def test_holdings_only_data_trains_in_snapshot_mode_and_scores(
 def test_nothing_to_learn_from_is_one_line_and_exit_1(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    export = _operator_world(tmp_path, ("products", "customers"))
-    settings = _settings(tmp_path, database_url)
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    run_ingest(engine, settings, export)
-    run_features(engine, settings)
-    for name, value in {
-        "NEXTOFFER_DATABASE_URL": database_url,
-        "NEXTOFFER_VAR_DIR": str(tmp_path / "var"),
-        "NEXTOFFER_REGISTRY_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "NEXTOFFER_ARTIFACTS_URL": f"file://{tmp_path / 'artifacts'}",
-    }.items():
-        monkeypatch.setenv(name, value)
+    _loaded_for_the_cli(tmp_path, database_url, monkeypatch, ("products", "customers"))
 
     done = CliRunner().invoke(app, ["train", "--models", "offers"])
 
@@ -119,20 +131,9 @@ def test_nothing_to_learn_from_is_one_line_and_exit_1(
 def test_a_degenerate_challenger_never_serves_and_a_stale_champion_is_flagged(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    export = _operator_world(tmp_path, ("products", "customers", "subscriptions"))
-    settings = _settings(tmp_path, database_url)
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    run_ingest(engine, settings, export)
-    run_features(engine, settings)
-    for name, value in {
-        "NEXTOFFER_DATABASE_URL": database_url,
-        "NEXTOFFER_VAR_DIR": str(tmp_path / "var"),
-        "NEXTOFFER_REGISTRY_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "NEXTOFFER_ARTIFACTS_URL": f"file://{tmp_path / 'artifacts'}",
-        "NEXTOFFER_TRAIN_THREADS": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
+    export, settings, engine = _loaded_for_the_cli(
+        tmp_path, database_url, monkeypatch, ("products", "customers", "subscriptions")
+    )
     cli = CliRunner()
     # A ranker that cannot learn (a vanishing learning rate): every candidate ties, so it
     # ranks no better than popularity on the same hidden products.
