@@ -46,7 +46,7 @@ def test_upgrade_keeps_rows_and_downgrade_fills_what_became_optional(database_ur
     upgrade(engine, "0005")
     _seed(engine)
 
-    upgrade(engine)
+    upgrade(engine, "0006")
     assert current_revision(engine) == "0006"
     with engine.begin() as conn:
         row = conn.execute(
@@ -87,6 +87,6 @@ def test_upgrade_keeps_rows_and_downgrade_fills_what_became_optional(database_ur
         ("C1", "Ann", 12.0),
         ("C2", "C2", 0.0),
     ]
-    upgrade(engine)
+    upgrade(engine, "0006")
     assert current_revision(engine) == "0006"
     engine.dispose()
