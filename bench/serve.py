@@ -47,7 +47,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from bench.common import machine, timed, write_result
 from nextoffer import __version__
@@ -55,7 +55,7 @@ from nextoffer.domain.roles import Role
 from nextoffer.serving.api_keys import create_api_key
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
-from nextoffer.store.schema import PrecomputedOffers, UserFeatures
+from nextoffer.store.schema import Exposure, PrecomputedOffers, UserFeatures
 
 ROOT = Path(__file__).resolve().parents[1]
 NEXTOFFER = str(Path(sys.executable).with_name("nextoffer"))
@@ -473,6 +473,28 @@ def bench_api(
     return scenarios, memory
 
 
+def exposures_written(var_dir: Path, plan: Plan, scenarios: dict[str, Any]) -> dict[str, Any]:
+    """The exposures the server wrote for its answers (on by default, flushed off the request
+    path and once more when it stopped), against the distinct customers it was asked for."""
+    engine = make_engine(f"sqlite:///{var_dir / 'nextoffer.db'}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(Exposure.arm, func.count())
+                .where(Exposure.source == "api")
+                .group_by(Exposure.arm)
+            ).all()
+    finally:
+        engine.dispose()
+    by_arm = {str(arm): int(n) for arm, n in rows}
+    live = sum(scenarios[name]["requests"] for name in ("live", "live_concurrency_1"))
+    return {
+        "rows": sum(by_arm.values()),
+        "by_arm": by_arm,
+        "customers_asked": len(plan.warm) + len(plan.live_warmup) + live,
+    }
+
+
 def targets(results: dict[str, Any]) -> dict[str, Any]:
     """Each goal, met or not. Recorded only: no test asserts a time.
 
@@ -574,10 +596,12 @@ def main() -> None:
         plan = prepare(work, args.warm, live_pool(args))
         bare, bare_memory = bench_bare(args, work)
         scenarios, memory = bench_api(args, work, world, plan)
+        exposures = exposures_written(work, plan, scenarios)
     scenarios["bare"] = bare
     memory["bare_after"] = bare_memory
     results["scenarios"] = scenarios
     results["memory_mb"] = memory
+    results["exposures"] = exposures
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     cached, live = scenarios["cached"], scenarios["live"]
     per_request = "server_cpu_ms_per_request"
@@ -598,6 +622,7 @@ def main() -> None:
             f"  errors {s['errors']}  sources {s['sources']}"
         )
     print(f"ratios {results['ratios']}  API RSS {memory['api_after']}  → {path}")
+    print(f"exposures written {exposures['rows']:,} for {exposures['customers_asked']:,} customers")
 
 
 if __name__ == "__main__":

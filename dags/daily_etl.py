@@ -1,7 +1,8 @@
 """Airflow DAG `daily_etl`: extract → load → recalculate features → update cache, nightly.
 
-Each task runs one step in nextoffer's own virtualenv (NEXTOFFER_PYTHON) as a job of the
-catalogue (`nextoffer.jobs`: ingest, features, precompute, cache_rebuild), started by name
+After the features, the impact of the offers is measured beside the cache update. Each
+task runs one step in nextoffer's own virtualenv (NEXTOFFER_PYTHON) as a job of the
+catalogue (`nextoffer.jobs`: ingest, features, impact, precompute, cache_rebuild), started by name
 through `execute`, which takes the job's lock and records its one run: Airflow and
 nextoffer do not share an environment, and these tasks are thin callers, never a second
 implementation. The first task skips the whole run unless
@@ -79,6 +80,11 @@ def nightly_step(step: str, staged: dict | None = None, loaded: dict | None = No
         done = execute(context, "features", {})
         print(done.result.summary())
         return {"run_id": done.run_id, "customers": done.counts["customers"]}
+    if step == "measure_impact":
+        # Treated vs the control group over the windows closed by the new data's clock.
+        done = execute(context, "impact", {})
+        print(done.result.summary())
+        return {"run_id": done.run_id, **done.counts}
     if step == "update_cache":
         if context.models().champion("offers") is None:
             print("no offers champion yet: nothing to precompute")
@@ -118,8 +124,10 @@ def daily_etl() -> None:
     loaded = step.override(task_id="load")("load", staged=staged)
     features = step.override(task_id="recalculate_features")("recalculate_features", loaded=loaded)
     cache = step.override(task_id="update_cache")("update_cache")
+    impact = step.override(task_id="measure_impact")("measure_impact")
     in_charge >> staged
     features >> cache
+    features >> impact
 
 
 daily_etl()

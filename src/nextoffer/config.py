@@ -157,6 +157,37 @@ class Settings(BaseSettings):
     contact_cap: int = Field(3, ge=1, description="impressions of one offer allowed per window")
     contact_window_days: int = Field(30, ge=1, description="window of the contact cap, in days")
 
+    # Impact (docs/impact.md): a universal control group, exposures, treated vs control.
+    control_group_share: float = Field(
+        0.0,
+        ge=0,
+        le=0.5,
+        description="share of customers held out of every offer (recommended 0.02 to 0.05); "
+        "membership is sticky and its history kept, so changing it never reshuffles the past",
+    )
+    control_group_salt: str = Field(
+        "nextoffer-control",
+        min_length=1,
+        description="salt of the control group's hash; a new salt draws a new group",
+    )
+    exposures_enabled: bool = Field(
+        True, description="record an exposure (at most one per customer a day) for each answer"
+    )
+    exposure_flush_s: float = Field(
+        2.0, gt=0, description="how often buffered exposures are written to the database"
+    )
+    impact_window_days: int = Field(
+        30, ge=1, le=365, description="days after an exposure in which outcomes are counted"
+    )
+    impact_period_days: int = Field(
+        90, ge=1, le=730, description="days of exposures the impact job compares"
+    )
+    offer_ranking: Literal["propensity", "uplift"] = Field(
+        "propensity",
+        description="rank offers by propensity x value, or by uplift x value where an uplift "
+        "model is the champion (propensity until one is)",
+    )
+
     # Scheduling: Celery beat by default; Airflow's DAGs when `scheduler` says so. Crontab
     # fields are minute hour day-of-month month day-of-week, in UTC.
     scheduler: Literal["celery", "airflow"] = Field(
@@ -177,6 +208,9 @@ class Settings(BaseSettings):
     kpi_refresh_cron: str = Field("5 * * * *", description="hourly KPI and analytics refresh")
     fallback_precompute_cron: str = Field(
         "15 * * * *", description="refresh of segment-popular fallback lists in the cache"
+    )
+    control_group_cron: str = Field(
+        "0 5 * * *", description="daily sync of the universal control group to its share"
     )
     worker_visibility_timeout_s: int = Field(
         0,

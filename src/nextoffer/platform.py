@@ -23,6 +23,7 @@ from nextoffer.observe.metrics import ApiMetrics
 from nextoffer.serving.api_keys import ApiKeyVerifier
 from nextoffer.serving.events import EventWriter, start_replayer
 from nextoffer.serving.experiment_book import ExperimentBook
+from nextoffer.serving.exposures import ExposureRecorder, exposure_spool_dir, start_flusher
 from nextoffer.serving.offers import OfferService
 from nextoffer.serving.rate_limit import RateLimiter
 from nextoffer.serving.state import ServingState
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+FLUSH_JOIN_S = 10.0
+"""How long closing waits for the exposure flusher's last write."""
+
 
 class Platform:
     """One process's services: what the use cases get, plus what only entry points use."""
@@ -49,6 +53,7 @@ class Platform:
         self.clock = clock
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._flusher: threading.Thread | None = None
 
     @cached_property
     def registry(self) -> ModelRegistry:
@@ -93,12 +98,22 @@ class Platform:
             experiments=ExperimentBook(engine, cache, settings.serving_refresh_s),
             metrics=metrics,
             jobs=JobRunner(self.job_context(), after=after_job),
+            exposures=ExposureRecorder(
+                engine,
+                exposure_spool_dir(settings.spool_dir),
+                share=settings.control_group_share,
+                enabled=settings.exposures_enabled,
+                on_stored=lambda arm, source, n: metrics.exposures_recorded.labels(arm, source).inc(
+                    n
+                ),
+                on_spooled=metrics.exposures_spooled.inc,
+            ),
         )
 
     def job_context(
         self,
         *,
-        fan_out: Callable[[int], ChunkRunner] | None = None,
+        fan_out: Callable[[int, int | None], ChunkRunner] | None = None,
         progress: Progress | None = None,
     ) -> JobContext:
         """What a job runs with here; the registry is opened only if the job needs it."""
@@ -133,7 +148,10 @@ class Platform:
         return RateLimiter(self.cache, self.settings.rate_limit_per_minute)
 
     def start_serving(self) -> None:
-        """Load the champions, then keep them fresh and replay spooled events in the background."""
+        """Load the champions, then keep them fresh, replay spooled events and write exposures.
+
+        All three in background threads; exposures only when NEXTOFFER_EXPOSURES_ENABLED.
+        """
         services = self.services
         services.state.refresh()
         interval = self.settings.serving_refresh_s
@@ -141,6 +159,11 @@ class Platform:
         self._threads.append(
             start_replayer(services.events, self.settings.spool_replay_s, self._stop)
         )
+        if services.exposures.enabled:
+            self._flusher = start_flusher(
+                services.exposures, self.settings.exposure_flush_s, self._stop
+            )
+            self._threads.append(self._flusher)
         log.info(
             "serving offers %s, churn %s; cache %s",
             services.state.offers.label if services.state.offers else "none",
@@ -149,10 +172,19 @@ class Platform:
         )
 
     def close(self) -> None:
-        """Stop background work and release the cache; running jobs finish on their own."""
+        """Stop background work and release the cache; running jobs finish on their own.
+
+        Exposures still queued are written (or spooled) before this returns.
+        """
         self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=FLUSH_JOIN_S)  # it flushes once more as it stops
         if "services" in self.__dict__:
             self.services.jobs.shutdown()
+            try:
+                self.services.exposures.flush()
+            except Exception:
+                log.exception("exposures queued at shutdown were not written")
         self.cache.close()
 
     def _refresh(self) -> None:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 import uuid
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
-from nextoffer.store.schema import Customer, Event, Experiment, QuarantinedRow
+from nextoffer.config import Settings
+from nextoffer.store.schema import Customer, Event, Experiment, Exposure, QuarantinedRow
 from tests.browser.conftest import ConsoleWorld, login
+from tests.experiment_by_hand import by_hand
 
 
 def offers_on_page(page: Any) -> list[dict[str, Any]]:
@@ -174,6 +177,22 @@ def offer_counts(world: ConsoleWorld, since: datetime) -> dict[str, int]:
     return {kind: int(found.get(kind, 0)) for kind in ("offer_accept", "offer_impression")}
 
 
+def wait_for_exposures(world: ConsoleWorld, experiment_id: str, expected: int) -> None:
+    """Wait until the server has written the experiment's exposures (it writes in batches)."""
+    deadline = time.monotonic() + 30
+    while True:
+        with world.engine.connect() as conn:
+            stored = conn.execute(
+                select(func.count())
+                .select_from(Exposure)
+                .where(Exposure.experiment_id == experiment_id)
+            ).scalar_one()
+        if stored >= expected or time.monotonic() > deadline:
+            assert stored == expected
+            return
+        time.sleep(0.2)
+
+
 def test_experiment_created_in_the_console_shows_results(page: Any, world: ConsoleWorld) -> None:
     login(page, "operator", "/experiments")
     name = f"console test {uuid.uuid4().hex[:6]}"
@@ -183,43 +202,56 @@ def test_experiment_created_in_the_console_shows_results(page: Any, world: Conso
     experiment_id = page.url.rsplit("/", 1)[-1]
     assert page.inner_text("#experiment-status") == "running"
 
-    # Events through the API, labelled with the variants (as a client echoing them does).
-    plan = {"control": (30, 6, 3), "treatment": (40, 12, 8)}  # impressions, clicks, accepts
+    # Customers served through the API: the server records each one's exposure with its
+    # variant. Responses are posted only for what each was shown, untagged (the server tags).
+    shown: dict[str, tuple[str, list[str]]] = {}
     with world.api("viewer") as api:
-        product = api.get("/v1/products", params={"limit": 1}).json()["items"][0]["product_id"]
+        for customer in world.take(24):
+            answer = api.get(f"/v1/customers/{customer}/offers", params={"k": 3}).json()
+            assert answer["experiment"]["experiment_id"] == experiment_id
+            if answer["offers"]:
+                products = [o["product_id"] for o in answer["offers"]]
+                shown[customer] = (answer["experiment"]["variant"], products)
     events = []
-    for variant, (impressions, clicks, accepts) in plan.items():
-        customers = world.take(impressions)
-        for i, customer in enumerate(customers):
-            kinds = ["offer_impression"]
-            kinds += ["offer_click"] if i < clicks else []
-            kinds += ["offer_accept"] if i < accepts else []
-            events += [
-                {
-                    "customer_id": customer,
-                    "event_type": kind,
-                    "product_id": product,
-                    "experiment_id": experiment_id,
-                    "variant": variant,
-                }
-                for kind in kinds
-            ]
+    for i, (customer, (_variant, products)) in enumerate(shown.items()):
+        kinds = [("offer_impression", p) for p in products]
+        kinds += [("offer_click", products[0])] if i % 2 == 0 else []
+        kinds += [("offer_accept", products[0])] if i % 3 == 0 else []
+        events += [
+            {"customer_id": customer, "event_type": kind, "product_id": product}
+            for kind, product in kinds
+        ]
     with world.api("writer") as api:
         stored = api.post("/v1/events", json={"events": events})
     assert stored.status_code == 201, stored.text
+    wait_for_exposures(world, experiment_id, len(shown))
+    window = Settings.model_fields["impact_window_days"].default
+    hand = by_hand(world.engine, experiment_id, window)
+    assert sorted(hand.variant) == sorted(shown)
 
     page.reload()
-    for variant, (impressions, clicks, accepts) in plan.items():
-        row = page.locator(f"#results tr[data-variant='{variant}']")
-        assert int(row.get_attribute("data-impressions")) == impressions
-        assert int(row.get_attribute("data-clicks")) == clicks
-        assert int(row.get_attribute("data-accepts")) == accepts
+    for variant in {v for v, _ in shown.values()}:
+        row = page.locator(f"#units tr[data-variant='{variant}']")
+        assert int(row.get_attribute("data-units")) == hand.units(variant)
+        assert int(row.get_attribute("data-converted")) == hand.total(hand.converted, variant)
+        assert int(row.get_attribute("data-impressions")) == hand.total(hand.impressions, variant)
+        assert int(row.get_attribute("data-clicks")) == hand.total(hand.clicks, variant)
     with world.api("viewer") as api:
-        results = api.get(f"/v1/experiments/{experiment_id}/results").json()["results"]
+        results = api.get(f"/v1/experiments/{experiment_id}/results").json()
     for result in results["variants"]:
-        row = page.locator(f"#results tr[data-variant='{result['variant']}']")
+        row = page.locator(f"#units tr[data-variant='{result['variant']}']")
         assert row.locator(".verdict").inner_text() == result["verdict"]
-    assert page.locator("svg.intervals").count() == 2
+        assert int(row.get_attribute("data-units")) == result["units"]
+    ratio = results["sample_ratio"]
+    assert page.inner_text("#srm-verdict") == ratio["verdict"]
+    assert page.get_attribute("#srm", "data-flagged") == ("yes" if ratio["flagged"] else "no")
+    tested = [m for v in results["variants"] for m in v["metrics"]]
+    assert page.locator("#metrics tr[data-metric]").count() == len(tested)
+    # Too few customers for any test: every metric says so, and nothing counts down.
+    assert all(not m["enough_data"] for m in tested)
+    waiting = page.locator("#metrics td[colspan]:has-text('not enough data yet')")
+    assert waiting.count() == len(tested)
+    assert "valid" in page.inner_text("#always-valid")
 
     page.click("button:has-text('Stop experiment')")
     page.wait_for_selector(".flash.ok")

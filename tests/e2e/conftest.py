@@ -19,6 +19,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
+from nextoffer.config import Settings
+from nextoffer.domain.control_group import in_control_group
 from nextoffer.store.engine import make_engine
 from nextoffer.store.schema import Customer
 from tests.conftest import PG_HOST, PG_PORT, require_service
@@ -30,10 +32,13 @@ REDIS_PORT = 6379
 # A Redis database nothing else uses, so FLUSHDB cannot hurt anyone's data.
 REDIS_DB = 13
 # Settings every e2e server runs with: a short credentials cache, so that disabling a user
-# shows within a second, and a small body limit, so a 413 needs no megabyte upload.
+# shows within a second, a small body limit, so a 413 needs no megabyte upload, and a
+# universal control group (held-out customers are only handed out when asked for).
+CONTROL_GROUP_SHARE = 0.1
 SERVER_SETTINGS = {
     "NEXTOFFER_AUTH_CACHE_S": "1",
     "NEXTOFFER_MAX_BODY_BYTES": "16384",
+    "NEXTOFFER_CONTROL_GROUP_SHARE": str(CONTROL_GROUP_SHARE),
 }
 
 
@@ -63,8 +68,15 @@ class Api:
         """POST `body` as JSON to `path` with a key of `role`."""
         return self.client.post(path, json=body, headers=self.headers(role))
 
-    def take(self, n: int, among: list[str] | None = None) -> list[str]:
-        """`n` customers (from `among`, else all, by id) no other test has taken yet."""
+    def take(
+        self, n: int, among: list[str] | None = None, *, control_group: bool = False
+    ) -> list[str]:
+        """`n` customers (from `among`, else all, by id) no other test has taken yet.
+
+        Outside the universal control group, or inside it with `control_group=True`.
+        """
+        share = float(self.env.get("NEXTOFFER_CONTROL_GROUP_SHARE", "0"))
+        salt = Settings.model_fields["control_group_salt"].default
         if among is None:
             with self.engine.connect() as conn:
                 among = list(
@@ -72,7 +84,11 @@ class Api:
                     .scalars()
                     .all()
                 )
-        found = [c for c in among if c not in self._used][:n]
+        found = [
+            c
+            for c in among
+            if c not in self._used and in_control_group(c, share, salt) == control_group
+        ][:n]
         if len(found) < n:
             raise AssertionError(f"only {len(found)} unused customers of {len(among)} left")
         self._used.update(found)

@@ -90,3 +90,11 @@ def test_result_records_machine_ratios_memory_and_targets(smoke: dict[str, Any])
         "cached_rps_to_bare_min",
         "rss_mb",
     }
+
+
+def test_the_server_recorded_one_exposure_per_customer_answered(smoke: dict[str, Any]) -> None:
+    # Exposures are on by default: every distinct customer answered with offers is exposed
+    # once (the cached scenario asks the same customers over and over).
+    exposures = smoke["exposures"]
+    assert 0 < exposures["rows"] <= exposures["customers_asked"]
+    assert exposures["by_arm"].keys() == {"treated"}  # no control group in the benchmark

@@ -2,8 +2,9 @@
 
 Issue 14: the API, the console's customer page, a precompute run and a cache rebuild all
 get offers by one path, shaped by the ordered steps `STEPS` and `CHAIN_STEPS`. One scenario
-per backend drives the real server: a running control-vs-champion experiment, products the
-API offered shown up to the contact cap, then a precompute job through `POST /v1/jobs` and
+per backend drives the real server: customers of the universal control group (the e2e
+servers hold out a share), a running control-vs-champion experiment, products the API
+offered shown up to the contact cap, then a precompute job through `POST /v1/jobs` and
 (with Redis) `nextoffer cache rebuild`. Every answer a consumer gives is recorded with what
 the database said at that moment; one test per (step, consumer) checks the recorded answers
 against that step's rule. A step added to `usecases.offers` without a check here fails.
@@ -74,7 +75,9 @@ HELD_COLUMN = {
 }
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-_OFFERS = re.compile(r'<section class="card" id="offers" data-source="([^"]*)"')
+_OFFERS = re.compile(
+    r'<section class="card" id="offers" data-source="([^"]*)"[^>]*data-control="(true|false)"'
+)
 _OFFER_ROW = re.compile(r'<tr class="offer" data-product-id="([^"]+)"')
 _VARIANT = re.compile(r"experiment variant <b>([^<]+)</b>")
 
@@ -92,12 +95,14 @@ class Seen:
     source: str
     variant: str | None
     capped: frozenset[str]
+    control: bool = False
+    """The answer said the customer is held out (`control: true`)."""
 
     def describe(self) -> str:
         """The answer in a failure message."""
         return (
             f"{self.consumer} served {self.customer} {list(self.offered)} "
-            f"(source {self.source}, variant {self.variant})"
+            f"(source {self.source}, variant {self.variant}, control {self.control})"
         )
 
 
@@ -181,7 +186,9 @@ class Recorder:
         capped = self.capped(customer)
         body = offers(self.api, customer, k=K)
         variant = body["experiment"]["variant"] if body["experiment"] else None
-        seen = Seen(consumer, customer, tuple(ids(body)), body["source"], variant, capped)
+        seen = Seen(
+            consumer, customer, tuple(ids(body)), body["source"], variant, capped, body["control"]
+        )
         self.seen.append(seen)
         return seen
 
@@ -199,6 +206,7 @@ class Recorder:
             source[1],
             variant[1] if variant else None,
             capped,
+            source[2] == "true",
         )
         self.seen.append(seen)
         return seen
@@ -231,6 +239,9 @@ class Scenario:
 
     api: Api
     control: list[str]
+    """Customers the experiment assigns to its control variant."""
+    held_out: list[str]
+    """Customers of the universal control group."""
     capped: dict[str, str]
     """Customer → a product the API offered them, then shown to them up to the cap."""
     seen: list[Seen]
@@ -315,11 +326,12 @@ def play(api: Api) -> Scenario:
         record = Recorder(api, console, cap)
         pool = Pool(api, experiment_id)
         control = [pool.take(control=True) for _ in range(CONTROL_CUSTOMERS)]
+        held_out = api.take(CONTROL_CUSTOMERS, control_group=True)
         capped: dict[str, str] = {}
 
         # The world's own precomputed answers, through the API and the console; the top
         # offer of some is shown up to the cap, and read again.
-        for customer in control:
+        for customer in control + held_out:
             record.from_api(API, customer)
             record.from_api(API, customer)
             record.from_console(customer)
@@ -340,7 +352,7 @@ def play(api: Api) -> Scenario:
             late.append(customer)
 
         run_precompute(api)
-        for customer in control + late:
+        for customer in control + held_out + late:
             record.from_api(PRECOMPUTED, customer)
             record.from_console(customer)
         # Read first after the job, then capped: their precomputed rows hold the product.
@@ -354,10 +366,10 @@ def play(api: Api) -> Scenario:
 
         if REBUILT in consumers:
             rebuild_cache(api)
-            for customer in control + early + late + after:
+            for customer in control + held_out + early + late + after:
                 record.from_api(REBUILT, customer)
                 record.from_console(customer)
-        return Scenario(api, control, capped, record.seen, consumers)
+        return Scenario(api, control, held_out, capped, record.seen, consumers)
     finally:
         stop_experiment(api, experiment_id)
         console.close()
@@ -452,13 +464,28 @@ def _listed(value: str | None) -> set[str]:
 Check = Callable[[Scenario, list[Seen]], list[str]]
 
 
+def universal_control_group(scenario: Scenario, seen: list[Seen]) -> list[str]:
+    """Held-out customers get nothing and `control: true`, from any source, in no experiment."""
+    problems = []
+    for answer in (a for a in seen if a.customer in scenario.held_out):
+        if answer.offered or answer.source != "control" or not answer.control:
+            problems.append(f"{answer.describe()}: a held-out customer gets no offer")
+        if answer.variant is not None:
+            problems.append(f"{answer.describe()}: a held-out customer is in no experiment")
+    if not any(a.customer in scenario.held_out for a in seen):
+        problems.append("no answer to a customer of the control group was read")
+    return problems
+
+
 def experiment_assignment(scenario: Scenario, seen: list[Seen]) -> list[str]:
     """Control customers get nothing, from any source; everyone keeps their variant."""
     problems = []
-    for answer in seen:
+    for answer in (a for a in seen if a.customer not in scenario.held_out):
         expected = "control" if answer.customer in scenario.control else "treatment"
         if answer.variant != expected:
             problems.append(f"{answer.describe()}: assigned {expected}")
+        if answer.control != (expected == "control"):
+            problems.append(f"{answer.describe()}: control should be {expected == 'control'}")
         if expected == "control" and (answer.offered or answer.source != "control"):
             problems.append(f"{answer.describe()}: a control customer gets no offer")
     if not any(a.customer in scenario.control for a in seen):
@@ -493,6 +520,7 @@ def contact_caps(scenario: Scenario, seen: list[Seen]) -> list[str]:
 
 
 CHECKS: dict[str, Check] = {
+    "universal control group": universal_control_group,
     "experiment assignment": experiment_assignment,
     "eligibility and product rules": eligibility_and_product_rules,
     "contact caps": contact_caps,
@@ -533,7 +561,8 @@ def test_consumer_answers_from_its_own_source(scenario: Scenario, consumer: str)
     wrong = [
         s.describe()
         for s in scenario.of(consumer)
-        if s.customer not in scenario.control and s.source not in SOURCES[consumer]
+        if s.customer not in scenario.control + scenario.held_out
+        and s.source not in SOURCES[consumer]
     ]
     assert not wrong, f"{consumer} should answer from {sorted(SOURCES[consumer])}:\n" + "\n".join(
         wrong

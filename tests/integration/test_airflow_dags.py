@@ -203,6 +203,7 @@ def test_dags_import_with_the_seed_schedules(airflow: Airflow) -> None:
         "load": ["extract"],
         "recalculate_features": ["load"],
         "update_cache": ["recalculate_features"],
+        "measure_impact": ["recalculate_features"],
     }
     assert weekly["upstream"] == {
         "in_charge": [],
@@ -232,6 +233,7 @@ def test_daily_etl_loads_the_source_when_airflow_is_in_charge(
         "load": "success",
         "recalculate_features": "success",
         "update_cache": "success",
+        "measure_impact": "success",
     }
     ledger = {Path(e.uri).name: e for e in list_entries(deployment.engine)}
     files = sorted(p.name for p in deployment.data.glob("*.csv"))
@@ -242,7 +244,11 @@ def test_daily_etl_loads_the_source_when_airflow_is_in_charge(
     assert customers.rows_read == len(lines) - 1 == 200
     assert count(deployment.engine, Customer) == 200 - customers.rows_quarantined > 0
     # The steps' own runs, as when Celery or the CLI runs them (no champion: no precompute).
-    assert jobs(deployment.engine) == [("features", "succeeded"), ("ingest", "succeeded")]
+    assert jobs(deployment.engine) == [
+        ("features", "succeeded"),
+        ("impact", "succeeded"),
+        ("ingest", "succeeded"),
+    ]
 
 
 def test_dags_stay_idle_when_celery_beat_is_in_charge(
@@ -256,7 +262,7 @@ def test_dags_stay_idle_when_celery_beat_is_in_charge(
     )
 
     states = airflow.task_states("daily_etl")
-    assert states == dict.fromkeys(states, "skipped") and len(states) == 5
+    assert states == dict.fromkeys(states, "skipped") and len(states) == 6
     states = airflow.task_states("weekly_retraining")
     assert states == dict.fromkeys(states, "skipped") and len(states) == 3
     assert count(deployment.engine, Customer) == 0

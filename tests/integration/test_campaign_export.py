@@ -114,8 +114,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> RulesWorld:
 
 @pytest.fixture(scope="module")
 def served(world: RulesWorld) -> Iterator[Served]:
-    """The original world, read only (dry runs never write)."""
-    with serve(world.settings()) as found:
+    """The original world, read only (dry runs never write; its answers record no exposure)."""
+    with serve(world.settings(exposures_enabled=False)) as found:
         yield found
 
 

@@ -183,7 +183,7 @@ def test_ingest_from_s3_matches_the_local_folder(s3_endpoint: str, tmp_path: Pat
 
     # The ledger keys each object by URI, content hash and ETag.
     ledger = {e.uri: e for e in list_entries(remote_engine)}
-    assert set(ledger) == {f"s3://datasets/incoming/{e}.csv" for e in DATA_TABLES}
+    assert set(ledger) == {f"s3://datasets/incoming/{e}.csv" for e in world.rows}
     for uri, entry in ledger.items():
         head = client.head_object(Bucket="datasets", Key=uri.removeprefix("s3://datasets/"))
         assert entry.sha256 == file_sha256(world.root / Path(uri).name)

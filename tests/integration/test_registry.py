@@ -172,6 +172,41 @@ def test_margin_is_relative_to_the_champion(registry: ModelRegistry, tmp_path: P
     assert champion is not None and champion.version == 4
 
 
+def test_uplift_versions_are_gated_on_qini_auc_like_the_others(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    def uplift(value: float, rescored: float | None = None) -> Decision:
+        seed = next(_counter)
+        return registry.register(
+            "uplift",
+            make_model(tmp_path / f"model-{seed}", seed),
+            params={"model": "two_model"},
+            metrics={"qini_auc": value, "uplift_auc": value / 2},
+            primary_metric="qini_auc",
+            champion_metrics=None if rescored is None else {"qini_auc": rescored},
+            floor=0.0,
+        )
+
+    # No better than a random ranking (Qini AUC 0): never promoted, the first one included.
+    random = uplift(0.0)
+    worse = uplift(-0.02)
+    first = uplift(0.03)
+    # The champion re-scored on the challenger's test group decides, not its own old value.
+    beaten = uplift(0.025, rescored=0.01)
+    kept = uplift(0.05, rescored=0.06)
+
+    assert not random.promoted and random.reason.startswith("degenerate")
+    assert not worse.promoted and worse.reason.startswith("degenerate")
+    assert first.promoted and first.reason.startswith("first version")
+    assert beaten.promoted and beaten.champion_value == 0.01
+    assert not kept.promoted and "on the same test data" in kept.reason
+    champion = registry.champion("uplift")
+    assert champion is not None and champion.version == beaten.version
+    assert champion.tags[TAG_KIND] == "uplift"
+    assert champion.tags["nextoffer.primary_metric"] == "qini_auc"
+    assert registry.champion("offers") is None
+
+
 def test_lower_is_better_metric(registry: ModelRegistry, tmp_path: Path) -> None:
     def reg(value: float, margin: float = 0.0) -> Decision:
         return register(

@@ -22,12 +22,19 @@ import pytest
 
 from nextoffer.config import Settings
 from nextoffer.features.training import build_snapshot, current_features
+from nextoffer.models.tabular import infer_columns
+from nextoffer.models.uplift import XLearner
 from nextoffer.pipelines.etl import run_ingest
 from nextoffer.pipelines.features import run_features
 from nextoffer.pipelines.train import TrainOverrides, run_training
 from nextoffer.registry.mlflow_registry import ModelRegistry
-from nextoffer.scoring.champions import load_churn_champion, load_offer_champion
-from nextoffer.scoring.churn import model_frame
+from nextoffer.scoring.champions import (
+    load_churn_champion,
+    load_offer_champion,
+    load_uplift_champion,
+)
+from nextoffer.scoring.churn import churn_frame, model_frame
+from nextoffer.scoring.uplift import predict_uplift
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
 from nextoffer.synth.generator import generate_world
@@ -40,7 +47,7 @@ SCORED = 200
 PINNED = TrainOverrides(churn={"num_leaves": 7, "num_boost_round": 100})
 
 # Run by a fresh interpreter: MLflow's loader only, with the tracking URI as its argument.
-# It writes the scores of both champions for the customers in the input files.
+# It writes the scores of the champions for the customers in the input files.
 LOAD_WITH_MLFLOW = textwrap.dedent(
     """
     import json
@@ -53,7 +60,7 @@ LOAD_WITH_MLFLOW = textwrap.dedent(
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     loaded = [name for name in sys.modules if name.startswith("nextoffer.registry")]
-    for kind in ("offers", "churn"):
+    for kind in ("offers", "churn", "uplift"):
         model = mlflow.pyfunc.load_model(f"models:/nextoffer-{kind}@champion")
         frame = pd.read_parquet(f"{folder}/{kind}-input.parquet")
         pd.DataFrame(model.predict(frame)).to_parquet(f"{folder}/{kind}-output.parquet")
@@ -89,8 +96,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     registry = ModelRegistry.from_settings(settings)
     run_training(engine, settings, registry, overrides=PINNED, score=False)
     with engine.connect() as conn:
-        features = current_features(conn).iloc[:SCORED].reset_index(drop=True)
+        features = current_features(conn)
     engine.dispose()
+    # Too few randomised retention offers in a small world to train one: fit an uplift
+    # model on made-up arms (treated prepaid customers respond) and register it by hand.
+    frame = churn_frame(features)
+    treated = np.arange(len(frame)) % 2
+    responded = (treated == 1) & (features["contract_type"] == "prepaid").to_numpy()
+    schema = infer_columns(frame.assign(y=0), label="y", id_col=None)
+    XLearner(schema, outcome="binary").fit(frame, treated, responded).save(root / "uplift")
+    registry.register(
+        "uplift", root / "uplift", params={}, metrics={"qini_auc": 0.3}, primary_metric="qini_auc"
+    )
+    features = features.iloc[:SCORED].reset_index(drop=True)
     yield Trained(settings, registry, features)
 
 
@@ -99,6 +117,7 @@ def test_champions_load_with_mlflow_pyfunc_in_a_fresh_process(
 ) -> None:
     offers = load_offer_champion(trained.registry).model
     churn = load_churn_champion(trained.registry).model
+    uplift = load_uplift_champion(trained.registry).model
     engine = make_engine(trained.settings.database_url)
     with engine.connect() as conn:
         snapshot = build_snapshot(
@@ -115,6 +134,7 @@ def test_champions_load_with_mlflow_pyfunc_in_a_fresh_process(
     # nextoffer's scores: the propensities its offer scorer arbitrates, the churn risk.
     expected_offers = offers.propensity(snapshot.features, snapshot.history, snapshot.held)[0]
     expected_churn = churn.predict_proba(model_frame(churn, snapshot.features))
+    expected_uplift = predict_uplift(uplift, snapshot.features)
 
     # The same customers as the signatures ask for them: numbers as float64, holdings as
     # lists of product ids.
@@ -129,6 +149,11 @@ def test_champions_load_with_mlflow_pyfunc_in_a_fresh_process(
     churn_input = model_frame(churn, snapshot.features)
     churn_input = churn_input.astype({c: "float64" for c in (*schema.numeric, *schema.boolean)})
     churn_input.to_parquet(tmp_path / "churn-input.parquet")
+    # The uplift model reads the churn model's columns.
+    uplift_input = churn_frame(snapshot.features).loc[:, list(uplift.schema.features)]
+    numbers = (*uplift.schema.numeric, *uplift.schema.boolean)
+    uplift_input = uplift_input.astype({c: "float64" for c in numbers})
+    uplift_input.to_parquet(tmp_path / "uplift-input.parquet")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NEXTOFFER_"))}
     done = subprocess.run(
@@ -155,6 +180,12 @@ def test_champions_load_with_mlflow_pyfunc_in_a_fresh_process(
     np.testing.assert_allclose(
         got_churn["churn_probability"].to_numpy(), expected_churn, atol=1e-9, rtol=0
     )
+    got_uplift = pd.read_parquet(tmp_path / "uplift-output.parquet")
+    assert list(got_uplift.columns) == ["uplift"]
+    np.testing.assert_allclose(got_uplift["uplift"].to_numpy(), expected_uplift, atol=1e-9, rtol=0)
+    # The made-up effect is there: prepaid customers respond, the others do not.
+    prepaid = (snapshot.features["contract_type"] == "prepaid").to_numpy()
+    assert expected_uplift[prepaid].mean() > expected_uplift[~prepaid].mean() + 0.3
 
 
 def test_the_run_keeps_our_files_and_the_version_is_a_models_from_code_pyfunc(

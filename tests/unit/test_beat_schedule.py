@@ -61,7 +61,7 @@ def test_entries_run_their_jobs_in_order_on_the_ops_queue() -> None:
     schedule = beat_schedule(Settings(broker_url=BROKER))
     assert schedule["nightly-etl"]["args"] == [
         "nightly-etl",
-        ["etl", "precompute", "cache_rebuild"],
+        ["etl", "precompute", "cache_rebuild", "impact"],
     ]
     assert schedule["weekly-retraining"]["args"][1] == ["training", "precompute", "cache_rebuild"]
     assert {entry["task"] for entry in schedule.values()} == {RUN_SCHEDULED}

@@ -22,7 +22,7 @@ from nextoffer.serving.tokens import issue_token
 from nextoffer.store.reads.customers import name_variants
 from nextoffer.web.alerts import open_alerts
 from nextoffer.web.auth import ConsoleAuth, console_key, safe_next
-from nextoffer.web.charts import Bar, Interval, Series, bar_chart, interval_chart, line_chart
+from nextoffer.web.charts import Bar, Series, bar_chart, line_chart
 from nextoffer.web.console import Memo, make_templates
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -62,7 +62,6 @@ def test_chart_text_is_escaped() -> None:
     for markup in (
         line_chart([hostile], [Series(hostile, [1.0])], title=hostile),
         bar_chart([Bar(hostile, 1.0, note=hostile)], title=hostile),
-        interval_chart([Interval(hostile, 0.1, 0.05, 0.2)], title=hostile),
     ):
         assert "<script>" not in str(markup)
         parse(markup)  # still well-formed XML
@@ -84,18 +83,6 @@ def test_bars_over_the_threshold_are_marked() -> None:
         0.31 / 0.05, rel=0.01
     )  # widths are rounded to 0.1 px
     assert chart.find(f"{SVG}line[@class='threshold']") is not None
-
-
-def test_interval_chart_says_no_data_for_a_variant_without_impressions() -> None:
-    chart = parse(
-        interval_chart(
-            [Interval("control", 0.1, 0.05, 0.2), Interval("new", None, None, None)],
-            title="conversion",
-        )
-    )
-    texts = [t.text or "" for t in chart.findall(f"{SVG}text")]
-    assert "no data" in texts
-    assert any(t.startswith("10.0 % (5.0 %–20.0 %)") for t in texts)
 
 
 # --- sign-in --------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from nextoffer.domain.experiments import (
     Strategy,
     Variant,
     assign,
-    two_proportion_test,
 )
 
 ALPHA = 0.05
@@ -91,6 +90,26 @@ def impression_icc(successes: np.ndarray, trials: np.ndarray) -> float:
     return float((msb - msw) / (msb + (n0 - 1) * msw))
 
 
+def two_proportion_test(
+    x_control: int, n_control: int, x_variant: int, n_variant: int, alpha: float
+) -> bool:
+    """The old method (nextoffer's results before per-unit statistics): significant or not.
+
+    A pooled two-proportion z-test of accepts per impression, two-sided, as if every
+    impression were independent: p = erfc(|z| / sqrt(2)) with
+    z = (x_v / n_v - x_c / n_c) / sqrt(p (1 - p) (1 / n_c + 1 / n_v)), p = pooled rate.
+    """
+    if n_control <= 0 or n_variant <= 0:
+        return False
+    x_control, x_variant = min(x_control, n_control), min(x_variant, n_variant)
+    pooled = (x_control + x_variant) / (n_control + n_variant)
+    variance = pooled * (1 - pooled) * (1 / n_control + 1 / n_variant)
+    if variance <= 0:
+        return False
+    z = (x_variant / n_variant - x_control / n_control) / math.sqrt(variance)
+    return math.erfc(abs(z) / math.sqrt(2)) < alpha
+
+
 def look_sizes(units: int) -> list[int]:
     return [units * k // LOOKS for k in range(1, LOOKS + 1)]
 
@@ -111,14 +130,13 @@ def test_aa_always_valid_per_unit_holds_alpha_where_the_impression_z_test_does_n
             new_ever[s] |= analyse_units(world.outcomes.head(n), ["control", "b"]).any_significant
             # The old method: accepts per impression, pooled z-test, at the same looks.
             arm, x, m = world.arm[:n], world.accepts[:n], world.impressions[:n]
-            old = two_proportion_test(
+            old_ever[s] |= two_proportion_test(
                 int(x[arm == 0].sum()),
                 int(m[arm == 0].sum()),
                 int(x[arm == 1].sum()),
                 int(m[arm == 1].sum()),
                 ALPHA,
             )
-            old_ever[s] |= old.significant
     assert min(iccs) >= 0.1, f"simulated impressions are not correlated enough: {min(iccs):.3f}"
     new_share, old_share = new_ever.mean(), old_ever.mean()
     # Measured: new 0 of 200 experiments, old 0.87 (174 of 200); impression ICC 0.22 to 0.29.

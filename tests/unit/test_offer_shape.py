@@ -68,7 +68,12 @@ def test_api_schema_reads_the_answer_directly() -> None:
         "degraded": True,
         "notes": ["cache unavailable"],
         "experiment": {"experiment_id": "e1", "variant": "ranker", "strategy": "champion"},
+        "control": False,
     }
+    # A held-out answer shows nothing; what it would have offered never reaches the body.
+    held = OffersAnswer("C1", [], Source.CONTROL, "v3", control=True, withheld=offers)
+    body = json.loads(OffersOut.model_validate(held).model_dump_json())
+    assert body["control"] is True and body["offers"] == [] and "withheld" not in body
 
 
 def test_serving_and_scoring_do_not_import_heavy_libraries_at_import() -> None:

@@ -42,6 +42,7 @@ VALID = {
         "requires_attribute": "",
         "exclusion_group": "",
         "upgrades_from": "",
+        "offer_cost": "",
     },
     "customers": {
         "customer_id": "C1",
@@ -88,6 +89,19 @@ VALID = {
         "churned": "false",
         "churn_date": "",
     },
+    "exposures": {
+        "exposure_id": "C1@2025-06-01",
+        "customer_id": "C1",
+        "exposed_at": "2025-06-01T10:00:00Z",
+        "arm": "control",
+        "product_ids": "P1|P1-0",
+        "experiment_id": "",
+        "variant": "",
+        "unit_id": "",
+        "channel": "",
+        "source": "",
+        "model_version": "",
+    },
 }
 KEY_COLUMNS = {
     "products": "product_id",
@@ -95,6 +109,7 @@ KEY_COLUMNS = {
     "subscriptions": "subscription_id",
     "transactions": "transaction_id",
     "events": "event_id",
+    "exposures": "exposure_id",
 }
 
 
@@ -177,6 +192,13 @@ BAD_CASES = [
     ("churn_labels", {"churn_date": "2025-01-02"}, "inconsistent_churn: churn_date needs churned"),
     ("churn_labels", {"churned": "yes", "churn_date": "2024-12-31"}, "inconsistent_churn:"),
     ("churn_labels", {"churned": ""}, "missing_value: churned is empty"),
+    ("exposures", {"arm": "holdout"}, "bad_enum: arm 'holdout' is not one of treated|control"),
+    ("exposures", {"source": "email"}, "bad_enum: source 'email' is not one of api|campaign|"),
+    ("exposures", {"customer_id": "C404"}, "unknown_customer: customer_id 'C404' not found"),
+    ("exposures", {"product_ids": "P1|P404"}, "unknown_product: product_ids 'P1|P404' has an"),
+    ("exposures", {"product_ids": ""}, "missing_value: product_ids is empty"),
+    ("exposures", {"exposed_at": "2026-01-02T00:00:00Z"}, "future_timestamp: exposed_at"),
+    ("exposures", {"exposure_id": "C1@" + "x" * 200}, "too_long: exposure_id is longer than 200"),
 ]
 
 
@@ -302,6 +324,21 @@ def test_references_are_only_checked_against_known_entities() -> None:
     )
     assert checked.bad_positions == [0]
     assert checked.good["plan_id"].tolist() == ["P1"]
+
+
+def test_exposures_name_an_experiment_and_their_source_defaults_to_import() -> None:
+    ctx = context(products=["P1", "P1-0"], customers=["C1"])
+    experiment = "0b6c1f2e-8a3d-4c5e-9f10-1a2b3c4d5e6f"
+    checked = check(
+        "exposures",
+        {"exposure_id": f"s-42@2025-06-01#{experiment}", "unit_id": "s-42", "arm": "treated"},
+        {"source": "api", "experiment_id": experiment, "variant": "B", "channel": "app"},
+        ctx=ctx,
+    )
+    assert checked.bad_reasons == []
+    assert checked.good["source"].tolist() == ["import", "api"]
+    assert checked.good["product_ids"].tolist() == ["P1|P1-0", "P1|P1-0"]
+    assert checked.good["exposed_at"].tolist() == [pd.Timestamp("2025-06-01T10:00:00Z")] * 2
 
 
 def test_duplicates_in_a_chunk_keep_the_first() -> None:

@@ -16,11 +16,24 @@ from starlette.routing import BaseRoute
 from nextoffer import __version__
 from nextoffer.api.middleware import RequestMiddleware
 from nextoffer.api.problems import install_problem_handlers
-from nextoffer.api.routes import auth, customers, events, experiments, health, operations, products
+from nextoffer.api.routes import (
+    auth,
+    customers,
+    events,
+    experiments,
+    health,
+    impact,
+    operations,
+    products,
+)
+from nextoffer.domain.impact import ImpactReport
+from nextoffer.observe.impact import ImpactCollector
 from nextoffer.observe.metrics import GaugeCollector, gauge
 from nextoffer.observe.tracing import setup_tracing
 from nextoffer.platform import Platform
 from nextoffer.registry.gauges import ModelQualityCollector
+from nextoffer.store import Engine
+from nextoffer.store.impact import latest_impact
 from nextoffer.store.reads import churn as churn_reads
 from nextoffer.store.reads.jobs import last_outcomes, last_successes
 
@@ -43,6 +56,7 @@ API_METADATA: dict[str, Any] = {
         {"name": "products", "description": "the catalogue and similar products"},
         {"name": "events", "description": "impressions, clicks, accepts and declines"},
         {"name": "experiments", "description": "A/B tests of offer strategies"},
+        {"name": "impact", "description": "what the offers caused: treated vs control"},
         {"name": "operations", "description": "models and jobs (operator, admin)"},
         {"name": "auth", "description": "log in for a bearer token"},
         {"name": "health", "description": "liveness, readiness, metrics (open)"},
@@ -61,6 +75,7 @@ def install_api(app: FastAPI, platform: Platform) -> None:
         products.router,
         events.router,
         experiments.router,
+        impact.router,
         operations.router,
         auth.router,
         health.router,
@@ -194,6 +209,12 @@ def _register_gauges(platform: Platform) -> None:
                     lambda: gauge(services.events.spool_depth()),
                 ),
                 (
+                    "nextoffer_exposure_spool_depth",
+                    "Exposures waiting in the local spool for the database.",
+                    [],
+                    lambda: gauge(services.exposures.spool_depth()),
+                ),
+                (
                     "nextoffer_cache_up",
                     "1 when the cache answers a ping.",
                     [],
@@ -203,3 +224,9 @@ def _register_gauges(platform: Platform) -> None:
         )
     )
     services.metrics.add_live_collector(ModelQualityCollector(services.registry))
+    services.metrics.add_live_collector(ImpactCollector(lambda: _latest_report(engine)))
+
+
+def _latest_report(engine: Engine) -> ImpactReport | None:
+    found = latest_impact(engine)
+    return None if found is None else found.report

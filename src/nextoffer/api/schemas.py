@@ -78,6 +78,7 @@ class OffersOut(BaseModel):
             "degraded": False,
             "notes": [],
             "experiment": None,
+            "control": False,
         },
         from_attributes=True,
     )
@@ -91,6 +92,12 @@ class OffersOut(BaseModel):
     degraded: bool = Field(description="true when a backend was down and a fallback answered")
     notes: list[str] = Field(description="what was unavailable, when degraded")
     experiment: ExperimentTagOut | None
+    control: bool = Field(
+        False,
+        description="true when the customer is held out (the universal control group, or an "
+        "experiment's control variant): no offer is shown; the answer the offers would have "
+        "been is logged as the customer's exposure, never returned",
+    )
 
 
 class RiskReasonOut(BaseModel):
@@ -221,8 +228,17 @@ class EventIn(BaseModel):
     ts: datetime | None = Field(None, description="when it happened; default: on receipt")
     channel: str | None = Field(None, max_length=32)
     session_id: str | None = Field(None, max_length=128)
-    experiment_id: str | None = Field(None, max_length=36)
-    variant: str | None = Field(None, max_length=64)
+    experiment_id: str | None = Field(
+        None,
+        max_length=36,
+        description="best left out: the server tags the event with the running experiment's "
+        "variant of the customer (or session); a value that differs is refused (422)",
+    )
+    variant: str | None = Field(
+        None,
+        max_length=64,
+        description="best left out (see experiment_id); must match the assignment when given",
+    )
 
 
 class EventBatchIn(BaseModel):
@@ -294,13 +310,96 @@ class ExperimentOut(BaseModel):
     created_by: str | None
 
 
+class ExperimentMetricOut(BaseModel):
+    """One metric of a variant against the control, per unit, always-valid and Holm-adjusted."""
+
+    metric: Literal["conversion", "ctr", "churn", "complaints"] = Field(
+        description="conversion: share of units that accepted or acquired an offered product "
+        "in the window; ctr: clicks per impression (delta method over units); churn and "
+        "complaints (per unit): guardrails, where higher is harm"
+    )
+    guardrail: bool
+    enough_data: bool = Field(
+        description="false: 'not enough data yet' (too few units, or units with the "
+        "outcome, in an arm); the estimate, interval and p-values are then null"
+    )
+    control_value: float | None
+    variant_value: float | None
+    difference: float | None = Field(description="variant - control")
+    lift: float | None = Field(description="(variant - control) / control")
+    std_error: float | None
+    ci_low: float | None = Field(
+        description="confidence sequence of the difference, valid at any time (mSPRT)"
+    )
+    ci_high: float | None
+    p_value: float | None = Field(description="always-valid p-value, before Holm")
+    adjusted_p: float | None = Field(description="Holm-adjusted over every variant x metric")
+    significant: bool = Field(description="adjusted_p < alpha")
+    verdict: str
+
+
+class ExperimentVariantOut(BaseModel):
+    """A variant's units and what they did, with its metrics against the control."""
+
+    variant: str
+    strategy: str
+    is_control: bool
+    units: int = Field(description="customers (or sessions) served an answer of this variant")
+    designed_share: float = Field(description="the share of units the weights send here")
+    observed_share: float | None
+    converted: int
+    conversion_rate: float | None
+    impressions: int
+    clicks: int
+    ctr: float | None = Field(description="clicks / impressions of the variant's units")
+    churned: int
+    churn_rate: float | None
+    complaints: int
+    complaints_per_unit: float | None
+    metrics: list[ExperimentMetricOut] = Field(
+        description="against the control; empty for the control itself"
+    )
+    verdict: str
+
+
+class SampleRatioOut(BaseModel):
+    """Chi-square test of the units per variant against the design's weights."""
+
+    observed: dict[str, int]
+    expected: dict[str, float]
+    chi_square: float | None
+    p_value: float | None = Field(description="null while a variant expects fewer than 5 units")
+    threshold: float = Field(description="flagged below this p-value")
+    flagged: bool = Field(
+        description="the split is not what the design says: assignment or logging is broken "
+        "and no result of the experiment can be trusted"
+    )
+    verdict: str
+
+
 class ExperimentResultsOut(BaseModel):
-    """Per-variant impressions, CTR and conversion with 95 % intervals and tests vs control."""
+    """An experiment's results per randomisation unit, safe to read at any time."""
 
     experiment_id: str
+    name: str
     status: str
-    control: str
-    results: dict[str, Any]
+    unit: str = Field(description="what is randomised and counted: customer or session")
+    control: str = Field(description="the variant the others are compared with")
+    window_days: int = Field(
+        description="acquisitions, churn and complaints count this many days after a unit's "
+        "first exposure (NEXTOFFER_IMPACT_WINDOW_DAYS)"
+    )
+    alpha: float
+    detectable_lift: float = Field(description="the relative lift the mSPRT is tuned for")
+    min_units_per_arm: int
+    min_events_per_arm: int
+    ctr_compared: bool = Field(
+        description="false when the control shows nothing (no impressions): CTR is reported "
+        "per variant but not tested"
+    )
+    method: str
+    sample_ratio: SampleRatioOut
+    variants: list[ExperimentVariantOut]
 
 
 class ModelVersionOut(BaseModel):
@@ -365,12 +464,14 @@ class JobIn(BaseModel):
         "backup_prune",
         "backup_verify",
         "dr_drill",
+        "impact",
+        "control_group",
     ] = Field(description="one of the jobs of docs/jobs.md (nextoffer.jobs.catalogue)")
     params: dict[str, str | int | float | bool | list[str]] = Field(
         default_factory=dict,
         description="etl: path (default NEXTOFFER_INGEST_SOURCE, new files only); "
         "ingest: path, new_only; features: as_of; training: models; "
-        "backup_verify and dr_drill: backup_id",
+        "backup_verify and dr_drill: backup_id; impact: as_of",
     )
 
 
@@ -416,6 +517,73 @@ class ReadyOut(BaseModel):
 
     status: Literal["ready", "degraded", "unavailable"]
     components: dict[str, ComponentOut]
+
+
+# --- impact (the universal control group; docs/impact.md) --------------------------------
+
+
+class ImpactArmOut(BaseModel):
+    """One arm of a group: customers, acquisition, margin and churn in the window."""
+
+    customers: int
+    acquired: int
+    acquisition_rate: float | None
+    margin_total: float = Field(
+        description="margin of offered products acquired, net of offer cost"
+    )
+    margin_per_customer: float | None
+    churned: int
+    churn_rate: float | None
+
+
+class ImpactDifferenceOut(BaseModel):
+    """Treated minus control for one metric, with its 95 % interval and a verdict in words."""
+
+    metric: Literal["acquisition_rate", "margin_per_customer", "churn_rate"]
+    estimate: float | None = Field(description="null while an arm has too few customers")
+    ci_low: float | None
+    ci_high: float | None
+    method: str = Field(description="newcomb (two proportions) or welch (two means)")
+    verdict: str
+
+
+class ImpactGroupOut(BaseModel):
+    """Treated vs control within all customers (segment_id null) or one segment."""
+
+    label: str
+    segment_id: int | None = Field(description="null: everyone; -1: customers with no segment")
+    treated: ImpactArmOut
+    control: ImpactArmOut
+    enough_data: bool = Field(description="both arms have at least min_per_arm customers")
+    acquisition: ImpactDifferenceOut
+    margin: ImpactDifferenceOut
+    churn: ImpactDifferenceOut
+
+
+class ImpactMethodsOut(BaseModel):
+    """How each interval is computed (statsmodels' method names)."""
+
+    acquisition: str
+    margin: str
+    churn: str
+
+
+class ImpactOut(BaseModel):
+    """The latest impact run: treated vs control over first exposures whose window closed."""
+
+    run_id: str
+    as_of: datetime = Field(description="the data's clock: every window compared ends by then")
+    exposed_from: datetime = Field(description="earliest first exposure compared")
+    exposed_to: datetime = Field(description="latest first exposure compared (as_of - window)")
+    window_days: int
+    period_days: int
+    computed_at: datetime
+    confidence: float
+    min_per_arm: int
+    pending_customers: int = Field(description="customers exposed since, window still open")
+    overall: ImpactGroupOut
+    segments: list[ImpactGroupOut]
+    methods: ImpactMethodsOut
 
 
 SimilarOut.model_rebuild()

@@ -7,7 +7,19 @@ from __future__ import annotations
 
 import typer
 
-from nextoffer.cli import accounts, backup, campaign, data, etl, evaluate, models, ops, score, serve
+from nextoffer.cli import (
+    accounts,
+    backup,
+    campaign,
+    data,
+    etl,
+    evaluate,
+    impact,
+    models,
+    ops,
+    score,
+    serve,
+)
 from nextoffer.cli.common import load_settings
 
 __all__ = ["app", "load_settings"]
@@ -35,6 +47,7 @@ for command in (
     serve.quickstart,
     models.train,
     score.score,
+    impact.impact,
 ):
     app.command()(command)
 app.add_typer(data.db_app, name="db")

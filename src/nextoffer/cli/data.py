@@ -117,7 +117,7 @@ def ingest(
     """Validate and load import files; bad rows go to quarantine with their reason.
 
     Files are recognised by name (products, customers, subscriptions, transactions,
-    events, churn_labels; .csv, .csv.gz or .parquet) and loaded in dependency order;
+    events, churn_labels, exposures; .csv, .csv.gz or .parquet) and loaded in dependency order;
     with --mapping, also the files its entries name. Re-running the same input changes
     nothing. An s3:// prefix (S3 or MinIO at NEXTOFFER_S3_ENDPOINT_URL, credentials from
     AWS_*) is read like a folder.

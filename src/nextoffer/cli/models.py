@@ -31,9 +31,9 @@ def _decision_line(decision: Any) -> str:
 
 @handles_errors
 def train(
-    models: Annotated[str, typer.Option(help="comma-separated kinds: offers, churn")] = (
-        "offers,churn"
-    ),
+    models: Annotated[
+        str, typer.Option(help="comma-separated kinds: offers, churn, uplift")
+    ] = "offers,churn,uplift",
     params: Annotated[
         Path | None,
         typer.Option(help="JSON file of pinned settings (skips the search for those models)"),
@@ -46,7 +46,9 @@ def train(
     Churn: calibrated LightGBM, tested on held-out customers, with a drift report. A new
     version becomes champion only if it beats the champion's primary metric (nDCG@10 for
     offers, ROC-AUC for churn) by NEXTOFFER_PROMOTION_MARGIN; otherwise the reason is
-    recorded. Then every customer's churn risk is scored with the champion.
+    recorded. Uplift: who a retention offer keeps, learnt from randomised exposures (Qini
+    AUC on the test group); skipped, with the reason, until there are enough of them. Then
+    every customer's churn risk is scored with the champion.
     """
     import json
 
@@ -121,6 +123,18 @@ def train(
             highlight=False,
             soft_wrap=True,
         )
+    if result.uplift is not None:
+        u = result.uplift
+        console.print(
+            metrics_table(
+                f"uplift on retention, {u.rows['test']:,} test-group customers "
+                f"({u.window_days}-day window)",
+                {u.chosen: u.metrics, "random ranking": {"qini_auc": 0.0, "uplift_auc": 0.0}},
+                ["qini_auc", "uplift_auc", "uplift_at_30"],
+            )
+        )
+    for kind, reason in result.skipped.items():
+        console.print(f"{kind}: skipped — {reason}", highlight=False, soft_wrap=True)
     for decision in result.decisions.values():
         console.print(_decision_line(decision), highlight=False, soft_wrap=True)
     if result.churn_scored:
@@ -134,7 +148,9 @@ def train(
 @models_app.command("list")
 @handles_errors
 def models_list(
-    kind: Annotated[str | None, typer.Argument(help="offers or churn (default: both)")] = None,
+    kind: Annotated[
+        str | None, typer.Argument(help="offers, churn or uplift (default: all)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Every registered version, newest first: metrics, decision, champion, artifacts."""
@@ -196,7 +212,7 @@ def models_list(
 @models_app.command("promote")
 @handles_errors
 def models_promote(
-    kind: Annotated[str, typer.Argument(help="offers or churn")],
+    kind: Annotated[str, typer.Argument(help="offers, churn or uplift")],
     version: Annotated[int, typer.Argument(help="version to make champion")],
     reason: Annotated[str, typer.Option(help="why (kept in the registry)")] = "promoted by hand",
 ) -> None:
@@ -207,7 +223,9 @@ def models_promote(
 
 @models_app.command("rollback")
 @handles_errors
-def models_rollback(kind: Annotated[str, typer.Argument(help="offers or churn")]) -> None:
+def models_rollback(
+    kind: Annotated[str, typer.Argument(help="offers, churn or uplift")],
+) -> None:
     """Point KIND's champion back at the previous champion."""
     decision = open_registry(load_settings()).rollback(kind)
     console.print(_decision_line(decision), highlight=False, soft_wrap=True)

@@ -205,7 +205,7 @@ def quickstart(
     db_upgrade(revision="head", timeout=None)
     ingest(path=str(data))
     features(as_of=None)
-    train(models="offers,churn", params=None, score=True)
+    train(models="offers,churn,uplift", params=None, score=True)
     precompute()
     settings = load_settings()
     from nextoffer.serving.api_keys import create_api_key

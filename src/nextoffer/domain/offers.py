@@ -351,6 +351,25 @@ def value_factor(catalogue: Catalogue, policy: OfferPolicy) -> FloatArray:
     return np.power(value / ref, policy.value_weight)
 
 
+def _rank_retention_by_uplift(
+    score: FloatArray,
+    ok: BoolArray,
+    p: FloatArray,
+    lift: FloatArray,
+    retention_cols: IntArray,
+    factor: FloatArray,
+) -> None:
+    """In place: retention columns scored uplift × value, only the likeliest kept, if uplift > 0."""
+    allowed = ok[:, retention_cols]
+    likeliest = np.where(allowed, p[:, retention_cols], -np.inf).argmax(axis=1)
+    keep = np.zeros_like(allowed)
+    keep[np.arange(len(keep)), likeliest] = True
+    # NaN > 0 is false: a customer the uplift model cannot score gets no retention offer.
+    keep &= allowed & (lift > 0)[:, None]
+    ok[:, retention_cols] = keep
+    score[:, retention_cols] = lift[:, None] * factor[retention_cols]
+
+
 def arbitrate(
     propensity: npt.ArrayLike,
     catalogue: Catalogue,
@@ -362,6 +381,7 @@ def arbitrate(
     k: int,
     reason_codes: npt.ArrayLike | None = None,
     reason_texts: Sequence[str] = (),
+    uplift: npt.ArrayLike | None = None,
 ) -> OfferSlate:
     """Choose up to k offers per customer from customers × products propensities.
 
@@ -370,6 +390,14 @@ def arbitrate(
     `min_propensity` are never chosen. `reason_codes` (customers × products, -1 = none)
     indexes `reason_texts` for an extra reason from upstream, e.g. "popular with customers
     like you". The same code serves one customer (a 1-row matrix) and a million.
+
+    `uplift` (one value per customer: the predicted rise in the probability of staying that
+    a retention offer causes) ranks retention offers by uplift instead: a customer gets at
+    most one, the eligible retention offer with the highest propensity (the one a
+    randomised campaign offers, so the one the uplift was learnt for), scored uplift ×
+    (value / reference margin) ** value_weight with no boost, and only when the uplift is
+    above 0 (a "persuadable"). NaN uplift counts as not persuadable. Other offers keep
+    propensity × value.
     """
     if k < 1:
         raise ValueError("k must be at least 1")
@@ -380,6 +408,9 @@ def arbitrate(
     shape = (n, n_products)
     for name, matrix in (("propensity", prop), ("contacts", contacts), ("reasons", codes)):
         _check_matrix(name, matrix, shape)
+    lift = None if uplift is None else np.asarray(uplift, np.float64).reshape(-1)
+    if lift is not None and lift.shape != (n,):
+        raise ValueError(f"uplift must have one value per customer ({n}), got {lift.shape}")
     plan = _plan(catalogue, customers, channel, policy)
     factor = value_factor(catalogue, policy)
     retention_cols = np.flatnonzero(catalogue.is_retention)
@@ -406,7 +437,9 @@ def arbitrate(
         ok &= p >= policy.min_propensity  # also drops NaN
         score = p * factor
         at_risk = plan.at_risk[rows]
-        if retention_cols.size and at_risk.any():
+        if lift is not None and retention_cols.size:
+            _rank_retention_by_uplift(score, ok, p, lift[rows], retention_cols, factor)
+        elif retention_cols.size and at_risk.any():
             risky = np.flatnonzero(at_risk)
             score[np.ix_(risky, retention_cols)] *= policy.retention_boost
         score[~ok] = -np.inf

@@ -7,6 +7,9 @@ the last row of each run of equal scores. The normalised AUCs subtract the strai
 only accepts 0/1 outcomes; here a numeric outcome is allowed too, with both perfect curves
 ordering treated rows by outcome descending and control rows by outcome ascending
 (scikit-uplift's perfect Qini ordering). See docs/evaluation.md.
+
+Where each row's true effect is known (generated data's planted truth), `true_qini_auc_score`
+scores a ranking against it instead of against observed outcomes (docs/models.md).
 """
 
 from __future__ import annotations
@@ -157,6 +160,37 @@ def uplift_auc_score(y_true: ArrayLike, uplift: ArrayLike, treatment: ArrayLike)
     return _normalised_auc(
         uplift_curve(y, scores, t), uplift_curve(y, _perfect_uplift_scores(y, t), t)
     )
+
+
+def true_qini_curve(effect: ArrayLike, uplift: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """(rows targeted, sum of their true effects), highest predicted uplift first.
+
+    The Qini curve of an infinite experiment: what treating the top rows gains in
+    expectation. Points at every distinct score (ties as in `qini_curve`), from (0, 0).
+    """
+    values = np.asarray(effect, dtype=float).ravel()
+    scores = np.asarray(uplift, dtype=float).ravel()
+    if len(values) != len(scores):
+        raise ValueError(f"effect and uplift differ in length: {len(values)}, {len(scores)}")
+    if np.isnan(values).any() or np.isnan(scores).any():
+        raise ValueError("effect and uplift must not contain NaN")
+    order = _descending(scores)
+    values, scores = values[order], scores[order]
+    thresholds = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    gained = np.cumsum(values, dtype=np.float64)[thresholds]
+    return _from_origin((thresholds + 1).astype(float), gained)
+
+
+def true_qini_auc_score(effect: ArrayLike, uplift: ArrayLike) -> float:
+    """Normalised area under the true Qini curve: a ranking scored against true effects.
+
+    `effect` is each row's true effect (e.g. P(stay | treated) − P(stay | control)). The
+    area between the ranking's cumulative true effect and the straight line of a random
+    ranking (from (0, 0) to (rows, total effect)), divided by the same area of the perfect
+    ranking (largest true effect first): 0 is random, 1 perfect, below 0 worse than
+    random. NaN when every row has the same effect (no ranking beats random).
+    """
+    return _normalised_auc(true_qini_curve(effect, uplift), true_qini_curve(effect, effect))
 
 
 def uplift_at_k(

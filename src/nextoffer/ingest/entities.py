@@ -177,6 +177,14 @@ PRODUCTS = _entity(
         "although it is in their exclusion group (an upgrade path, e.g. fiber from dsl)",
         max_length=1000,
     ),
+    Column(
+        "offer_cost",
+        Kind.MONEY,
+        doc="what the operator gives away each time a customer takes it as an offer (a "
+        "discount, a free month); incremental margin is counted net of it",
+        min_value=0,
+        default="0",
+    ),
 )
 
 CUSTOMERS = Entity(
@@ -258,6 +266,59 @@ CHURN_LABELS = Entity(
     ),
 )
 
+ARMS = ("treated", "control")
+"""An exposure's arm: shown the offers, or held out (logged with the would-have-been answer)."""
+EXPOSURE_SOURCES = ("api", "campaign", "import")
+"""Where an exposure comes from: served by the API, a campaign export, an operator's history."""
+
+EXPOSURES = Entity(
+    name="exposures",
+    doc=(
+        "Who was served offers (`treated`) or held out of them (`control`, with the answer "
+        "treatment would have given), at most once per unit a day: an operator's campaign "
+        "history, or what the API recorded. Impact and experiments count outcomes after it."
+    ),
+    key=("exposure_id",),
+    columns=(
+        Column(
+            "exposure_id",
+            Kind.TEXT,
+            True,
+            "natural id: `<unit>@<YYYY-MM-DD>`, plus `#<experiment_id>` for an experiment",
+            max_length=200,
+        ),
+        _CUSTOMER,
+        Column("exposed_at", Kind.TIMESTAMP, True, "when the answer was served (ISO-8601)"),
+        Column("arm", Kind.ENUM, True, "shown the offers, or held out", ARMS),
+        Column(
+            "product_ids",
+            Kind.ID_LIST,
+            True,
+            "offered product ids, best first, `|`-separated (control: the would-have-been "
+            "answer, never shown)",
+            max_length=1000,
+            references="products",
+        ),
+        Column("experiment_id", Kind.TEXT, doc="the experiment it belongs to", max_length=36),
+        Column("variant", Kind.TEXT, doc="the experiment's variant", max_length=64),
+        Column(
+            "unit_id",
+            Kind.TEXT,
+            doc="the randomisation unit: the customer id or a session id",
+            max_length=200,
+        ),
+        Column("channel", Kind.ENUM, doc="channel", choices=_values(Channel)),
+        Column(
+            "source",
+            Kind.ENUM,
+            doc="served by the API, a campaign export, or imported history",
+            choices=EXPOSURE_SOURCES,
+            default="import",
+        ),
+        Column("model_version", Kind.TEXT, doc="the model that ranked the offers", max_length=64),
+    ),
+)
+
 ENTITIES: tuple[Entity, ...] = (
     PRODUCTS,
     CUSTOMERS,
@@ -265,6 +326,7 @@ ENTITIES: tuple[Entity, ...] = (
     TRANSACTIONS,
     EVENTS,
     CHURN_LABELS,
+    EXPOSURES,
 )
 """In load order: every entity comes after the ones it references."""
 

@@ -47,7 +47,7 @@ REASONS = (
 
 INTRO = """# Import format
 
-nextoffer loads six kinds of files. This page is generated from
+nextoffer loads seven kinds of files. This page is generated from
 `src/nextoffer/ingest/entities.py` (`python -m nextoffer.ingest.format_doc`); a test fails
 when the two disagree.
 
@@ -56,7 +56,7 @@ when the two disagree.
 - One folder (or one file) per `nextoffer ingest PATH`. A file belongs to an entity by its
   name: `transactions.csv`, `transactions-2026-11.csv.gz`, `transactions_part1.parquet`.
   Files load in dependency order: products, customers, subscriptions, transactions,
-  events, churn_labels; within an entity, by file name.
+  events, churn_labels, exposures; within an entity, by file name.
 - CSV: UTF-8 (a BOM is allowed), comma-separated, one header row naming the columns (any
   order; optional columns may be absent; unknown columns are ignored, except in customers
   files, where they are custom attributes), `"` quoting, `\\n` or `\\r\\n` line ends,

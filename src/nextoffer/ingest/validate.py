@@ -40,10 +40,22 @@ class KeySet:
 
     def contains(self, values: pd.Series) -> np.ndarray:
         """Boolean mask: which values are known ids (an Arrow hash lookup, no Python loop)."""
+        return self._known(pa.array(values, type=pa.string()))
+
+    def contains_all(self, values: pd.Series, sep: str = "|") -> np.ndarray:
+        """Boolean mask: rows whose every `sep`-separated id is known (id lists)."""
+        lists = pc.split_pattern(pa.array(values, type=pa.string()).fill_null(""), sep)
+        known = self._known(pc.list_flatten(lists))
+        missing = np.zeros(len(values), dtype=bool)
+        rows = np.asarray(pc.list_parent_indices(lists).to_numpy(zero_copy_only=False))
+        np.logical_or.at(missing, rows, ~known)
+        return ~missing
+
+    def _known(self, values: pa.Array) -> np.ndarray:
         if self._pending:
             self._ids = pa.concat_arrays([self._ids, *self._pending])
             self._pending = []
-        found = pc.is_in(pa.array(values, type=pa.string()), value_set=self._ids)
+        found = pc.is_in(values, value_set=self._ids)
         return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
     def __len__(self) -> int:
@@ -261,6 +273,12 @@ def _check_column(
         reasons.flag(
             bad, _Message(f"bad_id: {col.name} ", text, " has an id with spaces or symbols")
         )
+        if col.references is not None and col.references in ctx.known:
+            unknown = present & ~ctx.known[col.references].contains_all(text)
+            noun = SINGULAR.get(col.references, col.references)
+            reasons.flag(
+                unknown, _Message(f"unknown_{noun}: {col.name} ", text, " has an id not found")
+            )
         return text.where(present, None).astype(object)
     if col.kind is Kind.ENUM_LIST:
         allowed = set(col.choices)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from nextoffer.ops.verify import VerifyResult
     from nextoffer.pipelines.etl import IngestResult
     from nextoffer.pipelines.features import FeaturesResult
+    from nextoffer.pipelines.impact import ImpactRunResult
     from nextoffer.pipelines.nightly import NightlyResult
     from nextoffer.pipelines.train import TrainOverrides, TrainResult
     from nextoffer.registry.mlflow_registry import ModelRegistry
@@ -53,6 +54,14 @@ def run_features(
     """The `features` job: every customer's features and segment as of `as_of`."""
     done = execute(JobContext(engine, settings), "features", {"as_of": as_of})
     return cast("FeaturesResult", done.result)
+
+
+def run_impact(
+    engine: Engine, settings: Settings, as_of: datetime | None = None
+) -> ImpactRunResult:
+    """The `impact` job: treated vs control over exposures whose window has closed, stored."""
+    done = execute(JobContext(engine, settings), "impact", {"as_of": as_of})
+    return cast("ImpactRunResult", done.result)
 
 
 def run_training(

@@ -198,12 +198,19 @@ def _training(context: JobContext, params: dict[str, Any], run: RunHandle) -> ob
 
 def _precompute(context: JobContext, params: dict[str, Any], run: RunHandle) -> object:
     """Every customer's offers with the champion, in chunks (on workers with a fan-out)."""
-    from nextoffer.pipelines.precompute import run_precompute
+    from nextoffer.pipelines.precompute import run_precompute, uplift_for_ranking
     from nextoffer.scoring.champions import load_offer_champion
 
     champion = load_offer_champion(context.models())
-    run_chunks = None if context.fan_out is None else context.fan_out(champion.version)
-    result = run_precompute(context.engine, context.settings, champion, run_chunks=run_chunks)
+    uplift = uplift_for_ranking(context.models(), context.settings)
+    run_chunks = (
+        None
+        if context.fan_out is None
+        else context.fan_out(champion.version, None if uplift is None else uplift.version)
+    )
+    result = run_precompute(
+        context.engine, context.settings, champion, run_chunks=run_chunks, uplift=uplift
+    )
     run.counts = {
         "customers": result.customers,
         "with_offers": result.with_offers,
@@ -254,6 +261,47 @@ def _kpi_refresh(context: JobContext, params: dict[str, Any], run: RunHandle) ->
     return kpis
 
 
+def _impact(context: JobContext, params: dict[str, Any], run: RunHandle) -> object:
+    """Treated vs control over exposures whose window has closed, stored; `as_of` (ISO)."""
+    from nextoffer.pipelines.impact import run_impact
+
+    as_of = params.get("as_of")
+    if isinstance(as_of, str):
+        as_of = datetime.fromisoformat(as_of)
+    if isinstance(as_of, datetime) and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    result = run_impact(
+        context.engine,
+        context.settings,
+        as_of if isinstance(as_of, datetime) else None,
+        run_id=run.run_id,
+    )
+    run.counts = result.counts()
+    return result
+
+
+def _control_group(context: JobContext, params: dict[str, Any], run: RunHandle) -> object:
+    """Sync `control_group` to the current share: who entered, who left; `today` (ISO date)."""
+    from datetime import date
+
+    from nextoffer.pipelines.control_group import run_control_group
+
+    today = params.get("today")
+    result = run_control_group(
+        context.engine,
+        context.settings,
+        date.fromisoformat(today) if isinstance(today, str) else None,
+    )
+    run.counts = {
+        "members": result.members,
+        "entered": result.entered,
+        "reentered": result.reentered,
+        "left": result.left,
+        "share": context.settings.control_group_share,
+    }
+    return result
+
+
 def _backup(context: JobContext, params: dict[str, Any], run: RunHandle) -> object:
     """A new backup (database, registry, model files) under NEXTOFFER_BACKUP_URL."""
     from nextoffer.ops.backup import write_backup
@@ -299,7 +347,8 @@ _SERVE_AGAIN = ("precompute", "cache_rebuild")
 
 SCHEDULES: dict[str, Schedule] = {
     # Seed: extract → clean → load → recalculate features → update the cache.
-    "etl": Schedule("nightly-etl", "etl_cron", _SERVE_AGAIN),
+    # Impact last: measuring must never hold back the answers the night refreshes.
+    "etl": Schedule("nightly-etl", "etl_cron", (*_SERVE_AGAIN, "impact")),
     # Seed: train → evaluate → register if improved → update inference.
     "training": Schedule("weekly-retraining", "retrain_cron", _SERVE_AGAIN),
     "fallback_refresh": Schedule("fallback-refresh", "fallback_precompute_cron"),
@@ -307,6 +356,8 @@ SCHEDULES: dict[str, Schedule] = {
     # A new base backup, then grandfather-father-son retention over all of them.
     "backup": Schedule("backup", "backup_cron", ("backup_prune",)),
     "backup_verify": Schedule("backup-verify", "backup_verify_cron"),
+    # Daily, after the nightly ETL has brought new customers: who entered or left the group.
+    "control_group": Schedule("control-group", "control_group_cron"),
 }
 """The jobs that run by themselves, by name."""
 
@@ -337,6 +388,11 @@ JOBS: dict[str, JobSpec] = {
             "fallback_refresh", _fallback_refresh, "each segment's popular list into the cache"
         ),
         JobSpec(
+            "impact",
+            _impact,
+            "treated vs control (the control group) over exposures whose window has closed",
+        ),
+        JobSpec(
             "kpi_refresh", _kpi_refresh, "the KPIs of the last 30 days, kept as the run's counts"
         ),
         JobSpec(
@@ -349,6 +405,11 @@ JOBS: dict[str, JobSpec] = {
             "restore a backup into scratch and compare it with its manifest",
         ),
         JobSpec("dr_drill", _dr_drill, "rehearse a recovery and measure RTO and RPO"),
+        JobSpec(
+            "control_group",
+            _control_group,
+            "record who entered or left the universal control group at the current share",
+        ),
     )
 }
 """The catalogue, in the order the docs list it."""

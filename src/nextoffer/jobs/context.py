@@ -33,14 +33,15 @@ class JobContext:
 
     `registry` may be left out: it is opened from the settings the first time a job needs
     it (an ingest or a backup never does, and MLflow takes seconds to import).
-    `fan_out(model_version)` gives precompute a way to run its chunks elsewhere (Celery
-    tasks scoring with that offers version); None runs them here, one after the other.
+    `fan_out(model_version, uplift_version)` gives precompute a way to run its chunks
+    elsewhere (Celery tasks scoring with that offers version, and that uplift version when
+    offers are ranked by uplift); None runs them here, one after the other.
     """
 
     engine: Engine
     settings: Settings
     registry: ModelRegistry | None = None
-    fan_out: Callable[[int], ChunkRunner] | None = None
+    fan_out: Callable[[int, int | None], ChunkRunner] | None = None
     progress: Progress = field(default_factory=Progress)
     _opened: list[Any] = field(default_factory=list, repr=False, compare=False)
 

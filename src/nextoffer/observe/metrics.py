@@ -74,6 +74,17 @@ class ApiMetrics:
             "reason",
         )
         self.rate_limited = counter("nextoffer_rate_limited_total", "Requests refused with 429.")
+        # Exposures (serving/exposures.py): written in batches off the request path.
+        self.exposures_recorded = counter(
+            "nextoffer_exposures_recorded_total",
+            "Exposures newly written to the database, by arm (treated, control) and source.",
+            "arm",
+            "source",
+        )
+        self.exposures_spooled = counter(
+            "nextoffer_exposures_spooled_total",
+            "Exposures written to the local spool because the database was unreachable.",
+        )
 
     def scrape_registry(self) -> CollectorRegistry:
         """What `/metrics` renders: this registry, or the merged multiprocess view."""

@@ -74,12 +74,17 @@ def update_cache(
     Cached answers need no purge: their keys carry a stamp of the last features run and the
     champion versions, so the new features make the API read fresh ones (cache/keys.py).
     """
-    from nextoffer.pipelines.precompute import run_precompute
+    from nextoffer.pipelines.precompute import run_precompute, uplift_for_ranking
     from nextoffer.scoring.champions import load_offer_champion
 
     if registry.champion("offers") is None:
         return None
-    return run_precompute(engine, settings, load_offer_champion(registry))
+    return run_precompute(
+        engine,
+        settings,
+        load_offer_champion(registry),
+        uplift=uplift_for_ranking(registry, settings),
+    )
 
 
 @dataclass

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -16,11 +17,16 @@ from nextoffer.domain.offers import Catalogue
 from nextoffer.domain.results import Counted
 from nextoffer.features.training import current_features, load_products
 from nextoffer.models.offer_model import OfferModel
-from nextoffer.scoring.champions import Champion
+from nextoffer.models.uplift import UpliftModel
+from nextoffer.scoring.champions import Champion, load_uplift_champion
 from nextoffer.scoring.offers import policy_from_settings, read_block, score_block
+from nextoffer.scoring.uplift import ranking_model, ranks_by_uplift
 from nextoffer.store import Engine, precomputed
 from nextoffer.store.reads.customers import ids_with_features
 from nextoffer.store.runs import utcnow
+
+if TYPE_CHECKING:
+    from nextoffer.registry.mlflow_registry import ModelRegistry
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,13 @@ def load_catalogue(engine: Engine, champion: Champion[OfferModel]) -> Catalogue:
     return catalogue
 
 
+def uplift_for_ranking(registry: ModelRegistry, settings: Settings) -> Champion[UpliftModel] | None:
+    """The uplift champion when offers are ranked by uplift and there is one, else None."""
+    if not ranks_by_uplift(settings) or registry.champion("uplift") is None:
+        return None
+    return load_uplift_champion(registry)
+
+
 def precompute_chunk(
     engine: Engine,
     settings: Settings,
@@ -91,10 +104,12 @@ def precompute_chunk(
     catalogue: Catalogue,
     chunk: Chunk,
     computed_at: datetime,
+    uplift: Champion[UpliftModel] | None = None,
 ) -> tuple[int, int]:
     """Score one id range and replace its rows in `precomputed_offers`.
 
-    Returns (customers scored, customers with at least one offer).
+    Returns (customers scored, customers with at least one offer). `uplift` is the uplift
+    champion, used only when NEXTOFFER_OFFER_RANKING=uplift (as in live answers).
 
     Delete-then-insert in one transaction: a re-run (a retried task) leaves exactly one row
     per customer, and customers no longer in the range disappear with the old rows.
@@ -114,7 +129,14 @@ def precompute_chunk(
             segments=settings.segments,
             seed=settings.random_seed,
         )
-    block = score_block(champion, catalogue, policy, inputs, k=settings.precompute_k)
+    block = score_block(
+        champion,
+        catalogue,
+        policy,
+        inputs,
+        k=settings.precompute_k,
+        uplift=ranking_model(settings, uplift),
+    )
     ids, offers = block.customer_ids, block.offers
     frame = pd.DataFrame(
         {
@@ -135,11 +157,14 @@ def run_precompute(
     *,
     progress: Callable[[int, int], None] | None = None,
     run_chunks: ChunkRunner | None = None,
+    uplift: Champion[UpliftModel] | None = None,
 ) -> PrecomputeResult:
     """Precompute offers for every customer with features, chunk by chunk.
 
     `run_chunks` lets a caller fan the chunks out (Celery); by default they run here, one
-    after the other. `progress(done, total)` is called after each chunk.
+    after the other. `progress(done, total)` is called after each chunk. `uplift` ranks
+    retention offers when NEXTOFFER_OFFER_RANKING=uplift (`uplift_for_ranking`); a fan-out
+    is given its version by the caller.
     """
     started = time.perf_counter()
     computed_at = utcnow()
@@ -149,7 +174,7 @@ def run_precompute(
 
     def inline(todo: list[Chunk], at: datetime) -> Iterator[tuple[int, int]]:
         for chunk in todo:
-            yield precompute_chunk(engine, settings, champion, catalogue, chunk, at)
+            yield precompute_chunk(engine, settings, champion, catalogue, chunk, at, uplift)
 
     for done, (count, with_offers) in enumerate(
         (run_chunks or inline)(chunks, computed_at), start=1

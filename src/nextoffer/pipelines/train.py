@@ -20,10 +20,18 @@ from typing import Any
 from nextoffer.config import Settings
 from nextoffer.models.churn import ChurnModel
 from nextoffer.models.offer_model import OfferModel
+from nextoffer.models.uplift import UpliftModel
 from nextoffer.pipelines.base import Say, silent
 from nextoffer.pipelines.score_churn import score_all_customers
 from nextoffer.pipelines.train_churn import ChurnTraining, ChurnTrainingConfig, train_churn
 from nextoffer.pipelines.train_offers import OfferTraining, OfferTrainingConfig, train_offers
+from nextoffer.pipelines.train_uplift import PRIMARY_METRIC as UPLIFT_PRIMARY_METRIC
+from nextoffer.pipelines.train_uplift import (
+    NotEnoughRandomisedDataError,
+    UpliftTraining,
+    UpliftTrainingConfig,
+    train_uplift,
+)
 from nextoffer.registry.mlflow_registry import Decision, ModelRegistry
 from nextoffer.registry.protocol import (
     MODEL_KINDS,
@@ -31,7 +39,11 @@ from nextoffer.registry.protocol import (
     TAG_DATA_FINGERPRINT,
     RegisterOptions,
 )
-from nextoffer.scoring.champions import load_churn_champion, load_offer_champion
+from nextoffer.scoring.champions import (
+    load_churn_champion,
+    load_offer_champion,
+    load_uplift_champion,
+)
 from nextoffer.store import Engine
 from nextoffer.store.reads.fingerprint import data_fingerprint
 from nextoffer.store.runs import utcnow
@@ -81,6 +93,9 @@ class TrainResult:
     churn_scored: dict[str, int]
     churn_model_version: int | None
     seconds: float
+    uplift: UpliftTraining | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Kinds not trained, and why (uplift without enough randomised data)."""
 
     def counts(self) -> dict[str, Any]:
         """The run's counts, as its job records them in `job_runs`."""
@@ -88,6 +103,7 @@ class TrainResult:
             **{f"{kind}_version": d.version for kind, d in self.decisions.items()},
             **{f"{kind}_promoted": d.promoted for kind, d in self.decisions.items()},
             **{f"churn_scored_{band}": n for band, n in self.churn_scored.items()},
+            **{f"{kind}_skipped": reason for kind, reason in self.skipped.items()},
         }
 
 
@@ -104,6 +120,9 @@ def run_training(
 ) -> TrainResult:
     """Train the chosen kinds, register each, then score churn with the churn champion.
 
+    Uplift comes last and is skipped, with the reason in `TrainResult.skipped`, while the
+    data has too few randomised retention offers (`train_uplift.NotEnoughRandomisedDataError`).
+
     `run_id` names the job run this belongs to; the run is recorded by whoever started it
     (nextoffer.jobs), not here.
     """
@@ -117,12 +136,14 @@ def run_training(
     decisions: dict[str, Decision] = {}
     offers: OfferTraining | None = None
     churn: ChurnTraining | None = None
+    uplift: UpliftTraining | None = None
+    skipped: dict[str, str] = {}
     bands: dict[str, int] = {}
     champion_version: int | None = None
     with tempfile.TemporaryDirectory() as workdir:
 
         def register(
-            kind: str, model: OfferModel | ChurnModel, options: RegisterOptions
+            kind: str, model: OfferModel | ChurnModel | UpliftModel, options: RegisterOptions
         ) -> Decision:
             """Save `model` and register it as a new `kind` version (champion if it is better)."""
             path = Path(workdir) / kind
@@ -157,6 +178,23 @@ def run_training(
             bands = score_all_customers(
                 engine, champion.model, champion.label, utcnow(), settings.churn_bands
             )
+        # Last, after churn scoring: nothing the other kinds do waits on it.
+        if "uplift" in kinds:
+            uplift_config = UpliftTrainingConfig(
+                seed=settings.random_seed,
+                threads=settings.train_threads,
+                window_days=settings.impact_window_days,
+            )
+            try:
+                uplift = train_uplift(engine, uplift_config, progress=lambda m: say(f"uplift: {m}"))
+            except NotEnoughRandomisedDataError as exc:
+                # Most data sets have no randomised retention offers yet: not an error.
+                skipped["uplift"] = str(exc)
+                say(f"uplift: skipped: {exc}")
+            else:
+                rescored = _rescore_champion(registry, "uplift", uplift.score)
+                options = _uplift_options(uplift, rescored, fingerprint)
+                decisions["uplift"] = register("uplift", uplift.model, options)
         return TrainResult(
             run_id=run_id or str(uuid.uuid4()),
             offers=offers,
@@ -165,6 +203,8 @@ def run_training(
             churn_scored=bands,
             churn_model_version=champion_version,
             seconds=time.perf_counter() - started,
+            uplift=uplift,
+            skipped=skipped,
         )
 
 
@@ -196,8 +236,12 @@ def _rescore_champion(
     """The current champion's metrics on this run's test data, or None without a champion."""
     if registry.champion(kind) is None:
         return None
-    loader = load_offer_champion if kind == "offers" else load_churn_champion
-    champion = loader(registry)
+    loaders: dict[str, Callable[[ModelRegistry], Any]] = {
+        "offers": load_offer_champion,
+        "churn": load_churn_champion,
+        "uplift": load_uplift_champion,
+    }
+    champion = loaders[kind](registry)
     try:
         return {k: float(v) for k, v in score(champion.model).items()}
     except (KeyError, ValueError) as exc:
@@ -270,6 +314,41 @@ def _churn_options(
             {"roc_auc": rescored.get("roc_auc", 0.0)} if rescored is not None else None
         ),
         "floor": 0.5,
+    }
+
+
+def _uplift_options(
+    uplift: UpliftTraining, rescored: dict[str, float] | None, fingerprint: str
+) -> RegisterOptions:
+    """What the registry records of an uplift run; Qini AUC on the test group decides.
+
+    The floor is 0, a random ranking's expected Qini AUC: a model no better than picking
+    customers at random is degenerate and never promoted.
+    """
+    tags = {
+        "nextoffer.chosen_model": uplift.chosen,
+        "nextoffer.outcome": f"retained, {uplift.window_days}-day window",
+        "nextoffer.exposed_from": uplift.exposed_from,
+        "nextoffer.exposed_to": uplift.exposed_to,
+        "nextoffer.learned_from": (
+            f"{uplift.rows.get('train', 0):,} customers offered a retention offer at random "
+            "(control group or campaign), test group excluded"
+        ),
+        TAG_DATA_FINGERPRINT: fingerprint,
+    }
+    if rescored is not None:
+        tags[TAG_CHAMPION_RESCORED] = json.dumps(rescored, sort_keys=True)
+    return {
+        "params": _flatten({"model": uplift.chosen, "window_days": uplift.window_days}),
+        "metrics": uplift.metrics,
+        "primary_metric": UPLIFT_PRIMARY_METRIC,
+        "tags": tags,
+        "champion_metrics": (
+            {UPLIFT_PRIMARY_METRIC: rescored.get(UPLIFT_PRIMARY_METRIC, 0.0)}
+            if rescored is not None
+            else None
+        ),
+        "floor": 0.0,
     }
 
 

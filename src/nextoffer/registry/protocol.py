@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, Required, TypedDict, Unpack
 
-MODEL_KINDS: tuple[str, ...] = ("offers", "churn")
+MODEL_KINDS: tuple[str, ...] = ("offers", "churn", "uplift")
 CHAMPION = "champion"
 
 # Tags on runs, model versions and registered models. Everything the registry decides is

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 if TYPE_CHECKING:
     from nextoffer.models.churn import ChurnModel
     from nextoffer.models.offer_model import OfferModel
+    from nextoffer.models.uplift import UpliftModel
     from nextoffer.registry.mlflow_registry import ModelRegistry
 
 M = TypeVar("M")
@@ -57,6 +58,20 @@ def load_churn_champion(registry: ModelRegistry) -> Champion[ChurnModel]:
     from nextoffer.models.churn import ChurnModel
 
     return _load(registry, "churn", ChurnModel.load)
+
+
+def load_uplift_champion(registry: ModelRegistry) -> Champion[UpliftModel]:
+    """The uplift champion, loaded into memory."""
+    from nextoffer.models.uplift import load_uplift_model
+
+    return _load(registry, "uplift", load_uplift_model)
+
+
+def load_uplift_version(registry: ModelRegistry, version: int) -> Champion[UpliftModel]:
+    """One registered uplift version (a precompute run's, chosen by its coordinator)."""
+    from nextoffer.models.uplift import load_uplift_model
+
+    return Champion(_download_and_load(registry, "uplift", version, load_uplift_model), version)
 
 
 def _load(registry: ModelRegistry, kind: str, loader: Callable[[Path], M]) -> Champion[M]:

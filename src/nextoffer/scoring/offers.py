@@ -27,6 +27,7 @@ from nextoffer.domain.offers import (
     OfferSlate,
     arbitrate,
 )
+from nextoffer.scoring.uplift import predict_uplift
 from nextoffer.store import Connection
 from nextoffer.store.reads import churn as churn_reads
 from nextoffer.store.reads import contacts
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
     from nextoffer.features.training import Snapshot
     from nextoffer.models.offer_model import OfferModel
+    from nextoffer.models.uplift import UpliftModel
     from nextoffer.scoring.champions import Champion
 
 HELD_COLUMNS: Final[Mapping[str, str]] = {
@@ -191,8 +193,13 @@ def score_snapshot(
     *,
     k: int,
     channel: str | None = None,
+    uplift: UpliftModel | None = None,
 ) -> OfferSlate:
-    """Propensities from the model, then business arbitration: the offers per customer."""
+    """Propensities from the model, then business arbitration: the offers per customer.
+
+    With an `uplift` model (offers ranked by uplift, `scoring.uplift.ranking_model`),
+    retention offers are ranked by its predicted uplift × value and go to persuadables only.
+    """
     features = snapshot.features
     propensity, _ = model.propensity(features, snapshot.history, snapshot.held)
     held = snapshot.held.toarray() > 0
@@ -205,6 +212,7 @@ def score_snapshot(
         contacts_in_window=contacts,
         policy=policy,
         k=k,
+        uplift=None if uplift is None else predict_uplift(uplift, features),
     )
 
 
@@ -256,10 +264,12 @@ def score_block(
     inputs: BlockInputs,
     *,
     k: int,
+    uplift: Champion[UpliftModel] | None = None,
 ) -> ScoredBlock:
     """Every customer's offers, best first, labelled with the champion's version.
 
-    No database access: callers read the inputs first and let the connection go.
+    `uplift` is the uplift champion when offers are ranked by uplift (`ranking_model`),
+    else None. No database access: callers read the inputs first and let the connection go.
     """
     slate = score_snapshot(
         champion.model,
@@ -269,6 +279,7 @@ def score_block(
         inputs.contacts,
         inputs.churn_risk,
         k=k,
+        uplift=None if uplift is None else uplift.model,
     )
     ids = inputs.customer_ids
     return ScoredBlock(ids, [slate.offers(i, champion.label) for i in range(len(ids))])

@@ -37,6 +37,7 @@ from nextoffer.scoring.offers import (
     read_block,
     score_block,
 )
+from nextoffer.scoring.uplift import ranking_model
 from nextoffer.serving.state import ServingState
 from nextoffer.store import DatabaseError, Engine, precomputed
 from nextoffer.store.reads import catalogue as catalogue_reads
@@ -66,7 +67,8 @@ class Source(StrEnum):
     POPULAR = "popular"
     """An experiment variant that serves popular products on purpose."""
     CONTROL = "control"
-    """An experiment's control group: no model offer at all."""
+    """Held out (the universal control group, or an experiment's control variant): no offer
+    shown; the answer the treatment would have given is kept in `OffersAnswer.withheld`."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,11 @@ class OffersAnswer:
     degraded: bool = False
     notes: list[str] = field(default_factory=list)
     experiment: ExperimentTag | None = None
+    control: bool = False
+    """True when the customer is held out: `offers` is empty and `withheld` holds the rest."""
+    withheld: list[Offer] = field(default_factory=list)
+    """For a held-out customer, the answer the treatment would have given (logged in its
+    exposure, never shown: the API's `OffersOut` has no such field)."""
 
 
 class OfferService:
@@ -130,20 +137,28 @@ class OfferService:
         channel: str | None = None,
         variant: Variant | None = None,
         experiment_id: str | None = None,
+        withhold: bool = False,
     ) -> OffersAnswer:
-        """The customer's next-best offers, best first, at most k, allowed in `channel`."""
+        """The customer's next-best offers, best first, at most k, allowed in `channel`.
+
+        `withhold` (the universal control group), like an experiment variant of strategy
+        control, computes the champion's answer through every filter and then holds it
+        back: `offers` empty, `control` true, the answer kept in `withheld`.
+        """
         answer = self._answer(customer_id, variant)
         if variant is not None and experiment_id is not None:
             answer.experiment = ExperimentTag(experiment_id, variant.name, variant.strategy.value)
         answer.offers = self._for_channel(answer.offers, channel)[:k]
+        if withhold or (variant is not None and variant.strategy is Strategy.CONTROL):
+            answer.withheld, answer.offers = answer.offers, []
+            answer.control = True
+            answer.source = Source.CONTROL
         self._on_source(answer.source.value)
         return answer
 
     def _answer(self, customer_id: str, variant: Variant | None) -> OffersAnswer:
         strategy = Strategy.CHAMPION if variant is None else variant.strategy
-        if strategy == Strategy.CONTROL:
-            self._require_customer(customer_id, degraded_ok=True)
-            return OffersAnswer(customer_id, [], Source.CONTROL, None)
+        # A control variant is measured on what the champion would have offered.
         if strategy in (Strategy.SEGMENT_POPULAR, Strategy.POPULAR):
             answer = self._popular(customer_id, per_segment=strategy == Strategy.SEGMENT_POPULAR)
             answer.source = Source.POPULAR
@@ -236,7 +251,14 @@ class OfferService:
                 seed=self.settings.random_seed,
             )
             _, accepted = self._recent_responses(conn, customer_id)
-        block = score_block(champion, catalogue, self.policy, inputs, k=self.settings.precompute_k)
+        block = score_block(
+            champion,
+            catalogue,
+            self.policy,
+            inputs,
+            k=self.settings.precompute_k,
+            uplift=ranking_model(self.settings, self.state.uplift),
+        )
         return [o for o in block.offers[0] if o.product_id not in accepted]
 
     def _features(self, conn: Any, customer_id: str) -> pd.DataFrame:

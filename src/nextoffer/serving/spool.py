@@ -72,13 +72,19 @@ def original_name(name: str) -> str:
 class Spool:
     """One process's spool file in `directory`, and the claims replayers make on any file."""
 
-    def __init__(self, directory: Path, *, process_tag: str | None = None) -> None:
-        """Spool to `directory`, created on first use; the file is named after this process."""
+    def __init__(
+        self, directory: Path, *, process_tag: str | None = None, prefix: str = SPOOL_PREFIX
+    ) -> None:
+        """Spool to `directory`, created on first use; the file is named after this process.
+
+        `prefix` starts every file name of this kind of spool (events, exposures).
+        """
         self.directory = Path(directory)
+        self.prefix = prefix
         owner = f"{_safe(socket.gethostname())}-{os.getpid()}"
         if process_tag is not None:
             owner = f"{owner}-{_safe(process_tag)}"
-        self.file = self.directory / f"{SPOOL_PREFIX}{owner}{SPOOL_SUFFIX}"
+        self.file = self.directory / f"{prefix}{owner}{SPOOL_SUFFIX}"
         self._owner = owner
         self._lock = threading.Lock()
 
@@ -130,7 +136,7 @@ class Spool:
         return sorted(
             path
             for path in self.directory.iterdir()
-            if path.name.startswith(SPOOL_PREFIX)
+            if path.name.startswith(self.prefix)
             and (path.name.endswith(SPOOL_SUFFIX) or CLAIM_MARK in path.name)
         )
 

@@ -16,6 +16,7 @@ from nextoffer.scoring.champions import (
     Champion,
     load_churn_champion,
     load_offer_version,
+    load_uplift_version,
 )
 from nextoffer.store import Engine
 from nextoffer.store.reads.jobs import last_successes
@@ -23,6 +24,7 @@ from nextoffer.store.reads.jobs import last_successes
 if TYPE_CHECKING:
     from nextoffer.models.churn import ChurnModel
     from nextoffer.models.offer_model import OfferModel
+    from nextoffer.models.uplift import UpliftModel
     from nextoffer.registry.mlflow_registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class ServingState:
     registry: ModelRegistry
     offers: Champion[OfferModel] | None = None
     churn: Champion[ChurnModel] | None = None
+    uplift: Champion[UpliftModel] | None = None
+    """The uplift champion (ranks retention offers when NEXTOFFER_OFFER_RANKING=uplift)."""
     catalogue: Catalogue | None = None
     stamp: str = "none"
     registry_ok: bool = True
@@ -61,6 +65,7 @@ class ServingState:
         marks = self._read_job_marks()
         offers_version = self._champion_version("offers")
         churn_version = self._champion_version("churn")
+        uplift_version = self._champion_version("uplift")
         with self._lock:
             if offers_version is not None and (
                 self.offers is None or self.offers.version != offers_version
@@ -78,14 +83,21 @@ class ServingState:
                     lambda r, _v: load_churn_champion(r),
                     self.registry,
                 )
+            if uplift_version is not None and (
+                self.uplift is None or self.uplift.version != uplift_version
+            ):
+                self.uplift = self._reload(
+                    "uplift", uplift_version, self.uplift, load_uplift_version, self.registry
+                )
             if marks is not None and (marks != self._job_marks or self.catalogue is None):
                 self._job_marks = marks
                 self.catalogue = self._read_catalogue() or self.catalogue
             offers_label = self.offers.label if self.offers else "none"
             churn_label = self.churn.label if self.churn else "none"
+            uplift_label = self.uplift.label if self.uplift else "none"
             # A stable digest: every replica must compute the same stamp (hash() is salted).
             digest = hashlib.sha256(repr(self._job_marks).encode()).hexdigest()[:10]
-            self.stamp = f"o{offers_label}.c{churn_label}.d{digest}"
+            self.stamp = f"o{offers_label}.c{churn_label}.u{uplift_label}.d{digest}"
 
     def pinned_offers_model(self, version: int) -> Champion[OfferModel]:
         """A specific offers version (an experiment's variant), loaded once and kept."""

@@ -1,4 +1,4 @@
-"""A/B experiments in the database: create, list, stop, and per-variant offer-event counts."""
+"""A/B experiments in the database: create, list and stop (units and outcomes: reads)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Row, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, insert, select, update
 
 from nextoffer.domain.errors import NotFoundError
 from nextoffer.domain.experiments import (
-    DEFAULT_ALPHA,
     ExperimentDesign,
-    ExperimentResults,
     ExperimentStatus,
     ExperimentUnit,
     Strategy,
     Variant,
-    VariantCounts,
     parse_unit,
-    variant_results,
 )
-from nextoffer.domain.vocabulary import EventType
-from nextoffer.store.reads.offers import OFFER_EVENTS
 from nextoffer.store.runs import utcnow
-from nextoffer.store.schema import Event, Experiment
+from nextoffer.store.schema import Experiment
 
 NAME_MAX = 200
 """The `experiments.name` column's length."""
@@ -161,58 +155,6 @@ def _stored(conn: Connection, experiment_id: str) -> ExperimentRecord:
     if row is None:
         raise NotFoundError(f"no experiment with id {experiment_id!r}")
     return _record(row)
-
-
-def experiment_counts(engine: Engine, experiment_id: str) -> list[VariantCounts]:
-    """Offer events per variant, in design order; variants without events count zero.
-
-    NotFoundError when the experiment does not exist. Events naming a variant the design
-    does not have (a stale or forged label) are left out: no unit can be assigned to them.
-    """
-    record = get_experiment(engine, experiment_id)
-    names = [v.name for v in record.variants]
-
-    def count(event_type: EventType) -> ColumnElement[int]:
-        return func.count(case((Event.event_type == event_type.value, 1)))
-
-    query = (
-        select(
-            Event.variant,
-            count(EventType.OFFER_IMPRESSION).label("impressions"),
-            count(EventType.OFFER_CLICK).label("clicks"),
-            count(EventType.OFFER_ACCEPT).label("accepts"),
-            count(EventType.OFFER_DECLINE).label("declines"),
-            func.count(func.distinct(Event.customer_id)).label("unique_customers"),
-        )
-        .where(
-            Event.experiment_id == experiment_id,
-            Event.variant.in_(names),
-            Event.event_type.in_(OFFER_EVENTS),
-        )
-        .group_by(Event.variant)
-    )
-    with engine.connect() as conn:
-        found = {
-            row.variant: VariantCounts(
-                variant=row.variant,
-                impressions=int(row.impressions),
-                clicks=int(row.clicks),
-                accepts=int(row.accepts),
-                declines=int(row.declines),
-                unique_customers=int(row.unique_customers),
-            )
-            for row in conn.execute(query)
-        }
-    return [found.get(name, VariantCounts(name)) for name in names]
-
-
-def experiment_results(
-    engine: Engine, experiment_id: str, alpha: float = DEFAULT_ALPHA
-) -> ExperimentResults:
-    """Every variant's rates and tests against the design's control variant."""
-    record = get_experiment(engine, experiment_id)
-    counts = experiment_counts(engine, experiment_id)
-    return variant_results(counts, record.design.control_variant.name, alpha)
 
 
 def _variant_json(variant: Variant) -> dict[str, Any]:

@@ -88,6 +88,8 @@ class Product(Base):
     requires_attribute: Mapped[str | None] = mapped_column(Text)
     exclusion_group: Mapped[str | None] = mapped_column(String(64))
     upgrades_from: Mapped[str | None] = mapped_column(Text)
+    offer_cost: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0), server_default="0")
+    """What making the offer costs (a discount, a gift); incremental margin is net of it (0007)."""
 
 
 class Customer(Base):
@@ -412,6 +414,70 @@ class PrecomputedOffers(Base):
     computed_at: Mapped[datetime] = mapped_column(UTC_TIME)
 
 
+class ControlGroupMember(Base):
+    """A customer held out of every offer: the universal control group (0007).
+
+    Membership follows a salted hash of the id against `control_group_share`; this table
+    records when each customer entered (and left, when the share shrank), so a changed
+    share never rewrites history.
+    """
+
+    __tablename__ = "control_group"
+
+    customer_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    entered_on: Mapped[date]
+    left_on: Mapped[date | None]
+    share: Mapped[float] = mapped_column(Float)
+    """The control-group share in force when the customer entered."""
+
+
+class Exposure(Base):
+    """A customer (or session) served an answer, treated or held out, at most once a day (0007).
+
+    For the control arm `product_ids` is the answer the treatment would have given: logged,
+    never shown, so both arms are measured on the same offers.
+    """
+
+    __tablename__ = "exposures"
+
+    exposure_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ID)
+    exposed_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    arm: Mapped[str] = mapped_column(String(16))
+    """`treated` or `control` (the universal control group, or an experiment's control)."""
+    product_ids: Mapped[str] = mapped_column(Text)
+    """The offered products, best first, `|`-separated."""
+    experiment_id: Mapped[str | None] = mapped_column(String(36))
+    variant: Mapped[str | None] = mapped_column(String(64))
+    unit_id: Mapped[str | None] = mapped_column(String(200))
+    """The experiment's randomisation unit: the customer id or the session id."""
+    channel: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))
+    """`api` (served), `campaign` (exported) or `import` (an operator's campaign history)."""
+    model_version: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_exposures_customer_at", "customer_id", "exposed_at"),
+        Index("ix_exposures_at", "exposed_at"),
+        Index("ix_exposures_experiment_variant", "experiment_id", "variant"),
+    )
+
+
+class ImpactResult(Base):
+    """One run of the impact job: treated vs control over a period, as a JSON report (0007)."""
+
+    __tablename__ = "impact_results"
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(UTC_TIME)
+    window_days: Mapped[int] = mapped_column(Integer)
+    period_start: Mapped[date]
+    period_end: Mapped[date]
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_impact_results_computed_at", "computed_at"),)
+
+
 DATA_TABLES = (
     "products",
     "customers",
@@ -419,4 +485,5 @@ DATA_TABLES = (
     "transactions",
     "events",
     "churn_labels",
+    "exposures",
 )

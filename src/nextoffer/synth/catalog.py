@@ -47,6 +47,8 @@ class Catalog:
         self.cat_onehot = np.zeros((n, len(CATEGORIES)), np.float32)
         self.cat_onehot[np.arange(n), self.category] = 1.0
         self.price = np.array([p.price for p in products], np.int64)
+        self.margin = np.array([p.margin for p in products], np.int64)
+        self.offer_cost = np.array([p.offer_cost for p in products], np.int64)
         self.base_rate = np.array([p.base_rate for p in products], np.float64)
         self.cancel_rate = np.array([p.cancel_rate for p in products], np.float64)
         self.term_days = np.array([p.term_days for p in products], np.int64)
@@ -93,6 +95,8 @@ class Catalog:
         for plan in ("MOB-UNL", "MOB-BIZ"):
             for pack in (*DATA_PACKS, "RET-DATA-BOOST"):
                 self.blocks[self.index[plan], self.index[pack]] = 1.0
+        # Products that cannot be bought together, either way round (and each with itself).
+        self.conflicts = ((self.blocks + self.blocks.T) > 0) | np.eye(n, dtype=np.bool_)
         self.complement = np.zeros((n, n), np.float32)
         for held, bought, weight in COMPLEMENTS:
             self.complement[self.index[held], self.index[bought]] = weight

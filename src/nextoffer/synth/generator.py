@@ -19,6 +19,7 @@ from nextoffer.ingest.entities import (
     CUSTOMERS,
     ENTITIES,
     EVENTS,
+    EXPOSURES,
     PRODUCTS,
     SUBSCRIPTIONS,
     TRANSACTIONS,
@@ -26,6 +27,13 @@ from nextoffer.ingest.entities import (
 )
 from nextoffer.synth import market
 from nextoffer.synth.arrays import I64
+from nextoffer.synth.campaign import CampaignOutcome, run_campaign
+from nextoffer.synth.campaign_truth import (
+    UPLIFT_COLUMNS,
+    CampaignTally,
+    exposure_columns,
+    uplift_columns,
+)
 from nextoffer.synth.catalog import Catalog
 from nextoffer.synth.events import (
     DAY,
@@ -86,6 +94,7 @@ class ChunkOutput:
     txn: dict[str, I64]
     sub: dict[str, I64]
     events: EventColumns
+    campaign: CampaignOutcome
 
 
 def simulate_chunk(
@@ -102,6 +111,9 @@ def simulate_chunk(
     churn = sim.decide_churn(service_counts(activity, n, tl))
     # What an offer engine would show: products the customer could buy at label_as_of.
     weights = sim.offer_weights(tl.label_day)
+    # The campaign draws from its own stream (spawned, so the chunk's stream is untouched):
+    # everything before label_as_of, and churn outside retention offers, stays as it was.
+    campaign, churn = run_campaign(rng.spawn(1)[0], pop, catalog, tl, sim, churn, weights)
     for a, b in tl.steps:
         if a >= tl.label_day:
             sim.step(a, b, plan_changes=False)
@@ -112,7 +124,7 @@ def simulate_chunk(
     # Nobody is seen after leaving.
     activity = activity.take(activity.secs // DAY < churn.churn_day[activity.cust])
     events = EventColumns.concat([activity, offers])
-    return ChunkOutput(pop, churn, txn, sim.records.subscriptions(), events)
+    return ChunkOutput(pop, churn, txn, sim.records.subscriptions(), events, campaign)
 
 
 def _ordered(rows: dict[str, I64], *keys: str) -> dict[str, I64]:
@@ -146,6 +158,9 @@ class WorldWriter:
         self.truth = stack.enter_context((out_dir / "truth" / "customers.csv").open("wb"))
         write_header(self.truth, TRUTH_COLUMNS)
         self.label = tl.iso_day(tl.label_day)
+        self.uplift = stack.enter_context((out_dir / "truth" / "uplift.csv").open("wb"))
+        write_header(self.uplift, UPLIFT_COLUMNS)
+        self.tally = CampaignTally(tl, catalog)
 
     def _write(self, entity: Entity, columns: dict[str, Column], n: int) -> None:
         # Columns this generator does not know (added to the format later) stay empty.
@@ -203,6 +218,7 @@ class WorldWriter:
             ),
             "is_retention_offer": Text.choice(["false", "true"], cat.retention.astype(np.int64)),
             "active": Text.choice(["false", "true"], cat.active.astype(np.int64)),
+            "offer_cost": t.money(cat.offer_cost),
         }
         self._write(PRODUCTS, cols, n)
 
@@ -288,6 +304,12 @@ class WorldWriter:
             },
             len(lab),
         )
+
+        camp = out.campaign
+        exposed_ids = t.ids("C", pop.number[camp.cust], CUSTOMER_WIDTH)
+        self._write(EXPOSURES, exposure_columns(camp, exposed_ids, cat, self.tl), len(camp))
+        write_rows(self.uplift, uplift_columns(camp, exposed_ids, cat, t))
+        self.tally.add(camp, pop.segment[camp.cust])
 
         truth = [
             cust_ids,
@@ -396,6 +418,8 @@ def generate_world(
             if progress is not None:
                 progress(first + n)
         rows = dict(writer.rows)
+        impact = writer.tally.to_json()
+    _dump(out_dir / "truth" / "impact.json", impact)
     _dump(out_dir / "truth" / "segments.json", _segments_json(catalog, sizes))
     _dump(out_dir / "truth" / "churn_model.json", _churn_json(tl, labelled, churned))
     _dump(
@@ -412,7 +436,14 @@ def generate_world(
             "label_as_of": tl.iso_day(tl.label_day),
             "rows": rows,
             "files": [f"{e.name}.csv" for e in ENTITIES],
-            "truth": ["truth/customers.csv", "truth/segments.json", "truth/churn_model.json"],
+            "campaign_day": tl.iso_day(tl.label_day),
+            "truth": [
+                "truth/customers.csv",
+                "truth/segments.json",
+                "truth/churn_model.json",
+                "truth/uplift.csv",
+                "truth/impact.json",
+            ],
         },
     )
     return GenerateResult(out_dir, customers, rows, time.perf_counter() - started)

@@ -23,7 +23,8 @@ class Product:
 
     Money is in cents. `base_rate` is the monthly purchase hazard of an average eligible
     customer before segment and customer effects; `cancel_rate` the monthly hazard of
-    cancelling it once held; `term_days` a fixed term after which it ends by itself.
+    cancelling it once held; `term_days` a fixed term after which it ends by itself;
+    `offer_cost` what the operator gives away when a customer takes it as an offer.
     """
 
     product_id: str
@@ -45,6 +46,7 @@ class Product:
     allowance_gb: float = 0.0
     blocks: tuple[str, ...] = field(default=())
     replaces: tuple[str, ...] = field(default=())
+    offer_cost: int = 0
 
 
 MOB, BB, ADD, DEV, BUN = (
@@ -129,6 +131,7 @@ def _retention(
     rate: float,
     term_days: int,
     contracts: tuple[ContractType, ...],
+    offer_cost: int,
 ) -> Product:
     return Product(
         pid,
@@ -143,6 +146,7 @@ def _retention(
         retention=True,
         base_rate=rate,
         term_days=term_days,
+        offer_cost=offer_cost,
     )
 
 
@@ -249,14 +253,25 @@ PRODUCTS: tuple[Product, ...] = (
         cancel_rate=0.01,
         replaces=("ADD-TV", "ADD-TV-SPORT", "ADD-MUSIC"),
     ),
-    # Retention offers: free, time-limited, sold by agents to customers at risk.
+    # Retention offers: free, time-limited, sold by agents to customers at risk. Their offer
+    # cost is a month of what the operator gives away, on the footing of (monthly) margin.
     # (id, name, category, plan required, min tenure months, purchase rate, term days,
-    # contracts)
-    _retention("RET-LOYALTY", "Loyalty Discount 5 per month", ADD, None, 24, 0.001, 365, POSTPAID),
-    _retention("RET-DATA-BOOST", "Loyalty Data Boost 20GB", ADD, MOB, 12, 0.001, 182, ()),
-    _retention("RET-TV-3M", "TV Free for 3 Months", ADD, BB, 6, 0.00075, 91, POSTPAID),
+    # contracts, offer cost)
     _retention(
-        "RET-FREE-UPGRADE", "Free Phone Upgrade", DEV, MOB, 18, 0.00075, INSTALMENT_DAYS, COMMITTED
+        "RET-LOYALTY", "Loyalty Discount 5 per month", ADD, None, 24, 0.001, 365, POSTPAID, 500
+    ),
+    _retention("RET-DATA-BOOST", "Loyalty Data Boost 20GB", ADD, MOB, 12, 0.001, 182, (), 300),
+    _retention("RET-TV-3M", "TV Free for 3 Months", ADD, BB, 6, 0.00075, 91, POSTPAID, 1500),
+    _retention(
+        "RET-FREE-UPGRADE",
+        "Free Phone Upgrade",
+        DEV,
+        MOB,
+        18,
+        0.00075,
+        INSTALMENT_DAYS,
+        COMMITTED,
+        4000,
     ),
 )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -104,6 +104,21 @@ class ChurnOutcome:
     plan: I64
 
 
+@dataclass(frozen=True)
+class Plants:
+    """Campaign outcomes the simulation must honour after label_as_of.
+
+    `cust` were offered `prod` on label_as_of; `day` is the day each acquires it (-1: not
+    in the window). Organic purchases of the offered product on days [label_as_of,
+    `window_end`] are dropped, so within the window only the planted draw acquires it.
+    """
+
+    cust: I64
+    prod: I64
+    day: I64
+    window_end: int
+
+
 class ChunkSimulation:
     """Holdings of one chunk of customers, advanced step by step through the history window."""
 
@@ -146,6 +161,11 @@ class ChunkSimulation:
         self.arpu_at_signup = np.zeros(n, np.int64)
         # Usage charges and discounts make billed ARPU scatter a little around list prices.
         self.arpu_noise = rng.lognormal(0.0, 0.05, n)
+        self.churn_draw = np.ones(n)
+        self.churn_offset = np.ones(n, np.int64)
+        self.offered = np.full(n, -1, np.int64)
+        self.plant_day = np.full(n, -1, np.int64)
+        self.window_end = -1
 
     # -- propensity -------------------------------------------------------------------------
 
@@ -389,6 +409,8 @@ class ChunkSimulation:
         b_cust, b_prod = np.nonzero(buy)
         b_day, valid = self._days(a, b, b_cust)
         b_cust, b_prod, b_day = b_cust[valid], b_prod[valid], b_day[valid]
+        if self.window_end >= 0:
+            b_cust, b_prod, b_day = self._with_plants(a, b, b_cust, b_prod, b_day)
 
         # Cancellations of add-ons and bundles; bundles also end what they contain.
         cols = np.flatnonzero(cat.cancel_rate > 0)
@@ -420,6 +442,31 @@ class ChunkSimulation:
             self._plan_changes(a, b, dt, exists)
         if len(b_cust):
             self._buy(b_cust, b_prod, b_day)
+
+    def plant(self, plants: Plants) -> None:
+        """Acquisitions the campaign decided: made on their day, organic ones held back."""
+        self.offered[plants.cust] = plants.prod
+        self.plant_day[plants.cust] = plants.day
+        self.window_end = plants.window_end
+
+    def _with_plants(self, a: int, b: int, cust: I64, prod: I64, day: I64) -> tuple[I64, I64, I64]:
+        """Organic buys of step [a, b) less the campaign's window, plus the planted buys due."""
+        offered = self.offered[cust]
+        exposed = offered >= 0
+        # The offered product is acquired in its window by the planted draw only; until a
+        # planted purchase is made, nothing that excludes it is bought either.
+        in_window = (
+            exposed & (prod == offered) & (day >= self.tl.label_day) & (day <= self.window_end)
+        )
+        pending = exposed & (self.plant_day[cust] >= a)
+        blocked = pending & self.cat.conflicts[np.maximum(offered, 0), prod]
+        keep = ~(in_window | blocked)
+        due = np.flatnonzero((self.plant_day >= a) & (self.plant_day < b))
+        return (
+            np.concatenate([cust[keep], due]),
+            np.concatenate([prod[keep], self.offered[due]]),
+            np.concatenate([day[keep], self.plant_day[due]]),
+        )
 
     def _allowed(self, target: I64, has: BoolA) -> BoolA:
         """Whether each customer may move to `target` (-1 = nowhere to go)."""
@@ -515,9 +562,12 @@ class ChunkSimulation:
             + m.noise * pop.churn_noise
         )
         probability = 1.0 / (1.0 + np.exp(-logit))
-        churned = labelled & (rng.random(self.n) < probability)
-        offset = rng.integers(1, tl.end_day - tl.label_day, self.n)
-        self.churn_day = np.where(churned, tl.label_day + offset, NEVER)
+        # The uniform draw and the day are kept so a campaign can move a customer's churn
+        # probability and redraw (redraw_churn) without touching anyone else's outcome.
+        self.churn_draw = rng.random(self.n)
+        self.churn_offset = rng.integers(1, tl.end_day - tl.label_day, self.n)
+        churned = labelled & (self.churn_draw < probability)
+        self.churn_day = np.where(churned, tl.label_day + self.churn_offset, NEVER)
         return ChurnOutcome(
             labelled=labelled,
             probability=np.where(labelled, probability, np.nan),
@@ -526,6 +576,18 @@ class ChunkSimulation:
             arpu_cents=arpu,
             plan=plan,
         )
+
+    def redraw_churn(self, outcome: ChurnOutcome, cust: I64, probability: F64) -> ChurnOutcome:
+        """Churn of `cust` drawn again with a new `probability` (the same uniform draw).
+
+        Where the probability is unchanged, so is the outcome; a churner keeps the day
+        decide_churn drew for them.
+        """
+        churned = outcome.churned.copy()
+        churned[cust] = outcome.labelled[cust] & (self.churn_draw[cust] < probability)
+        day = np.where(churned, self.tl.label_day + self.churn_offset, NEVER)
+        self.churn_day = day
+        return replace(outcome, churned=churned, churn_day=day.copy())
 
     def finish(self) -> None:
         """Close what ended by the world's end; churners cancel everything on churn day."""

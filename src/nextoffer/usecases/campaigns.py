@@ -6,6 +6,12 @@ contact caps and accepts since are applied exactly as there. The export then kee
 best customers by the chosen offer's score. `commit` records each exported offer as an
 impression through `record_responses` (the path of `POST /v1/events`), so it lands in
 `contact_history` and counts against the contact cap from then on.
+
+Held-out customers (the universal control group, an experiment's control variant) are
+never exported. Those whose would-have-been offer scores at least as high as the last
+exported row's — the rule the exported customers passed — are counted in the summary and,
+on commit, recorded as control exposures (source `campaign`) with that offer, next to the
+exported customers' treated exposures, so a campaign is measured like the API.
 """
 
 from __future__ import annotations
@@ -13,17 +19,18 @@ from __future__ import annotations
 import heapq
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Final
 
 from nextoffer.domain.errors import InvalidRequestError, NotFoundError
+from nextoffer.domain.exposures import ExposureSource
 from nextoffer.domain.vocabulary import EventType
 from nextoffer.serving.offers import OffersAnswer
 from nextoffer.store.reads import campaigns as audience_reads
 from nextoffer.store.reads import catalogue as catalogue_reads
 from nextoffer.usecases.context import Services
 from nextoffer.usecases.exports import output_format, write_table
-from nextoffer.usecases.offers import OfferRequest, answer_offers_batch
+from nextoffer.usecases.offers import OfferRequest, answer_offers_batch, exposure_of
 from nextoffer.usecases.responses import OfferResponse, record_responses
 
 if TYPE_CHECKING:
@@ -91,6 +98,10 @@ class CampaignExport:
     """Of those, customers whose answer had an offer (or the chosen offer)."""
     rows: list[CampaignRow] = field(default_factory=list)
     contacts_recorded: int = 0
+    held_out: list[CampaignRow] = field(default_factory=list)
+    """Held-out customers (control group, experiment control) who would have been exported:
+    their would-have-been offer scores at least as high as the last exported row's."""
+    exposures_recorded: int = 0
 
     def frame(self) -> pd.DataFrame:
         """The rows as a table with `COLUMNS` (also when empty)."""
@@ -118,7 +129,8 @@ class CampaignExport:
         return (
             f"campaign {self.campaign_id}: {chosen} · {self.audience:,} customers asked · "
             f"{self.eligible:,} with {'it' if r.offer else 'an offer'} · "
-            f"{len(self.rows):,} exported (top {r.top:,}) → "
+            f"{len(self.rows):,} exported (top {r.top:,}) · "
+            f"{len(self.held_out):,} held out (control group, not exported) → "
             f"{self.out} · {done}"
         )
 
@@ -145,30 +157,91 @@ def export_campaign(
     result = CampaignExport(uuid.uuid4().hex[:12], request, out, audience=len(members))
     # A min-heap of the top N: (score, -position, row). Members come in id order, so of two
     # equal scores the smaller customer id is kept and comes first.
-    best: list[tuple[float, int, CampaignRow]] = []
+    best: list[Entry] = []
+    # Held-out customers whose would-have-been row could still make the cut (a min-heap,
+    # pruned below the running cutoff, which only rises).
+    held: list[Entry] = []
+    answered: dict[str, OffersAnswer] = {}
     for start in range(0, len(members), BATCH):
         part = members[start : start + BATCH]
-        answers = answer_offers_batch(
-            services,
-            [OfferRequest(m.customer_id, k=request.k, channel=request.channel) for m in part],
-        )
+        requests = [
+            # Not the API's exposure: the export records its own, for the customers it picks.
+            OfferRequest(m.customer_id, k=request.k, channel=request.channel, record_exposure=False)
+            for m in part
+        ]
+        answers = answer_offers_batch(services, requests)
         for position, (member, answer) in enumerate(zip(part, answers, strict=True), start):
             row = _row(result.campaign_id, request, member, answer)
             if row is None:
                 continue
-            result.eligible += 1
             entry = (row.score, -position, row)
+            if answer.control:
+                heapq.heappush(held, entry)
+                answered[member.customer_id] = answer
+                continue
+            result.eligible += 1
             if len(best) < request.top:
                 heapq.heappush(best, entry)
             elif entry[:2] > best[0][:2]:
                 heapq.heapreplace(best, entry)
+            answered[member.customer_id] = answer
+        _prune(held, best, request.top, answered)
         if progress is not None:
             progress(min(start + BATCH, len(members)), len(members))
+    _prune(held, best, request.top, answered)
     result.rows = [e[2] for e in sorted(best, key=lambda e: e[:2], reverse=True)]
+    result.held_out = [e[2] for e in sorted(held, key=lambda e: e[:2], reverse=True)]
     write_table(result.frame(), out, services.settings)
     if request.commit:
         result.contacts_recorded = _record_contacts(services, result)
+        result.exposures_recorded = _record_exposures(services, result, answered)
     return result
+
+
+Entry = tuple[float, int, CampaignRow]
+
+
+def _prune(
+    held: list[Entry], best: list[Entry], top: int, answered: dict[str, OffersAnswer]
+) -> None:
+    """Drop held-out entries below the cutoff, and answers no row needs any more."""
+    if len(best) >= top:
+        while held and held[0][:2] < best[0][:2]:
+            heapq.heappop(held)
+    keep = {e[2].customer_id for e in best} | {e[2].customer_id for e in held}
+    for customer_id in [c for c in answered if c not in keep]:
+        del answered[customer_id]
+
+
+def _record_exposures(
+    services: Services, result: CampaignExport, answered: dict[str, OffersAnswer]
+) -> int:
+    """Treated exposures of the exported offers, control ones of the held-out customers'.
+
+    Each records the one offer the campaign makes (or would have made). Written before
+    returning: a CLI process has no background flusher.
+    """
+    exposures = []
+    for row in [*result.rows, *result.held_out]:
+        answer = answered[row.customer_id]
+        chosen = answer.withheld if answer.control else answer.offers
+        picked = [o for o in chosen if o.product_id == row.product_id][:1]
+        made = replace(
+            answer,
+            offers=[] if answer.control else picked,
+            withheld=picked if answer.control else [],
+        )
+        exposure = exposure_of(
+            services,
+            OfferRequest(row.customer_id, channel=result.request.channel),
+            made,
+            source=ExposureSource.CAMPAIGN,
+        )
+        if exposure is not None:
+            exposures.append(exposure)
+    queued = services.exposures.record_many(exposures)
+    services.exposures.flush()
+    return queued
 
 
 def _check(services: Services, request: CampaignRequest) -> None:
@@ -197,8 +270,11 @@ def _row(
     member: audience_reads.AudienceMember,
     answer: OffersAnswer,
 ) -> CampaignRow | None:
-    """The customer's row: the chosen offer in their answer, or their first offer."""
-    offers = answer.offers
+    """The customer's row: the chosen offer in their answer, or their first offer.
+
+    For a held-out customer, the offer they would have had.
+    """
+    offers = answer.withheld if answer.control else answer.offers
     position = next(
         (i for i, o in enumerate(offers) if request.offer is None or o.product_id == request.offer),
         None,

@@ -12,6 +12,7 @@ from nextoffer.config import Settings
 from nextoffer.observe.metrics import ApiMetrics
 from nextoffer.serving.events import EventWriter
 from nextoffer.serving.experiment_book import ExperimentBook
+from nextoffer.serving.exposures import ExposureRecorder
 from nextoffer.serving.offers import OfferService
 from nextoffer.serving.state import ServingState
 
@@ -50,3 +51,5 @@ class Services:
     experiments: ExperimentBook
     metrics: ApiMetrics
     jobs: JobStarter
+    exposures: ExposureRecorder
+    """Answers served and held back, queued here and written in batches off the request."""

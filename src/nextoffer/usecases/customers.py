@@ -64,7 +64,8 @@ def customer_360(
     """The customer seen whole; NotFoundError when there is no such customer.
 
     A customer not yet segmented or scored still has a view: those parts are None. The
-    offers come from `answer_offers`, so they are what the API answers at this moment.
+    offers come from `answer_offers`, so they are what the API answers at this moment (an
+    operator looking is no exposure of the customer, so none is recorded).
     """
     engine = services.engine
     profile = customers.profile(engine, customer_id)
@@ -82,7 +83,7 @@ def customer_360(
         profile=profile,
         segment=segment,
         risk=risk,
-        offers=answer_offers(services, OfferRequest(customer_id)),
+        offers=answer_offers(services, OfferRequest(customer_id, record_exposure=False)),
         holdings=customers.holdings(engine, customer_id, services.clock().date()),
         transactions=customers.recent_transactions(engine, customer_id, recent),
         events=customers.recent_events(engine, customer_id, recent),

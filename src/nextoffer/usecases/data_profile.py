@@ -18,7 +18,7 @@ from nextoffer.store.reads.profile import (
     TableProfile,
 )
 
-REFERENCING = ("subscriptions", "transactions", "events")
+REFERENCING = ("subscriptions", "transactions", "events", "exposures")
 """Entities whose rows name a customer and a product that must be known."""
 
 

@@ -2,10 +2,13 @@
 
 The answer is shaped by an explicit, ordered list of steps (`STEPS`). The order is the
 business's: customers who must not be contacted at all are dropped before anything else,
-then a running experiment picks the strategy, then the answer chain (cache → precomputed →
-live → popular) ranks only eligible products under the product rules, and contact caps
-and accepted products are filtered out of every source. Later capabilities (erasure, a
-universal control group, consent and quiet hours) add their steps to this list, in place.
+then the universal control group holds its customers out (of experiments too), then a
+running experiment picks the strategy, then the answer chain (cache → precomputed → live →
+popular) ranks only eligible products under the product rules, and contact caps and
+accepted products are filtered out of every source. A held-out customer's answer is still
+computed through the whole chain, then withheld (`control: true`, no offers) and logged
+in its exposure, so both arms are measured on the same offers. Later capabilities
+(erasure, consent and quiet hours) add their steps to this list, in place.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from nextoffer.domain.control_group import in_control_group
 from nextoffer.domain.experiments import Variant
+from nextoffer.domain.exposures import Arm, ExposureRecord, ExposureSource, new_exposure
 from nextoffer.serving.offers import OffersAnswer
 from nextoffer.store.experiments import ExperimentRecord
 from nextoffer.usecases.context import Services
@@ -21,12 +26,18 @@ from nextoffer.usecases.context import Services
 
 @dataclass(frozen=True)
 class OfferRequest:
-    """Who is asking for offers, how many, and where they will be shown."""
+    """Who is asking for offers, how many, and where they will be shown.
+
+    `record_exposure`: whether serving this answer counts as exposing the customer (the
+    API's answers do; the console's customer page, which shows an operator what the API
+    would answer, and campaign exports, which record their own, do not).
+    """
 
     customer_id: str
     k: int | None = None
     channel: str | None = None
     session_id: str | None = None
+    record_exposure: bool = True
 
 
 @dataclass
@@ -34,6 +45,8 @@ class OfferDecision:
     """What the steps before the answer chain decided for one request."""
 
     request: OfferRequest
+    control: bool = False
+    """In the universal control group: the answer is computed, then withheld."""
     experiment: ExperimentRecord | None = None
     variant: Variant | None = None
 
@@ -41,8 +54,19 @@ class OfferDecision:
 Step = Callable[[Services, OfferDecision], OfferDecision]
 
 
+def hold_out_control_group(services: Services, decision: OfferDecision) -> OfferDecision:
+    """Customers of the universal control group are held out of every offer and experiment."""
+    settings = services.settings
+    decision.control = in_control_group(
+        decision.request.customer_id, settings.control_group_share, settings.control_group_salt
+    )
+    return decision
+
+
 def assign_experiment(services: Services, decision: OfferDecision) -> OfferDecision:
     """The running experiment's sticky variant of the customer (or session), if any."""
+    if decision.control:
+        return decision  # the control group is in no experiment: its arms stay clean
     request = decision.request
     assignment = services.experiments.variant_for(request.customer_id, request.session_id)
     if assignment is not None:
@@ -50,7 +74,10 @@ def assign_experiment(services: Services, decision: OfferDecision) -> OfferDecis
     return decision
 
 
-STEPS: tuple[tuple[str, Step], ...] = (("experiment assignment", assign_experiment),)
+STEPS: tuple[tuple[str, Step], ...] = (
+    ("universal control group", hold_out_control_group),
+    ("experiment assignment", assign_experiment),
+)
 """Steps run before the answer chain, in order. The chain itself then applies, to every
 source alike: eligibility and product rules (only eligible products are ranked), and
 contact caps with products accepted since (re-checked on stored answers)."""
@@ -59,11 +86,28 @@ CHAIN_STEPS = ("eligibility and product rules", "contact caps")
 """Steps the answer chain applies itself (named here so the whole order reads in one place)."""
 
 
+def assignment_for(
+    services: Services, customer_id: str, session_id: str | None
+) -> tuple[ExperimentRecord, Variant] | None:
+    """The experiment and variant that answers this customer (or session) get, if any.
+
+    The same decision as `STEPS`: the universal control group is in no experiment.
+    """
+    decision = OfferDecision(OfferRequest(customer_id, session_id=session_id))
+    for _name, step in STEPS:
+        decision = step(services, decision)
+    if decision.experiment is None or decision.variant is None:
+        return None
+    return decision.experiment, decision.variant
+
+
 def answer_offers(services: Services, request: OfferRequest) -> OffersAnswer:
     """The customer's next-best offers after every step, best first.
 
     Raises NotFoundError for an unknown customer; a backend that is down makes the answer
-    `degraded` (with a note saying why) rather than failing it.
+    `degraded` (with a note saying why) rather than failing it. With `record_exposure`, an
+    answer that offers something (shown, or withheld from a held-out customer) is queued
+    as the customer's exposure of the day; the write happens off the request path.
     """
     decision = OfferDecision(request)
     for _name, step in STEPS:
@@ -74,10 +118,50 @@ def answer_offers(services: Services, request: OfferRequest) -> OffersAnswer:
         channel=request.channel,
         variant=decision.variant,
         experiment_id=decision.experiment.experiment_id if decision.experiment else None,
+        withhold=decision.control,
     )
     for note in answer.notes:
         services.metrics.degraded_answers.labels(note).inc()
+    if request.record_exposure:
+        experiment = decision.experiment
+        session_unit = experiment is not None and experiment.unit == "session"
+        unit_id = request.session_id if session_unit and request.session_id else None
+        exposure = exposure_of(services, request, answer, unit_id=unit_id)
+        if exposure is not None:
+            services.exposures.record(exposure)
     return answer
+
+
+def exposure_of(
+    services: Services,
+    request: OfferRequest,
+    answer: OffersAnswer,
+    *,
+    unit_id: str | None = None,
+    source: ExposureSource = ExposureSource.API,
+) -> ExposureRecord | None:
+    """The exposure an answer makes: treated with what was shown, control with what was not.
+
+    `unit_id` is the experiment's unit when it is not the customer (a session). None when
+    the answer offers nothing, shown or withheld: a customer the contact rules leave
+    nothing for is not exposed, in either arm alike.
+    """
+    products = [o.product_id for o in (answer.withheld if answer.control else answer.offers)]
+    if not products:
+        return None
+    tag = answer.experiment
+    return new_exposure(
+        request.customer_id,
+        services.clock(),
+        Arm.CONTROL if answer.control else Arm.TREATED,
+        products,
+        unit_id=unit_id,
+        experiment_id=tag.experiment_id if tag else None,
+        variant=tag.variant if tag else None,
+        channel=request.channel,
+        source=source,
+        model_version=answer.model_version,
+    )
 
 
 def answer_offers_batch(services: Services, requests: Sequence[OfferRequest]) -> list[OffersAnswer]:

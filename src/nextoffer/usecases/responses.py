@@ -11,6 +11,7 @@ from nextoffer.domain.errors import InvalidRequestError
 from nextoffer.domain.vocabulary import EventType
 from nextoffer.serving.events import OfferEvent, RecordResult
 from nextoffer.usecases.context import Services
+from nextoffer.usecases.offers import assignment_for
 
 # Clients' clocks drift; an event a few minutes "ahead" is still plausible.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -43,8 +44,11 @@ class Recorded:
 def record_responses(services: Services, responses: Sequence[OfferResponse]) -> Recorded:
     """Store responses idempotently (on event id), tagged with the customer's variant.
 
-    An event is tagged with the running experiment's variant of its customer (or session)
-    unless the client tagged it, so the experiment counts what its variants caused.
+    An event is tagged with the running experiment's variant of its customer (or session),
+    looked up here and never taken from the client, so the experiment counts what its
+    variants caused; a client's `experiment_id`/`variant` that differs from the assignment
+    refuses the request (InvalidRequestError, kind validation-error, naming the expected
+    values). The universal control group is in no experiment.
     Impressions count against contact caps (the writer keeps contact history). Every stored
     customer's cached answer is dropped, so an accepted product leaves the next answer at
     once. Raises InvalidRequestError when the request cannot be taken as a whole (a time
@@ -75,12 +79,38 @@ def record_responses(services: Services, responses: Sequence[OfferResponse]) -> 
     return Recorded(result, [i for i in ids if i not in refused])
 
 
+def _assigned(services: Services, response: OfferResponse) -> tuple[str | None, str | None]:
+    """The event's experiment and variant, from the assignment; a client's differing tag refused.
+
+    A forged tag (a control customer's events tagged with the treatment variant) would
+    otherwise move an experiment's results at will.
+    """
+    assignment = assignment_for(services, response.customer_id, response.session_id)
+    expected = (assignment[0].experiment_id, assignment[1].name) if assignment else (None, None)
+    given = (response.experiment_id, response.variant)
+    if any(g is not None and g != e for g, e in zip(given, expected, strict=True)):
+        by_session = assignment and assignment[0].unit == "session" and response.session_id
+        unit = f"session {response.session_id!r}" if by_session else "customer"
+        want = (
+            f"experiment_id {expected[0]!r}, variant {expected[1]!r}"
+            if assignment
+            else "no experiment (none is running for it)"
+        )
+        raise InvalidRequestError(
+            f"event for customer {response.customer_id!r} is tagged experiment_id "
+            f"{given[0]!r}, variant {given[1]!r}, but the {unit} is assigned {want}; "
+            "leave experiment_id and variant out and the server fills them in",
+            kind="validation-error",
+            extra={
+                "customer_id": response.customer_id,
+                "expected": {"experiment_id": expected[0], "variant": expected[1]},
+            },
+        )
+    return expected
+
+
 def _event(services: Services, response: OfferResponse, now: datetime) -> OfferEvent:
-    experiment_id, variant = response.experiment_id, response.variant
-    if experiment_id is None:
-        assignment = services.experiments.variant_for(response.customer_id, response.session_id)
-        if assignment is not None:
-            experiment_id, variant = assignment[0].experiment_id, assignment[1].name
+    experiment_id, variant = _assigned(services, response)
     ts = response.ts or now
     if ts.tzinfo is None:
         raise InvalidRequestError("ts needs a time zone (e.g. 2026-11-23T10:00:00Z)")

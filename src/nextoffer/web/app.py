@@ -18,7 +18,16 @@ from nextoffer.web.console import (
     login_redirect,
     make_templates,
 )
-from nextoffer.web.pages import customers, data, experiments, models, overview, products, session
+from nextoffer.web.pages import (
+    customers,
+    data,
+    experiments,
+    impact,
+    models,
+    overview,
+    products,
+    session,
+)
 
 ROUTERS = (
     session.router,
@@ -26,6 +35,7 @@ ROUTERS = (
     customers.router,
     products.router,
     experiments.router,
+    impact.router,
     models.router,
     data.router,
 )

@@ -48,16 +48,6 @@ class Bar:
     note: str = ""
 
 
-@dataclass(frozen=True)
-class Interval:
-    """A rate with its confidence interval, for one row of an interval chart."""
-
-    label: str
-    rate: float | None
-    low: float | None
-    high: float | None
-
-
 def _svg(width: int, height: int, title: str, body: list[str], css_class: str) -> Markup:
     head = (
         f'<svg class="chart {css_class}" xmlns="http://www.w3.org/2000/svg" '
@@ -207,56 +197,6 @@ def _threshold_mark(x: float, top: int, height: int, label: str) -> str:
         f'<text x="{x:.1f}" y="{height - 4}" text-anchor="middle" font-size="{_FONT}">'
         f"{escape(label)}</text>"
     )
-
-
-def interval_chart(
-    rows: Sequence[Interval],
-    *,
-    title: str,
-    value_format: Formatter = percent,
-    width: int = 720,
-    row_height: int = 26,
-) -> Markup:
-    """Each row's rate as a dot with its interval as a whisker, on a shared scale from 0."""
-    label_w, value_w, top, bottom = 150, 170, 8, 24
-    plot_w = width - label_w - value_w
-    height = top + len(rows) * row_height + bottom
-    highs = [r.high for r in rows if r.high is not None]
-    ceiling = _nice_max(max(highs, default=0.0))
-
-    def x(v: float) -> float:
-        return label_w + plot_w * min(max(v / ceiling, 0.0), 1.0)
-
-    body = []
-    for k in range(5):
-        gx = x(ceiling * k / 4)
-        body.append(
-            f'<line class="grid" x1="{gx:.1f}" x2="{gx:.1f}" y1="{top}" '
-            f'y2="{height - bottom}"/>'
-            f'<text class="axis" x="{gx:.1f}" y="{height - 8}" text-anchor="middle" '
-            f'font-size="{_FONT}">{escape(value_format(ceiling * k / 4))}</text>'
-        )
-    for i, row in enumerate(rows):
-        cy = top + i * row_height + row_height / 2
-        colour = PALETTE[i % len(PALETTE)]
-        body.append(
-            f'<text x="{label_w - 8}" y="{cy + 4:.1f}" text-anchor="end" '
-            f'font-size="{_FONT + 1}">{escape(_clip(row.label, 20))}</text>'
-        )
-        if row.rate is None or row.low is None or row.high is None:
-            body.append(
-                f'<text x="{label_w + 4}" y="{cy + 4:.1f}" font-size="{_FONT}">no data</text>'
-            )
-            continue
-        body.append(
-            f'<line x1="{x(row.low):.1f}" x2="{x(row.high):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
-            f'stroke="{colour}" stroke-width="3"/>'
-            f'<circle cx="{x(row.rate):.1f}" cy="{cy:.1f}" r="5" fill="{colour}"/>'
-            f'<text x="{label_w + plot_w + 8}" y="{cy + 4:.1f}" font-size="{_FONT}">'
-            f"{escape(value_format(row.rate))} "
-            f"({escape(value_format(row.low))}–{escape(value_format(row.high))})</text>"
-        )
-    return _svg(width, height, title, body, "intervals")
 
 
 def _clip(text: str, limit: int) -> str:

@@ -38,6 +38,7 @@ NAV = (
     ("/customers", "Customers"),
     ("/products", "Products"),
     ("/experiments", "Experiments"),
+    ("/impact", "Impact"),
     ("/models", "Models"),
     ("/data", "Data & jobs"),
 )

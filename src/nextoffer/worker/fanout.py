@@ -58,8 +58,12 @@ def job_context(app: Celery, platform: Platform) -> JobContext:
     return platform.job_context(fan_out=functools.partial(chunk_runner, app))
 
 
-def chunk_runner(app: Celery, model_version: int) -> ChunkRunner:
-    """Run each chunk as a `nextoffer.precompute_chunk` task scoring with `model_version`."""
+def chunk_runner(app: Celery, model_version: int, uplift_version: int | None = None) -> ChunkRunner:
+    """Run each chunk as a `nextoffer.precompute_chunk` task scoring with `model_version`.
+
+    `uplift_version` is the uplift model that ranks retention offers (None: not ranked by
+    uplift), fixed by the coordinator so that every chunk of a run uses the same one.
+    """
 
     def run(chunks: list[Chunk], computed_at: datetime) -> Iterator[tuple[int, int]]:
         if not chunks:
@@ -70,7 +74,7 @@ def chunk_runner(app: Celery, model_version: int) -> ChunkRunner:
             [
                 app.signature(
                     PRECOMPUTE_CHUNK,
-                    args=(c.first, c.last, c.customers, at, model_version),
+                    args=(c.first, c.last, c.customers, at, model_version, uplift_version),
                     queue="precompute",
                     soft_time_limit=soft,
                     time_limit=hard,

@@ -24,9 +24,10 @@ from nextoffer.jobs.broker import (
 from nextoffer.jobs.context import JobContext
 from nextoffer.jobs.runner import run_exclusive
 from nextoffer.models.offer_model import OfferModel
+from nextoffer.models.uplift import UpliftModel
 from nextoffer.observe.logs import correlation_id
 from nextoffer.pipelines.precompute import Chunk, load_catalogue, precompute_chunk
-from nextoffer.scoring.champions import Champion, load_offer_version
+from nextoffer.scoring.champions import Champion, load_offer_version, load_uplift_version
 from nextoffer.store import OperationalError
 from nextoffer.worker.fanout import job_context
 
@@ -56,6 +57,7 @@ class _Process:
 
     context: JobContext
     offers: dict[int, Champion[OfferModel]] = field(default_factory=dict)
+    uplift: dict[int, Champion[UpliftModel]] = field(default_factory=dict)
 
     def offer_model(self, version: int) -> Champion[OfferModel]:
         """Offers `version`, loaded once per process (a run's chunks all use one version)."""
@@ -63,6 +65,16 @@ class _Process:
         if champion is None:
             self.offers.clear()  # one model in memory: the version of the run under way
             champion = self.offers[version] = load_offer_version(self.context.models(), version)
+        return champion
+
+    def uplift_model(self, version: int | None) -> Champion[UpliftModel] | None:
+        """Uplift `version` (None: offers are not ranked by uplift), loaded once per process."""
+        if version is None:
+            return None
+        champion = self.uplift.get(version)
+        if champion is None:
+            self.uplift.clear()
+            champion = self.uplift[version] = load_uplift_version(self.context.models(), version)
         return champion
 
 
@@ -104,9 +116,18 @@ def run_job_task(self: Any, kind: str, params: dict[str, Any], run_id: str) -> d
 
 @_task(PRECOMPUTE_CHUNK)
 def precompute_chunk_task(
-    self: Any, first: str, last: str, customers: int, computed_at: str, model_version: int
+    self: Any,
+    first: str,
+    last: str,
+    customers: int,
+    computed_at: str,
+    model_version: int,
+    uplift_version: int | None = None,
 ) -> list[int]:
-    """Score customers `first`..`last` with offers `model_version`; [customers, with offers]."""
+    """Score customers `first`..`last` with offers `model_version`; [customers, with offers].
+
+    `uplift_version` ranks retention offers (NEXTOFFER_OFFER_RANKING=uplift); None when not.
+    """
     process = _process(self.app)
     champion = process.offer_model(model_version)
     engine, settings = process.context.engine, process.context.settings
@@ -117,6 +138,7 @@ def precompute_chunk_task(
         load_catalogue(engine, champion),
         Chunk(first, last, customers),
         datetime.fromisoformat(computed_at),
+        process.uplift_model(uplift_version),
     )
     log.info(
         "precompute chunk %s..%s: %d customers",

@@ -44,6 +44,7 @@ def models(services: ServicesDep, _caller: Operator) -> ModelsOut:
         serving={
             "offers": state.offers.label if state.offers else None,
             "churn": state.churn.label if state.churn else None,
+            "uplift": state.uplift.label if state.uplift else None,
         },
         versions=versions,
     )
@@ -51,7 +52,7 @@ def models(services: ServicesDep, _caller: Operator) -> ModelsOut:
 
 @router.post("/models/{kind}/champion", response_model=DecisionOut, summary="Promote or roll back")
 def promote(
-    kind: Annotated[str, Path(pattern="^(offers|churn)$")],
+    kind: Annotated[str, Path(pattern="^(offers|churn|uplift)$")],
     body: PromoteIn,
     services: ServicesDep,
     caller: Admin,

@@ -1,9 +1,9 @@
 """Each registered version as an MLflow pyfunc model too, so MLflow's own tools can load it.
 
-Each kind has a models-from-code script here (`offers_model.py`, `churn_model.py`): MLflow
-copies it into the model and runs it on `mlflow.pyfunc.load_model`, and it reads the
-model's own safe files (JSON, npz, LightGBM text), the pyfunc's `model` artifact, with
-nextoffer's loader. No pickle.
+Each kind has a models-from-code script here (`offers_model.py`, `churn_model.py`,
+`uplift_model.py`): MLflow copies it into the model and runs it on
+`mlflow.pyfunc.load_model`, and it reads the model's own safe files (JSON, npz, LightGBM
+text), the pyfunc's `model` artifact, with nextoffer's loader. No pickle.
 """
 
 from __future__ import annotations
@@ -60,6 +60,10 @@ def _entry(kind: str) -> tuple[Path, Callable[[Path], ModelSignature | None]]:
         from nextoffer.registry.pyfunc import churn_model
 
         return _HERE / "churn_model.py", churn_model.signature
+    if kind == "uplift":
+        from nextoffer.registry.pyfunc import uplift_model
+
+        return _HERE / "uplift_model.py", uplift_model.signature
     raise ValueError(f"no MLflow pyfunc wrapper for model kind {kind!r}")
 
 

@@ -1,18 +1,20 @@
-"""A/B experiments: create, watch (rates with intervals, tests, verdicts) and stop."""
+"""A/B experiments: create, watch (per-unit results, sample-ratio check, verdicts) and stop."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Path
 from starlette.responses import Response
 
 from nextoffer.domain.errors import NextOfferError, NotFoundError
+from nextoffer.domain.experiment_stats import SRM_ALPHA, Metric, MetricResult
 from nextoffer.domain.experiments import MAX_VARIANTS, Strategy, Variant
 from nextoffer.domain.roles import Role
 from nextoffer.store import experiments as store
-from nextoffer.usecases.experiments import start_experiment, stop_experiment
-from nextoffer.web.charts import Interval, interval_chart
+from nextoffer.usecases.experiments import experiment_results, start_experiment, stop_experiment
 from nextoffer.web.console import FormDep, PageDep, PageError
 
 router = APIRouter(include_in_schema=False)
@@ -82,36 +84,100 @@ def _strategy(variant: str, text: str) -> Strategy:
         raise ValueError(f"variant {variant!r}: choose a strategy ({allowed})") from None
 
 
+@dataclass(frozen=True)
+class MetricView:
+    """One metric of one variant against the control, as the page shows it."""
+
+    variant: str
+    result: MetricResult
+    label: str
+    control: str
+    value: str
+    difference: str
+    interval: str
+    adjusted_p: str
+    tone: str
+    """`up` (better), `down` (worse, or a guardrail harmed) when significant, else empty."""
+
+
+def _rate(value: float) -> str:
+    return f"{value * 100:.2f}\u00a0%"
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.2f}\u00a0pts"
+
+
+def _per_unit(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _per_unit_change(value: float) -> str:
+    return f"{value:+.3f}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+_LABELS = {
+    Metric.CONVERSION: "conversion",
+    Metric.CTR: "CTR",
+    Metric.CHURN: "churn (guardrail)",
+    Metric.COMPLAINTS: "complaints per {unit} (guardrail)",
+}
+
+
+def metric_view(variant: str, result: MetricResult, unit: str) -> MetricView:
+    """The page's view of one metric row."""
+    counts = result.metric is Metric.COMPLAINTS
+    value, change = (_per_unit, _per_unit_change) if counts else (_rate, _points)
+
+    def shown(x: float | None, show: Callable[[float], str]) -> str:
+        return "—" if x is None else show(x)
+
+    low, high = result.low, result.high
+    tone = ""
+    if result.significant and result.difference is not None:
+        better = result.difference < 0 if result.guardrail else result.difference > 0
+        tone = "up" if better else "down"
+    return MetricView(
+        variant=variant,
+        result=result,
+        label=_LABELS[result.metric].format(unit=unit),
+        control=shown(result.control_value, value),
+        value=shown(result.variant_value, value),
+        difference=shown(result.difference, change),
+        interval="" if low is None or high is None else f"{change(low)} to {change(high)}",
+        adjusted_p=_p(result.adjusted_p),
+        tone=tone,
+    )
+
+
 @router.get("/experiments/{experiment_id}")
 def experiment(page: PageDep, experiment_id: ExperimentId) -> Response:
-    """One experiment: design, and per variant its counts, rates, test and verdict."""
-    engine = page.services.engine
+    """One experiment: design, the sample-ratio check, per variant its units and metrics."""
     try:
-        record = store.get_experiment(engine, experiment_id)
+        found = experiment_results(page.services, experiment_id)
     except NotFoundError:
         raise PageError(404, "No such experiment", f"No experiment {experiment_id}.") from None
-    results = store.experiment_results(engine, experiment_id)
-    conversion = interval_chart(
-        [
-            Interval(v.variant, v.conversion.rate, v.conversion.low, v.conversion.high)
-            for v in results.variants
-        ],
-        title="Conversion (accepts / impressions) with 95 % intervals",
-        width=560,
-    )
-    ctr = interval_chart(
-        [Interval(v.variant, v.ctr.rate, v.ctr.low, v.ctr.high) for v in results.variants],
-        title="CTR (clicks / impressions) with 95 % intervals",
-        width=560,
-    )
+    stats = found.stats
+    unit = found.experiment.unit.value
+    metrics = [metric_view(v.variant, m, unit) for v in stats.variants for m in v.metrics]
     return page.render(
         "experiment.html",
         {
-            "title": record.name,
-            "experiment": record,
-            "results": results,
-            "conversion_chart": conversion,
-            "ctr_chart": ctr,
+            "title": found.experiment.name,
+            "experiment": found.experiment,
+            "results": found,
+            "stats": stats,
+            "srm": stats.sample_ratio,
+            "srm_alpha": SRM_ALPHA,
+            "names": [v.name for v in found.experiment.variants],
+            "metrics": metrics,
+            "family": len(metrics),
             "can_run": page.session.can(Role.OPERATOR),
         },
     )

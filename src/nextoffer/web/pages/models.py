@@ -28,9 +28,10 @@ router = APIRouter(include_in_schema=False)
 SHOWN = {
     "offers": ("hit_rate_at_1", "hit_rate_at_3", "ndcg_at_3", "ndcg_at_10", "mrr"),
     "churn": ("roc_auc", "pr_auc", "brier", "lift_top_decile", "max_psi"),
+    "uplift": ("qini_auc", "uplift_auc", "uplift_at_30", "ate_retained"),
 }
 TOP_FEATURES = 15
-Kind = Annotated[str, Path(pattern="^(offers|churn)$")]
+Kind = Annotated[str, Path(pattern="^(offers|churn|uplift)$")]
 
 
 @dataclass(frozen=True)
@@ -73,16 +74,17 @@ def _decision(info: ModelVersionInfo) -> str:
 @router.get("/models")
 def models(
     page: PageDep,
-    kind: Annotated[str, Query(pattern="^(|offers|churn)$")] = "",
+    kind: Annotated[str, Query(pattern="^(|offers|churn|uplift)$")] = "",
     a: Annotated[int | None, Query(ge=1)] = None,
     b: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
-    """Both kinds' versions; with `kind`, `a` and `b`, those two versions compared."""
+    """Every kind's versions; with `kind`, `a` and `b`, those two versions compared."""
     services = page.services
     state = services.state
     serving = {
         "offers": state.offers.label if state.offers else None,
         "churn": state.churn.label if state.churn else None,
+        "uplift": state.uplift.label if state.uplift else None,
     }
     error = ""
     views = []
