@@ -7,13 +7,23 @@ import io
 import re
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from nextoffer.config import Settings
-from nextoffer.store.schema import Customer, Event, Experiment, Exposure, QuarantinedRow
+from nextoffer.store.schema import (
+    Customer,
+    Event,
+    Experiment,
+    Exposure,
+    ImpactResult,
+    QuarantinedRow,
+    Subscription,
+    Transaction,
+)
 from tests.browser.conftest import ConsoleWorld, login
 from tests.experiment_by_hand import by_hand
 
@@ -362,3 +372,72 @@ def test_a_form_without_its_csrf_token_is_refused(page: Any, world: ConsoleWorld
     page.wait_for_selector(".error-page")
     assert "security token" in page.inner_text(".error-page")
     assert accepts_of(world, customer_id, offer) == before
+
+
+def impact_by_hand(world: ConsoleWorld) -> dict[str, tuple[int, int]]:
+    """{arm: (customers, acquirers)} of the stored impact run, recounted from the raw tables.
+
+    Each customer's first untagged exposure in the run's period; acquired = a transaction
+    (activation, purchase, upgrade) of an offered product after it, or a subscription to one
+    starting from the next day, within the run's window (docs/impact.md).
+    """
+    with world.engine.connect() as conn:
+        stored = conn.execute(
+            select(ImpactResult.report).order_by(ImpactResult.computed_at.desc()).limit(1)
+        ).scalar_one()
+        exposures = conn.execute(
+            select(Exposure.customer_id, Exposure.exposed_at, Exposure.arm, Exposure.product_ids)
+            .where(Exposure.experiment_id.is_(None))
+            .order_by(Exposure.exposed_at, Exposure.exposure_id)
+        ).all()
+        bought = conn.execute(
+            select(Transaction.customer_id, Transaction.product_id, Transaction.ts).where(
+                Transaction.type.in_(("activation", "purchase", "upgrade"))
+            )
+        ).all()
+        subscribed = conn.execute(
+            select(Subscription.customer_id, Subscription.product_id, Subscription.start_date)
+        ).all()
+    start = datetime.fromisoformat(stored["exposed_from"])
+    end = datetime.fromisoformat(stored["exposed_to"])
+    window = timedelta(days=stored["window_days"])
+    first: dict[str, tuple[datetime, str, set[str]]] = {}
+    for customer, at, arm, products in exposures:
+        if start <= at <= end and customer not in first:
+            first[customer] = (at, arm, set(products.split("|")))
+    acquirers: set[str] = set()
+    for customer, product, ts in bought:
+        if customer in first:
+            at, _arm, offered = first[customer]
+            if product in offered and at < ts <= at + window:
+                acquirers.add(customer)
+    for customer, product, day in subscribed:
+        if customer in first:
+            at, _arm, offered = first[customer]
+            if product in offered and at.date() < day <= (at + window).date():
+                acquirers.add(customer)
+    counts: dict[str, tuple[int, int]] = {}
+    for arm in ("treated", "control"):
+        members = [c for c, (_at, a, _p) in first.items() if a == arm]
+        counts[arm] = (len(members), sum(c in acquirers for c in members))
+    return counts
+
+
+def test_impact_page_shows_the_database_numbers(page: Any, world: ConsoleWorld) -> None:
+    # The quickstart that built the world ran the impact job on its planted campaign.
+    counts = impact_by_hand(world)
+    (treated, treated_bought), (control, control_bought) = counts["treated"], counts["control"]
+    assert treated > 0 and control > 0
+    login(page, "viewer", "/impact")
+    assert int(page.inner_text("#impact-treated").replace(",", "")) == treated
+    assert int(page.inner_text("#impact-control").replace(",", "")) == control
+    row = page.locator("#impact-overall tr[data-metric='acquisition_rate']")
+    expected = treated_bought / treated - control_bought / control
+    assert float(row.get_attribute("data-estimate")) == pytest.approx(expected, abs=1e-12)
+    low, high = float(row.get_attribute("data-ci-low")), float(row.get_attribute("data-ci-high"))
+    assert low < expected < high
+    with world.api("viewer") as api:
+        stored = api.get("/v1/impact").json()
+    assert stored["overall"]["treated"]["customers"] == treated
+    assert stored["overall"]["acquisition"]["ci_low"] == pytest.approx(low, abs=1e-12)
+    assert row.locator(".verdict").inner_text() == stored["overall"]["acquisition"]["verdict"]

@@ -16,14 +16,15 @@ from sqlalchemy import Engine, func, insert, select
 
 from nextoffer.domain.vocabulary import EventType
 from nextoffer.serving import events as events_module
+from nextoffer.serving import spool_replay
 from nextoffer.serving.events import (
-    TRUNCATED_REASON,
     EventWriter,
     OfferEvent,
     RecordResult,
     ReplayResult,
     start_replayer,
 )
+from nextoffer.serving.spool_replay import TRUNCATED_REASON
 from nextoffer.store.engine import make_engine
 from nextoffer.store.migrate import upgrade
 from nextoffer.store.schema import ContactHistory, Customer, Event, Product, QuarantinedRow
@@ -377,7 +378,7 @@ def test_database_lost_mid_replay_gives_the_file_back(
     assert down.record([ev("E1"), ev("E2")]).spooled == 2
     content = down.spool_file.read_bytes()
     # Reachable at the check, gone by the transaction: the claimed file must come back.
-    monkeypatch.setattr(EventWriter, "_database_up", lambda self: True)
+    monkeypatch.setattr(spool_replay, "ping", lambda engine: None)
     assert down.replay() == ReplayResult(remaining_files=1)
     assert [p.name for p in spool_dir.iterdir()] == [down.spool_file.name]
     assert down.spool_file.read_bytes() == content

@@ -199,7 +199,7 @@ def quickstart(
         bool, typer.Option("--serve/--no-serve", help="serve the API when done")
     ] = True,
 ) -> None:
-    """The main job: generate, migrate, ingest, features, train, precompute, then serve."""
+    """The main job: generate, migrate, ingest, features, train, precompute, impact, serve."""
     started = time.perf_counter()
     generate(out=data, customers=customers, seed=seed)
     db_upgrade(revision="head", timeout=None)
@@ -208,9 +208,12 @@ def quickstart(
     train(models="offers,churn,uplift", params=None, score=True)
     precompute()
     settings = load_settings()
+    from nextoffer.jobs.calls import run_impact
     from nextoffer.serving.api_keys import create_api_key
 
     engine = open_platform(settings).engine
+    # The generated world holds a campaign with a control group: the Impact page has a result.
+    console.print(run_impact(engine, settings).summary(), highlight=False)
     _record, sample_key = create_api_key(engine, "quickstart sample", Role.OPERATOR)
     url = f"http://{settings.api_host}:{settings.api_port}"
     console.print(f"quickstart: done in {time.perf_counter() - started:.1f} s", highlight=False)

@@ -7,12 +7,17 @@ loading a model with MLflow's tools needs nextoffer's model code, not its regist
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pandas as pd
+from mlflow.models.signature import ModelSignature
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
+from mlflow.types.schema import ColSpec, DataType, Schema
+
+from nextoffer.models.tabular import TableSchema
 
 ModelT = TypeVar("ModelT")
 # The key of the model's files among the pyfunc's artifacts (`context.artifacts["model"]`).
@@ -53,3 +58,21 @@ class ModelPyfunc(PythonModel, Generic[ModelT]):
         if self.model is None:
             raise RuntimeError(f"the {self.name} model is not loaded (load_context was not called)")
         return self.score(self.model, pd.DataFrame(model_input))
+
+
+def table_signature(model_dir: Path, schema_file: str, output: str) -> ModelSignature | None:
+    """A one-table model's signature (churn, uplift); None when the folder has no schema.
+
+    Inputs are the saved schema's columns, the output one float64 column named `output`.
+    """
+    path = model_dir / schema_file
+    if not path.is_file():
+        return None
+    schema = TableSchema.from_dict(json.loads(path.read_text()))
+    inputs = Schema(
+        [
+            *(ColSpec(DataType.double, name) for name in (*schema.numeric, *schema.boolean)),
+            *(ColSpec(DataType.string, column.name) for column in schema.categorical),
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(DataType.double, output)]))

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,15 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from nextoffer.domain.vocabulary import EventType
-from nextoffer.serving.spool import (
-    Spool,
-    original_name,
-    read_all,
-)
+from nextoffer.serving.spool import Spool, read_all
+from nextoffer.serving.spool_replay import parse_lines, quarantine_rows, replay_files
 from nextoffer.store import Connection, Engine
 from nextoffer.store import events as store
 from nextoffer.store.engine import is_database_down as is_database_down
-from nextoffer.store.engine import ping
 from nextoffer.store.runs import utcnow
 
 log = logging.getLogger(__name__)
@@ -37,7 +31,6 @@ OFFER_EVENT_TYPES = frozenset(
 )
 """The event types the API accepts: responses to an offer, each naming its product."""
 
-TRUNCATED_REASON = "truncated spool line"
 QUARANTINE_ENTITY = "events"
 
 REPLAY_BATCH = 1000
@@ -192,14 +185,6 @@ class _Written:
     """(position in the input, reason) of each event not written."""
 
 
-@dataclass(frozen=True)
-class _SpoolLine:
-    line: int
-    raw: str
-    event: OfferEvent | None
-    reason: str | None
-
-
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -247,31 +232,6 @@ def _write_events(conn: Connection, events: Sequence[OfferEvent]) -> _Written:
         ]
         store.insert_contacts(conn, contacts)
     return written
-
-
-def _parse_spool(content: bytes) -> list[_SpoolLine]:
-    """Every non-empty line of a spool file, parsed, or with the reason it cannot be."""
-    pieces = content.split(b"\n")
-    # After the last newline: empty for a complete file, else a line cut by a crash mid-write.
-    # It was never acknowledged (the fsync comes after the newline), so it is quarantined.
-    tail = pieces.pop()
-    lines: list[_SpoolLine] = []
-    for number, piece in enumerate(pieces, start=1):
-        if not piece.strip():
-            continue
-        raw = _text(piece)
-        try:
-            lines.append(_SpoolLine(number, raw, OfferEvent.from_json(piece), None))
-        except (ValueError, TypeError) as exc:
-            lines.append(_SpoolLine(number, raw, None, f"invalid spool line: {exc}"))
-    if tail.strip(b" \t\r\x00"):
-        lines.append(_SpoolLine(len(pieces) + 1, _text(tail), None, TRUNCATED_REASON))
-    return lines
-
-
-def _text(raw: bytes) -> str:
-    # PostgreSQL text cannot hold NUL, which a crash can leave in a file's unwritten tail.
-    return raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 class EventWriter:
@@ -342,97 +302,31 @@ class EventWriter:
         between only makes the next replay find its events already stored. Stops at the
         first sign that the database is still down, leaving the files for next time.
         """
-        run_id = str(uuid.uuid4())
-        replayed = duplicates = quarantined = 0
-        paths = self.spool_files()
-        if paths and not self._database_up():
-            # Checked before claiming anything, so a still-down database costs one connect
-            # attempt, not a rename and give-back of every file each round.
-            return ReplayResult(remaining_files=len(paths))
-        for path in paths:
-            with self.spool.claim(path) as claimed:
-                if claimed is None:
-                    continue
-                claimed_path, fd = claimed
-                try:
-                    stored, dup, bad = self._replay_file(claimed_path, fd, run_id)
-                except Exception as exc:
-                    self.spool.give_back(claimed_path)
-                    if is_database_down(exc):
-                        log.info("database still unreachable, spool replay stopped: %s", exc)
-                        break
-                    log.exception("spool file %s not replayed, left in place", path.name)
-                    continue
-                replayed += stored
-                duplicates += dup
-                quarantined += bad
-        remaining = len(self.spool_files())
-        if replayed or duplicates or quarantined:
-            log.info(
-                "spool replayed: %d stored, %d duplicates, %d quarantined, %d files left",
-                replayed,
-                duplicates,
-                quarantined,
-                remaining,
-            )
-        return ReplayResult(replayed, duplicates, quarantined, remaining)
-
-    def _database_up(self) -> bool:
-        try:
-            ping(self.engine)
-        except Exception as exc:
-            if not is_database_down(exc):
-                raise
-            log.debug("database unreachable, spool replay waits: %s", exc)
-            return False
-        return True
+        counts = replay_files(self.spool, self.engine, self._replay_file, "event")
+        return ReplayResult(
+            counts.stored, counts.duplicates, counts.quarantined, counts.remaining_files
+        )
 
     def _replay_file(self, path: Path, fd: int, run_id: str) -> tuple[int, int, int]:
         content = read_all(fd)
-        lines = _parse_spool(content)
-        source = original_name(path.name)
-        sha256 = hashlib.sha256(content).hexdigest()
+        lines = parse_lines(content, OfferEvent.from_json)
         stored = duplicates = 0
         bad = [(line.line, line.raw, line.reason) for line in lines if line.reason is not None]
-        good = [line for line in lines if line.event is not None]
+        good = [line for line in lines if line.value is not None]
         if lines:
             with self.engine.begin() as conn:
                 for batch in _chunks(good, REPLAY_BATCH):
-                    written = _write_events(conn, [line.event for line in batch if line.event])
+                    written = _write_events(conn, [line.value for line in batch if line.value])
                     stored += written.stored
                     duplicates += written.duplicates
                     bad.extend(
                         (batch[i].line, batch[i].raw, reason) for i, reason in written.rejected
                     )
-                self._quarantine(conn, source, sha256, run_id, bad)
+                if bad:
+                    rows = quarantine_rows(QUARANTINE_ENTITY, path, content, run_id, bad, utcnow())
+                    store.insert_quarantined(conn, rows)
         self.spool.remove(path)
         return stored, duplicates, len(bad)
-
-    @staticmethod
-    def _quarantine(
-        conn: Connection,
-        source: str,
-        sha256: str,
-        run_id: str,
-        bad: list[tuple[int, str, str]],
-    ) -> None:
-        if not bad:
-            return
-        now = utcnow()
-        rows = [
-            {
-                "entity": QUARANTINE_ENTITY,
-                "source": source,
-                "source_sha256": sha256,
-                "line": line,
-                "reason": reason,
-                "raw": raw,
-                "run_id": run_id,
-                "quarantined_at": now,
-            }
-            for line, raw, reason in sorted(bad)
-        ]
-        store.insert_quarantined(conn, rows)
 
 
 def start_replayer(

@@ -11,10 +11,8 @@ written later, idempotently, so nothing is lost and nothing is counted twice.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -22,11 +20,17 @@ from datetime import UTC, date
 from pathlib import Path
 
 from nextoffer.domain.exposures import ExposureRecord
-from nextoffer.serving.spool import Spool, original_name, read_all
+from nextoffer.serving.spool import Spool, read_all
+from nextoffer.serving.spool_replay import (
+    ReplayCounts,
+    parse_lines,
+    quarantine_rows,
+    replay_files,
+)
 from nextoffer.store import Connection, Engine
 from nextoffer.store import events as event_store
 from nextoffer.store import exposures as store
-from nextoffer.store.engine import is_database_down, ping
+from nextoffer.store.engine import is_database_down
 from nextoffer.store.runs import utcnow
 
 log = logging.getLogger(__name__)
@@ -54,14 +58,8 @@ class FlushResult:
     rejected: int = 0
 
 
-@dataclass(frozen=True)
-class ExposureReplay:
-    """What one spool replay did; `remaining_files` are left for the next round."""
-
-    stored: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    remaining_files: int = 0
+ExposureReplay = ReplayCounts
+"""What one spool replay did; `remaining_files` are left for the next round."""
 
 
 class ExposureRecorder:
@@ -203,98 +201,25 @@ class ExposureRecorder:
         Each file is one transaction, removed only after it committed. Stops at the first
         sign that the database is still down, leaving the files for the next round.
         """
-        paths = self.spool_files()
-        if not paths:
-            return ExposureReplay()
-        try:
-            ping(self.engine)
-        except Exception as exc:
-            if not is_database_down(exc):
-                raise
-            return ExposureReplay(remaining_files=len(paths))
-        run_id = str(uuid.uuid4())
-        stored = duplicates = quarantined = 0
-        for path in paths:
-            with self.spool.claim(path) as claimed:
-                if claimed is None:
-                    continue
-                claimed_path, fd = claimed
-                try:
-                    new, dup, bad = self._replay_file(claimed_path, fd, run_id)
-                except Exception as exc:
-                    self.spool.give_back(claimed_path)
-                    if is_database_down(exc):
-                        log.info("database still unreachable, exposure replay stopped: %s", exc)
-                        break
-                    log.exception("exposure spool file %s not replayed, left in place", path.name)
-                    continue
-                stored, duplicates, quarantined = stored + new, duplicates + dup, quarantined + bad
-        remaining = len(self.spool_files())
-        if stored or duplicates or quarantined:
-            log.info(
-                "exposure spool replayed: %d stored, %d duplicates, %d quarantined, %d files left",
-                stored,
-                duplicates,
-                quarantined,
-                remaining,
-            )
-        return ExposureReplay(stored, duplicates, quarantined, remaining)
+        return replay_files(self.spool, self.engine, self._replay_file, "exposure")
 
     def _replay_file(self, path: Path, fd: int, run_id: str) -> tuple[int, int, int]:
         content = read_all(fd)
-        good: list[ExposureRecord] = []
-        bad: list[tuple[int, str, str]] = []
-        pieces = content.split(b"\n")
-        tail = pieces.pop()  # a line cut by a crash mid-write was never acknowledged
-        for number, piece in enumerate(pieces, start=1):
-            if not piece.strip():
-                continue
-            try:
-                good.append(ExposureRecord.from_json(piece))
-            except (ValueError, TypeError) as exc:
-                bad.append((number, _text(piece), f"invalid spool line: {exc}"))
-        if tail.strip(b" \t\r\x00"):
-            bad.append((len(pieces) + 1, _text(tail), "truncated spool line"))
+        lines = parse_lines(content, ExposureRecord.from_json)
+        good = [line.value for line in lines if line.value is not None]
+        bad = [(line.line, line.raw, line.reason) for line in lines if line.reason is not None]
         stored: set[str] = set()
         rejected = 0
-        if good or bad:
+        if lines:
             with self.engine.begin() as conn:
                 if good:
                     stored, rejected = self._write(conn, good)
-                self._quarantine(conn, path, content, run_id, bad)
+                if bad:
+                    rows = quarantine_rows(QUARANTINE_ENTITY, path, content, run_id, bad, utcnow())
+                    event_store.insert_quarantined(conn, rows)
         self.spool.remove(path)
         self._count(good, stored)
         return len(stored), len(good) - len(stored) - rejected, len(bad)
-
-    @staticmethod
-    def _quarantine(
-        conn: Connection, path: Path, content: bytes, run_id: str, bad: list[tuple[int, str, str]]
-    ) -> None:
-        if not bad:
-            return
-        now = utcnow()
-        sha256 = hashlib.sha256(content).hexdigest()
-        event_store.insert_quarantined(
-            conn,
-            [
-                {
-                    "entity": QUARANTINE_ENTITY,
-                    "source": original_name(path.name),
-                    "source_sha256": sha256,
-                    "line": line,
-                    "reason": reason,
-                    "raw": raw,
-                    "run_id": run_id,
-                    "quarantined_at": now,
-                }
-                for line, raw, reason in bad
-            ],
-        )
-
-
-def _text(raw: bytes) -> str:
-    # PostgreSQL text cannot hold NUL, which a crash can leave in a file's unwritten tail.
-    return raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 def exposure_spool_dir(events_spool_dir: Path) -> Path:

@@ -11,18 +11,15 @@ Output: the calibrated churn probability of each row, as nextoffer's churn scori
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import ColSpec, DataType, Schema
 
 from nextoffer.models.churn import SCHEMA_FILE, ChurnModel
-from nextoffer.models.pyfunc import ModelPyfunc
-from nextoffer.models.tabular import TableSchema
+from nextoffer.models.pyfunc import ModelPyfunc, table_signature
 
 OUTPUT = "churn_probability"
 
@@ -35,17 +32,7 @@ def churn_scores(model: ChurnModel, frame: pd.DataFrame) -> pd.DataFrame:
 
 def signature(model_dir: Path) -> ModelSignature | None:
     """The columns the model's schema reads; None when the folder has no schema."""
-    path = model_dir / SCHEMA_FILE
-    if not path.is_file():
-        return None
-    schema = TableSchema.from_dict(json.loads(path.read_text()))
-    inputs = Schema(
-        [
-            *(ColSpec(DataType.double, name) for name in (*schema.numeric, *schema.boolean)),
-            *(ColSpec(DataType.string, column.name) for column in schema.categorical),
-        ]
-    )
-    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(DataType.double, OUTPUT)]))
+    return table_signature(model_dir, SCHEMA_FILE, OUTPUT)
 
 
 mlflow.models.set_model(ModelPyfunc("churn", ChurnModel.load, churn_scores))

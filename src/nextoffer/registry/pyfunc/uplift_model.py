@@ -13,17 +13,14 @@ arbitration reads it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import ColSpec, DataType, Schema
 
-from nextoffer.models.pyfunc import ModelPyfunc
-from nextoffer.models.tabular import TableSchema
+from nextoffer.models.pyfunc import ModelPyfunc, table_signature
 from nextoffer.models.uplift import SCHEMA_FILE, UpliftModel, load_uplift_model
 
 OUTPUT = "uplift"
@@ -37,17 +34,7 @@ def uplift_scores(model: UpliftModel, frame: pd.DataFrame) -> pd.DataFrame:
 
 def signature(model_dir: Path) -> ModelSignature | None:
     """The columns the model's schema reads; None when the folder has no schema."""
-    path = model_dir / SCHEMA_FILE
-    if not path.is_file():
-        return None
-    schema = TableSchema.from_dict(json.loads(path.read_text()))
-    inputs = Schema(
-        [
-            *(ColSpec(DataType.double, name) for name in (*schema.numeric, *schema.boolean)),
-            *(ColSpec(DataType.string, column.name) for column in schema.categorical),
-        ]
-    )
-    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(DataType.double, OUTPUT)]))
+    return table_signature(model_dir, SCHEMA_FILE, OUTPUT)
 
 
 mlflow.models.set_model(ModelPyfunc("uplift", load_uplift_model, uplift_scores))

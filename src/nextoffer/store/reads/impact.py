@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Float, and_, cast, distinct, func, select
+from sqlalchemy import ColumnElement, Float, Select, Subquery, and_, cast, distinct, func, select
 
 from nextoffer.domain.impact import NO_SEGMENT, TREATED, CustomerOutcomes, ImpactPeriod
 from nextoffer.store.reads._sql import Bind, connect
@@ -49,31 +49,9 @@ def impact_outcomes(bind: Bind, period: ImpactPeriod) -> CustomerOutcomes:
     """
     window = timedelta(days=period.window_days)
     horizon = period.exposed_to + window
-    first_at = (
-        select(Exposure.customer_id, func.min(Exposure.exposed_at).label("first_at"))
-        .where(*_in_period(period))
-        .group_by(Exposure.customer_id)
-        .subquery()
-    )
+    first_at, first_exposures = first_exposure_query(period)
     with connect(bind) as conn:
-        exposures = frame(
-            conn,
-            select(
-                Exposure.customer_id,
-                Exposure.exposure_id,
-                Exposure.exposed_at,
-                Exposure.arm,
-                Exposure.product_ids,
-            )
-            .join(
-                first_at,
-                and_(
-                    Exposure.customer_id == first_at.c.customer_id,
-                    Exposure.exposed_at == first_at.c.first_at,
-                ),
-            )
-            .where(_universal()),
-        )
+        exposures = frame(conn, first_exposures)
         bought, subscribed = acquisition_rows(conn, first_at, period.exposed_from, horizon)
         churn = churn_rows(conn, first_at, period.exposed_from, horizon)
         segments = frame(
@@ -91,6 +69,38 @@ def impact_outcomes(bind: Bind, period: ImpactPeriod) -> CustomerOutcomes:
             ),
         )
     return _outcomes(exposures, bought, subscribed, churn, segments, products, window)
+
+
+def first_exposure_query(period: ImpactPeriod) -> tuple[Subquery, Select[Any]]:
+    """Each customer's first untagged exposure in `period`: (first_at per customer, rows).
+
+    The rows are customer_id, exposure_id, exposed_at, arm, product_ids; two exposures at
+    the same first instant both come back (callers keep the smaller id).
+    """
+    first_at = (
+        select(Exposure.customer_id, func.min(Exposure.exposed_at).label("first_at"))
+        .where(*_in_period(period))
+        .group_by(Exposure.customer_id)
+        .subquery()
+    )
+    rows = (
+        select(
+            Exposure.customer_id,
+            Exposure.exposure_id,
+            Exposure.exposed_at,
+            Exposure.arm,
+            Exposure.product_ids,
+        )
+        .join(
+            first_at,
+            and_(
+                Exposure.customer_id == first_at.c.customer_id,
+                Exposure.exposed_at == first_at.c.first_at,
+            ),
+        )
+        .where(_universal())
+    )
+    return first_at, rows
 
 
 def pending_customers(bind: Bind, period: ImpactPeriod) -> int:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import select
 
 from nextoffer.domain.impact import ImpactPeriod
 from nextoffer.store.reads._sql import Bind, connect
 from nextoffer.store.reads.features import frame
-from nextoffer.store.schema import Exposure, Product
+from nextoffer.store.reads.impact import first_exposure_query
+from nextoffer.store.schema import Product
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,35 +22,7 @@ def first_exposures(bind: Bind, period: ImpactPeriod) -> pd.DataFrame:
     The same exposures `reads.impact.impact_outcomes` compares: untagged by an experiment,
     first per customer within [exposed_from, exposed_to], the smaller id on a tie.
     """
-    universal = Exposure.experiment_id.is_(None)
-    in_period = (
-        universal,
-        Exposure.exposed_at >= period.exposed_from,
-        Exposure.exposed_at <= period.exposed_to,
-    )
-    first_at = (
-        select(Exposure.customer_id, func.min(Exposure.exposed_at).label("first_at"))
-        .where(*in_period)
-        .group_by(Exposure.customer_id)
-        .subquery()
-    )
-    query = (
-        select(
-            Exposure.customer_id,
-            Exposure.exposure_id,
-            Exposure.exposed_at,
-            Exposure.arm,
-            Exposure.product_ids,
-        )
-        .join(
-            first_at,
-            and_(
-                Exposure.customer_id == first_at.c.customer_id,
-                Exposure.exposed_at == first_at.c.first_at,
-            ),
-        )
-        .where(universal)
-    )
+    _first_at, query = first_exposure_query(period)
     with connect(bind) as conn:
         found = frame(conn, query)
     return (
