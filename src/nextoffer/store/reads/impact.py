@@ -7,7 +7,7 @@ numpy: one pass however many customers, the same on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -71,7 +71,9 @@ def impact_outcomes(bind: Bind, period: ImpactPeriod) -> CustomerOutcomes:
     return _outcomes(exposures, bought, subscribed, churn, segments, products, window)
 
 
-def first_exposure_query(period: ImpactPeriod) -> tuple[Subquery, Select[Any]]:
+def first_exposure_query(
+    period: ImpactPeriod,
+) -> tuple[Subquery, Select[str, str, datetime, str, str]]:
     """Each customer's first untagged exposure in `period`: (first_at per customer, rows).
 
     The rows are customer_id, exposure_id, exposed_at, arm, product_ids; two exposures at
