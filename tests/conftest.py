@@ -12,8 +12,12 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 PG_HOST = os.environ.get("NEXTOFFER_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("NEXTOFFER_TEST_PG_PORT", "5432"))
@@ -84,3 +88,16 @@ def _logging_as_it_was() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+def down_engine() -> Iterator[Engine]:
+    """An engine for a PostgreSQL that is not there: a port nothing listens on."""
+    from nextoffer.store.engine import make_engine
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/x?connect_timeout=1")
+    yield engine
+    engine.dispose()

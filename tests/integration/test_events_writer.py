@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -66,17 +65,6 @@ def engine(database_url: str) -> Iterator[Engine]:
                 for customer_id in ("C1", "C2")
             ],
         )
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def down_engine() -> Iterator[Engine]:
-    """An engine for a PostgreSQL that is not there: a port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/x?connect_timeout=1")
     yield engine
     engine.dispose()
 

@@ -7,7 +7,6 @@ daily sync keeps members' `entered_on` when the share changes and records who le
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -62,17 +61,6 @@ def engine(database_url: str) -> Iterator[Engine]:
                 for customer_id in CUSTOMERS
             ],
         )
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def down_engine() -> Iterator[Engine]:
-    """An engine for a PostgreSQL that is not there: a port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/x?connect_timeout=1")
     yield engine
     engine.dispose()
 
