@@ -18,10 +18,6 @@ from nextoffer.domain.experiment_stats import (
     UnitOutcomes,
     analyse_experiment,
     analyse_units,
-    confidence_sequence,
-    holm,
-    msprt_p_value,
-    ratio_variance,
     sample_ratio,
 )
 from nextoffer.domain.experiments import (
@@ -30,6 +26,12 @@ from nextoffer.domain.experiments import (
     Strategy,
     Variant,
     assign,
+)
+from nextoffer.domain.sequential_tests import (
+    confidence_sequence,
+    holm,
+    msprt_p_value,
+    ratio_variance,
 )
 
 ALPHA = 0.05
