@@ -119,6 +119,12 @@ class Settings(BaseSettings):
         description="key that signs login tokens; empty: one is generated into VAR_DIR/secrets "
         "(set it, the same on every replica, in production)",
     )
+    privacy_key: str = Field(
+        "",
+        description="key of the customer digests kept by the erasure ledger and the audit "
+        "trail; empty: one is generated into VAR_DIR/secrets (back it up; the same on every "
+        "replica in production)",
+    )
     jwt_ttl_s: int = Field(900, ge=60, description="lifetime of a login token")
     auth_cache_s: float = Field(
         30.0,

@@ -33,6 +33,7 @@ JWT_ISSUER = "nextoffer"
 JWT_ALGORITHM = "HS256"
 JWT_SECRET_MIN = 32
 JWT_SECRET_SETTING = "NEXTOFFER_JWT_SECRET"  # noqa: S105 - a variable name, not a secret
+PRIVACY_KEY_SETTING = "NEXTOFFER_PRIVACY_KEY"
 _JWT_CLAIMS = ["sub", "role", "iat", "exp", "jti", "iss"]
 
 
@@ -145,14 +146,28 @@ def resolve_jwt_secret(settings: Settings) -> str:
     process on the machine signs with the same key. Replicas on several machines need the
     setting.
     """
-    if settings.jwt_secret:
-        if len(settings.jwt_secret) < JWT_SECRET_MIN:
+    return resolve_secret(settings, settings.jwt_secret, "jwt_secret", JWT_SECRET_SETTING)
+
+
+def resolve_privacy_key(settings: Settings) -> str:
+    """The key of customer digests (erasure ledger, audit trail): setting or generated once.
+
+    It must outlive every backup: a restore re-applies erasures by digest, so the same key
+    has to be there afterwards. Back up VAR_DIR/secrets (or set NEXTOFFER_PRIVACY_KEY).
+    """
+    return resolve_secret(settings, settings.privacy_key, "privacy_key", PRIVACY_KEY_SETTING)
+
+
+def resolve_secret(settings: Settings, configured: str, name: str, setting: str) -> str:
+    """`configured` if set (at least JWT_SECRET_MIN long), else VAR_DIR/secrets/<name>."""
+    if configured:
+        if len(configured) < JWT_SECRET_MIN:
             raise ConfigError(
-                f"{JWT_SECRET_SETTING}: must be at least {JWT_SECRET_MIN} characters "
-                f"(got {len(settings.jwt_secret)}); e.g. the output of `openssl rand -hex 32`"
+                f"{setting}: must be at least {JWT_SECRET_MIN} characters "
+                f"(got {len(configured)}); e.g. the output of `openssl rand -hex 32`"
             )
-        return settings.jwt_secret
-    path = settings.var_dir / "secrets" / "jwt_secret"
+        return configured
+    path = settings.var_dir / "secrets" / name
     try:
         secret = _read_secret(path)
         if secret is None:
@@ -160,12 +175,12 @@ def resolve_jwt_secret(settings: Settings) -> str:
             secret = _read_secret(path)
     except OSError as exc:
         raise ConfigError(
-            f"{JWT_SECRET_SETTING} is not set and {path} cannot be used: {exc.strerror}"
+            f"{setting} is not set and {path} cannot be used: {exc.strerror}"
         ) from None
     if secret is None or len(secret) < JWT_SECRET_MIN:
         raise ConfigError(
             f"{path} holds no usable key (under {JWT_SECRET_MIN} characters); delete it to "
-            f"generate a new one, or set {JWT_SECRET_SETTING}"
+            f"generate a new one, or set {setting}"
         )
     return secret
 
@@ -183,7 +198,7 @@ def _publish_secret(path: Path, secret: str) -> None:
     # Written whole to a private temporary file, then hard-linked into place: the link
     # fails if the file exists, so racing workers agree on one key and none reads a
     # half-written file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".jwt_secret.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             os.fchmod(out.fileno(), 0o600)
