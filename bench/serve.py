@@ -12,7 +12,12 @@ keep-alive, a fixed number of requests in flight, bounded duration) measures:
 - live: customers whose precomputed rows were deleted before the server started, each
   requested once: every answer is scored by the champion model (`source == "live"`);
 - bare (the baseline, in the same run): `bench/bare_app.py`, a FastAPI app whose one route
-  returns `{}`, run by uvicorn with the same settings, under the same load.
+  returns `{}`, run by uvicorn with the same settings, under the same load;
+- cached_during_logins: the cached scenario again while LOGINS_IN_FLIGHT logins (right
+  password, so each one is an argon2 check) hammer `POST /v1/auth/token`; `logins` is
+  what those logins measured. Password checks queue for NEXTOFFER_LOGIN_HASH_CONCURRENCY
+  slots, so memory stays bounded (memory_mb.api_after_logins); what the checks' CPU does
+  to answers is the ratio cached_p95_during_logins_to_cached.
 
 The load generator runs on the same machine as the server and competes with it for the
 CPU: its ratios to the bare app are the numbers to compare, not the requests per second.
@@ -53,9 +58,10 @@ from bench.common import machine, timed, write_result
 from nextoffer import __version__
 from nextoffer.domain.roles import Role
 from nextoffer.serving.api_keys import create_api_key
+from nextoffer.serving.users import create_user
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
-from nextoffer.store.schema import Exposure, PrecomputedOffers, UserFeatures
+from nextoffer.store.schema import AuditRecord, Exposure, PrecomputedOffers, UserFeatures
 
 ROOT = Path(__file__).resolve().parents[1]
 NEXTOFFER = str(Path(sys.executable).with_name("nextoffer"))
@@ -72,6 +78,11 @@ LIVE_WARMUP = 20
 # app on 2 cores; more would add waiting in line, on both sides alike, and little load.
 DEFAULT_CONCURRENCY = 4
 BARE_WARMUP_S = 1.0
+# The issue's report: 16 concurrent guesses took the server from 384 MB to 1.38 GB.
+LOGINS_IN_FLIGHT = 16
+LOGIN_WARMUP_S = 1.0
+LOGIN_USER = "bench-login"
+LOGIN_PASSWORD = "bench login password"  # noqa: S105 - a throwaway account of the bench
 # Steps that end when their customers run out, not on time.
 UNBOUNDED_S = 600.0
 TARGETS = {
@@ -93,8 +104,11 @@ def ratio(ours: float | None, bare: float | None) -> float | None:
 # --------------------------------------------------------------------------- the world
 
 
-def world_env(var_dir: Path, world: Path) -> dict[str, str]:
-    """Settings of every nextoffer process here: the database in `var_dir`, models in `world`."""
+def world_env(var_dir: Path, world: Path, *, audit: bool = True) -> dict[str, str]:
+    """Settings of every nextoffer process here: the database in `var_dir`, models in `world`.
+
+    Auditing is on, as in production: every answer about a customer is an audit entry.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTOFFER_")}
     env.update(
         NEXTOFFER_VAR_DIR=str(var_dir),
@@ -105,6 +119,7 @@ def world_env(var_dir: Path, world: Path) -> dict[str, str]:
         NEXTOFFER_LOG_LEVEL="WARNING",
         NEXTOFFER_RATE_LIMIT_PER_MINUTE="0",
         NEXTOFFER_API_WORKERS="1",
+        NEXTOFFER_AUDIT_ENABLED="true" if audit else "false",
     )
     return env
 
@@ -194,6 +209,7 @@ def prepare(var_dir: Path, warm: int, live: int) -> Plan:
                     )
                 )
         _record, key = create_api_key(engine, "bench serve", Role.VIEWER)
+        create_user(engine, LOGIN_USER, LOGIN_PASSWORD, Role.VIEWER)
     finally:
         engine.dispose()
     return Plan(plan_warm, rest[:LIVE_WARMUP], rest[LIVE_WARMUP:], key)
@@ -421,6 +437,71 @@ def measure(
     return load
 
 
+async def drive_logins(url: str, duration_s: float, in_flight: int) -> Load:
+    """`in_flight` logins with the right password, one after another per slot, for a while.
+
+    One client for all slots: building an httpx client costs tens of milliseconds of this
+    loop's time (its TLS context), which would show as latency of the offers measured
+    beside it.
+    """
+    load = Load()
+    body = {"username": LOGIN_USER, "password": LOGIN_PASSWORD}
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+
+    async def slot(client: httpx.AsyncClient, deadline: float) -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                response = await client.post("/v1/auth/token", json=body)
+            except httpx.HTTPError as exc:
+                load.errors += 1
+                load.error_kinds[type(exc).__name__] += 1
+                continue
+            load.latencies_s.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                load.errors += 1
+                load.error_kinds[str(response.status_code)] += 1
+
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0) as client:
+        started = time.perf_counter()
+        deadline = started + duration_s
+        await asyncio.gather(*(slot(client, deadline) for _ in range(in_flight)))
+        load.elapsed_s = time.perf_counter() - started
+    return load
+
+
+def measure_during_logins(
+    server: Server,
+    paths: Iterable[str],
+    *,
+    concurrency: int,
+    duration_s: float,
+    headers: Mapping[str, str],
+) -> tuple[Load, Load]:
+    """`drive` of `paths` while logins hammer the server; (offers, logins).
+
+    The logins start LOGIN_WARMUP_S earlier, so the offers meet a full queue of password
+    checks from their first request. The server's CPU time is the whole server's, logins
+    included (put on the offers' load).
+    """
+    server_before, client_before = server.cpu_s(), client_cpu_s()
+
+    async def both() -> tuple[Load, Load]:
+        logins = asyncio.create_task(
+            drive_logins(server.url, duration_s + LOGIN_WARMUP_S, LOGINS_IN_FLIGHT)
+        )
+        await asyncio.sleep(LOGIN_WARMUP_S)
+        offers = await drive(
+            server.url, paths, concurrency=concurrency, duration_s=duration_s, headers=headers
+        )
+        return offers, await logins
+
+    offers, logins = asyncio.run(both())
+    offers.server_cpu_s = server.cpu_s() - server_before
+    offers.client_cpu_s = client_cpu_s() - client_before
+    return offers, logins
+
+
 def offers_paths(customers: Iterable[str]) -> Iterator[str]:
     return (f"/v1/customers/{c}/offers" for c in customers)
 
@@ -461,7 +542,11 @@ def bench_api(
     steps.append(("live_concurrency_1", offers_paths(live), 1, args.duration))
     scenarios: dict[str, Any] = {}
     memory: dict[str, Any] = {}
-    with serving(api_command(port), world_env(work, world), work / "api.log", port, "/health") as s:
+    env = world_env(work, world, audit=args.audit)
+    # Every login waits its turn however busy the machine (a 503 after the default 10 s
+    # would leave its latency unmeasured); the queue, not the wait limit, is measured.
+    env["NEXTOFFER_LOGIN_HASH_WAIT_S"] = "120"
+    with serving(api_command(port), env, work / "api.log", port, "/health") as s:
         memory["api_started"] = s.memory_mb()
         for name, paths, concurrency, duration_s in steps:
             note(f"{name}: {concurrency} in flight, at most {duration_s:.0f} s")
@@ -470,6 +555,17 @@ def bench_api(
             )
             scenarios[name] = load.summary()
         memory["api_after"] = s.memory_mb()
+        note(f"cached_during_logins: {LOGINS_IN_FLIGHT} logins in flight, {args.duration:.0f} s")
+        offers, logins = measure_during_logins(
+            s,
+            offers_paths(cycle(plan.warm)),
+            concurrency=args.concurrency,
+            duration_s=args.duration,
+            headers=headers,
+        )
+        scenarios["cached_during_logins"] = offers.summary()
+        scenarios["logins"] = logins.summary()
+        memory["api_after_logins"] = s.memory_mb()
     return scenarios, memory
 
 
@@ -493,6 +589,19 @@ def exposures_written(var_dir: Path, plan: Plan, scenarios: dict[str, Any]) -> d
         "by_arm": by_arm,
         "customers_asked": len(plan.warm) + len(plan.live_warmup) + live,
     }
+
+
+def audit_written(var_dir: Path) -> dict[str, int]:
+    """The audit entries the server wrote (off the request path), by action."""
+    engine = make_engine(f"sqlite:///{var_dir / 'nextoffer.db'}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(AuditRecord.action, func.count()).group_by(AuditRecord.action)
+            ).all()
+    finally:
+        engine.dispose()
+    return {str(action): int(n) for action, n in rows}
 
 
 def targets(results: dict[str, Any]) -> dict[str, Any]:
@@ -564,6 +673,12 @@ def main() -> None:
         "--worlds", type=Path, default=WORLDS, help="where built worlds are kept and reused"
     )
     parser.add_argument("--rebuild", action="store_true", help="build the world again")
+    parser.add_argument(
+        "--no-audit",
+        dest="audit",
+        action="store_false",
+        help="serve with NEXTOFFER_AUDIT_ENABLED=false (to measure what auditing costs)",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.customers = SMOKE_CUSTOMERS
@@ -582,7 +697,7 @@ def main() -> None:
             "warm_customers": args.warm,
             "live_customers_set_aside": live_pool(args),
             "server": "nextoffer serve: 1 uvicorn worker, memory:// cache, rate limits off, "
-            "log level WARNING, no access log, SQLite",
+            "log level WARNING, no access log, SQLite, auditing " + ("on" if args.audit else "off"),
             "bare": "bench/bare_app.py on uvicorn with the same settings",
             "smoke": args.smoke,
         },
@@ -597,11 +712,13 @@ def main() -> None:
         bare, bare_memory = bench_bare(args, work)
         scenarios, memory = bench_api(args, work, world, plan)
         exposures = exposures_written(work, plan, scenarios)
+        audit = audit_written(work)
     scenarios["bare"] = bare
     memory["bare_after"] = bare_memory
     results["scenarios"] = scenarios
     results["memory_mb"] = memory
     results["exposures"] = exposures
+    results["audit"] = audit
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     cached, live = scenarios["cached"], scenarios["live"]
     per_request = "server_cpu_ms_per_request"
@@ -611,10 +728,15 @@ def main() -> None:
         "live_p95_to_bare": ratio(live["latency_ms"].get("p95"), bare["latency_ms"].get("p95")),
         "cached_server_cpu_per_request_to_bare": ratio(cached[per_request], bare[per_request]),
         "live_server_cpu_per_request_to_bare": ratio(live[per_request], bare[per_request]),
+        # What logins in flight do to cached answers (1.0: nothing).
+        "cached_p95_during_logins_to_cached": ratio(
+            scenarios["cached_during_logins"]["latency_ms"].get("p95"),
+            cached["latency_ms"].get("p95"),
+        ),
     }
     results["targets"] = targets(results)
     path = save(results, args)
-    for name in ("bare", "cached", "live", "live_concurrency_1"):
+    for name in ("bare", "cached", "live", "live_concurrency_1", "cached_during_logins", "logins"):
         s, lat = scenarios[name], scenarios[name]["latency_ms"]
         print(
             f"{name:>18}: {s['rps']:8,.1f} req/s  p50 {lat.get('p50')} ms  p95 {lat.get('p95')} ms"
@@ -622,7 +744,9 @@ def main() -> None:
             f"  errors {s['errors']}  sources {s['sources']}"
         )
     print(f"ratios {results['ratios']}  API RSS {memory['api_after']}  → {path}")
+    print(f"API RSS after {LOGINS_IN_FLIGHT} logins in flight: {memory['api_after_logins']}")
     print(f"exposures written {exposures['rows']:,} for {exposures['customers_asked']:,} customers")
+    print(f"audit entries written {sum(audit.values()):,}: {audit}")
 
 
 if __name__ == "__main__":

@@ -230,7 +230,10 @@ def write_world(
                 (date(2025, 1, 1) + timedelta(days=i % 80)).isoformat() if churned else "",
             ]
         )
-    write_csv(root / "customers.csv", header("customers"), customer_rows)
+    columns = header("customers")  # rows leave the newer, optional columns empty (timezone)
+    write_csv(
+        root / "customers.csv", columns, [r + [""] * (len(columns) - len(r)) for r in customer_rows]
+    )
     write_csv(root / "subscriptions.csv", header("subscriptions"), subscription_rows)
     write_csv(root / "transactions.csv", header("transactions"), transaction_rows)
     write_csv(root / "events.csv", header("events"), event_rows)

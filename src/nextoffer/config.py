@@ -125,6 +125,28 @@ class Settings(BaseSettings):
         "trail; empty: one is generated into VAR_DIR/secrets (back it up; the same on every "
         "replica in production)",
     )
+    allow_insecure_secrets: bool = Field(
+        False,
+        description="development only: start even with a known, example or weak secret "
+        "(the development compose file sets it; production never)",
+    )
+    forwarded_allow_ips: str = Field(
+        "",
+        description="proxies whose X-Forwarded-For is believed (addresses or networks, comma "
+        "separated, e.g. Traefik's); empty: nobody's, the connection's address is the client",
+    )
+    login_free_failures: int = Field(
+        5, ge=1, description="wrong passwords per username and address before logins back off"
+    )
+    login_lock_max_s: int = Field(
+        900, ge=1, description="longest lock of one username from one address (doubling from 1 s)"
+    )
+    login_hash_concurrency: int = Field(
+        2, ge=1, description="password checks at once per API process (argon2: 64 MiB each)"
+    )
+    login_hash_wait_s: float = Field(
+        10.0, gt=0, description="how long a login waits for a password check slot before a 503"
+    )
     jwt_ttl_s: int = Field(900, ge=60, description="lifetime of a login token")
     auth_cache_s: float = Field(
         30.0,
@@ -162,6 +184,15 @@ class Settings(BaseSettings):
     )
     contact_cap: int = Field(3, ge=1, description="impressions of one offer allowed per window")
     contact_window_days: int = Field(30, ge=1, description="window of the contact cap, in days")
+    # Retention (docs/security.md): the `retention` job purges older rows; 0 keeps them
+    # forever. It refuses to start on one shorter than a window that reads those rows.
+    retention_events_months: int = Field(0, ge=0, description="months events are kept; 0: ever")
+    retention_transactions_months: int = Field(
+        0, ge=0, description="months transactions are kept; 0: forever"
+    )
+    retention_contact_history_months: int = Field(
+        0, ge=0, description="months contact history is kept; 0: forever"
+    )
 
     # Impact (docs/impact.md): a universal control group, exposures, treated vs control.
     control_group_share: float = Field(
@@ -182,6 +213,14 @@ class Settings(BaseSettings):
     exposure_flush_s: float = Field(
         2.0, gt=0, description="how often buffered exposures are written to the database"
     )
+    audit_enabled: bool = Field(
+        True,
+        description="record every read of one customer's data and every change in the "
+        "append-only audit table (docs/security.md); false only for a throwaway deployment",
+    )
+    audit_flush_s: float = Field(
+        2.0, gt=0, description="how often buffered audit entries are written to the database"
+    )
     impact_window_days: int = Field(
         30, ge=1, le=365, description="days after an exposure in which outcomes are counted"
     )
@@ -192,6 +231,31 @@ class Settings(BaseSettings):
         "propensity",
         description="rank offers by propensity x value, or by uplift x value where an uplift "
         "model is the champion (propensity until one is)",
+    )
+
+    # Consent and contact policy (docs/consent.md).
+    consent_required: bool = Field(
+        False,
+        description="true: a channel needs the customer's recorded consent (opt-in); false: "
+        "only a recorded withdrawal closes it (opt-out)",
+    )
+    quiet_hours: str = Field(
+        "",
+        description="per channel, local hours with no offer: channel=HH[:MM]-HH[:MM], "
+        "comma-separated (e.g. telesales=21-9); empty: none",
+    )
+    quiet_days: str = Field(
+        "",
+        description="per channel, local weekdays with no offer: channel=day|day, "
+        "comma-separated (e.g. telesales=sat|sun); empty: none",
+    )
+    region_timezones: str = Field(
+        "",
+        description="time zone of each region, for customers without one: region=Zone, "
+        "comma-separated (e.g. north=Europe/Berlin)",
+    )
+    default_timezone: str = Field(
+        "UTC", description="time zone of customers whose zone and region's zone are unknown"
     )
 
     # Scheduling: Celery beat by default; Airflow's DAGs when `scheduler` says so. Crontab

@@ -20,11 +20,16 @@ from nextoffer.cache import Cache, make_cache
 from nextoffer.config import Settings
 from nextoffer.jobs.context import JobContext, Progress
 from nextoffer.observe.metrics import ApiMetrics
+from nextoffer.scoring.contact import contact_rules
 from nextoffer.serving.api_keys import ApiKeyVerifier
+from nextoffer.serving.audit import AuditTrail, audit_spool_dir
 from nextoffer.serving.events import EventWriter, start_replayer
 from nextoffer.serving.experiment_book import ExperimentBook
 from nextoffer.serving.exposures import ExposureRecorder, exposure_spool_dir, start_flusher
+from nextoffer.serving.login_throttle import LoginThrottle
+from nextoffer.serving.logins import Logins
 from nextoffer.serving.offers import OfferService
+from nextoffer.serving.password_gate import HashGate, register_gate_gauges
 from nextoffer.serving.rate_limit import RateLimiter
 from nextoffer.serving.state import ServingState
 from nextoffer.serving.tokens import TokenVerifier, resolve_jwt_secret
@@ -32,6 +37,7 @@ from nextoffer.store import Engine
 from nextoffer.store.engine import make_engine
 from nextoffer.store.runs import utcnow
 from nextoffer.usecases.context import Clock, Services
+from nextoffer.usecases.privacy import reapply_at_start
 
 if TYPE_CHECKING:
     from nextoffer.pipelines.precompute import ChunkRunner
@@ -66,6 +72,7 @@ class Platform:
     def services(self) -> Services:
         """What the use cases work with: serving state, answer chain, events, jobs..."""
         settings, engine, cache = self.settings, self.engine, self.cache
+        contact_rules(settings)  # a contact-policy setting that does not parse fails here
         metrics = ApiMetrics()
         state = ServingState(engine, self.registry)
         offers = OfferService(
@@ -108,6 +115,7 @@ class Platform:
                 ),
                 on_spooled=metrics.exposures_spooled.inc,
             ),
+            audit=self.audit,
         )
 
     def job_context(
@@ -133,6 +141,19 @@ class Platform:
         return resolve_jwt_secret(self.settings)
 
     @cached_property
+    def audit(self) -> AuditTrail:
+        """The audit trail: entries queued, written in batches (NEXTOFFER_AUDIT_ENABLED)."""
+        from nextoffer.serving.tokens import resolve_privacy_key
+
+        settings = self.settings
+        return AuditTrail(
+            self.engine,
+            audit_spool_dir(settings.spool_dir),
+            lambda: resolve_privacy_key(settings),
+            enabled=settings.audit_enabled,
+        )
+
+    @cached_property
     def key_verifier(self) -> ApiKeyVerifier:
         """Checks machines' API keys."""
         return ApiKeyVerifier(self.engine, self.settings.auth_cache_s)
@@ -147,12 +168,25 @@ class Platform:
         """Requests per minute per caller, shared through the cache."""
         return RateLimiter(self.cache, self.settings.rate_limit_per_minute)
 
+    @cached_property
+    def logins(self) -> Logins:
+        """Password logins: backoff per (username, address) in the cache, hashing queued."""
+        settings = self.settings
+        throttle = LoginThrottle(
+            self.cache, free=settings.login_free_failures, cap_s=settings.login_lock_max_s
+        )
+        gate = HashGate(settings.login_hash_concurrency, settings.login_hash_wait_s)
+        register_gate_gauges(self.services.metrics, gate)
+        return Logins(self.engine, throttle, gate)
+
     def start_serving(self) -> None:
         """Load the champions, then keep them fresh, replay spooled events and write exposures.
 
         All three in background threads; exposures only when NEXTOFFER_EXPOSURES_ENABLED.
         """
         services = self.services
+        # A restored database may hold customers erased since: they go before any answer.
+        reapply_at_start(services)
         services.state.refresh()
         interval = self.settings.serving_refresh_s
         self._threads.append(_every(interval, self._stop, self._refresh))
@@ -164,6 +198,9 @@ class Platform:
                 services.exposures, self.settings.exposure_flush_s, self._stop
             )
             self._threads.append(self._flusher)
+        if self.audit.enabled:
+            flush_s = self.settings.audit_flush_s
+            self._threads.append(start_flusher(self.audit, flush_s, self._stop, "audit"))
         log.info(
             "serving offers %s, churn %s; cache %s",
             services.state.offers.label if services.state.offers else "none",
@@ -185,9 +222,17 @@ class Platform:
                 self.services.exposures.flush()
             except Exception:
                 log.exception("exposures queued at shutdown were not written")
+        if "audit" in self.__dict__:
+            try:
+                self.audit.flush()
+            except Exception:
+                log.exception("audit entries queued at shutdown were not written")
         self.cache.close()
 
     def _refresh(self) -> None:
+        # Answers forgotten while the cache was away are dropped once it is back, even
+        # when this process serves no request to do it first.
+        self.services.offers.flush_pending()
         state = self.services.state
         before = state.stamp
         state.refresh()

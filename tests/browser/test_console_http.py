@@ -21,6 +21,8 @@ from nextoffer.web.app import ROUTERS
 from tests.browser.conftest import ConsoleWorld, password
 
 OPEN = {"/login"}
+ADMIN_ONLY = {"/audit"}
+"""Pages a viewer is refused (403, saying which role they need)."""
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -116,10 +118,19 @@ def test_signed_in_pages_answer(world: ConsoleWorld, experiment_id: str) -> None
         for template in console_routes("GET"):
             path = fill(template, world, experiment_id)
             answer = client.get(path)
+            if template in ADMIN_ONLY:
+                assert answer.status_code == 403, (path, answer.status_code)
+                assert "needs the admin role" in answer.text
+                continue
             assert answer.status_code == 200, (path, answer.text[:500])
             assert answer.headers["cache-control"] == "no-store"
             # The API's security headers cover the console too.
             assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    with sign_in(world, "admin") as (client, _):
+        for template in ADMIN_ONLY:
+            answer = client.get(template)
+            assert answer.status_code == 200, (template, answer.text[:500])
+            assert answer.headers["cache-control"] == "no-store"
 
 
 def test_session_cookie_is_httponly_lax_and_no_api_token(world: ConsoleWorld) -> None:

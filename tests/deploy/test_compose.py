@@ -394,7 +394,8 @@ def test_secrets_are_files_never_values(dev: dict[str, Any], prod: dict[str, Any
     for model in (dev, prod):
         for name, service in services(model):
             for key, value in (service.get("environment") or {}).items():
-                if SECRET_NAME.search(key) and not key.endswith(("_FILE", "_CMD")):
+                flag = key == "NEXTOFFER_ALLOW_INSECURE_SECRETS"  # a yes/no, not a secret
+                if SECRET_NAME.search(key) and not key.endswith(("_FILE", "_CMD")) and not flag:
                     raise AssertionError(f"{name}: {key}={value!r} holds a secret itself")
                 if key.endswith("_FILE") and key != "AWS_SHARED_CREDENTIALS_FILE":
                     assert value.startswith("/run/secrets/"), (name, key, value)
@@ -559,3 +560,23 @@ def test_the_budget_table_in_the_docs_matches_the_compose_files(
     assert documented == expected
     total = sum(int(s["deploy"]["resources"]["limits"]["memory"]) for _, s in default_profile(prod))
     assert f"{total // 1024**2:,} MB in production" in text
+
+
+def test_development_secrets_are_allowed_in_development_only_and_proxies_trusted_by_name(
+    dev: dict[str, Any], prod: dict[str, Any]
+) -> None:
+    loads_jwt = {"api", "worker", "beat"}
+    for name in loads_jwt:
+        assert dev["services"][name]["environment"]["NEXTOFFER_ALLOW_INSECURE_SECRETS"] == "true"
+    for name, service in services(prod):
+        flag = (service.get("environment") or {}).get("NEXTOFFER_ALLOW_INSECURE_SECRETS")
+        assert flag in (None, "false"), name
+        if "NEXTOFFER_JWT_SECRET_FILE" in (service.get("environment") or {}):
+            assert name not in loads_jwt or flag == "false", name
+    # X-Forwarded-For is believed from Traefik's fixed address on the app network only.
+    for model in (dev, prod):
+        trusted = model["services"]["api"]["environment"]["NEXTOFFER_FORWARDED_ALLOW_IPS"]
+        traefik = model["services"]["traefik"]["networks"]["app"]["ipv4_address"]
+        assert trusted == traefik == "172.30.0.10"
+        [pool] = model["networks"]["app"]["ipam"]["config"]
+        assert pool["subnet"] == "172.30.0.0/24" and pool["ip_range"] == "172.30.0.128/25"

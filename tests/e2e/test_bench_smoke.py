@@ -29,6 +29,7 @@ EXPECTED_SOURCES = {
     "live_warmup": {"live"},
     "live": {"live"},
     "live_concurrency_1": {"live"},
+    "cached_during_logins": {"cache"},
 }
 
 
@@ -56,7 +57,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_every_scenario_ran_without_errors(smoke: dict[str, Any]) -> None:
     scenarios = smoke["scenarios"]
     assert {"bare", "cached", "live"} <= scenarios.keys()
-    for name in ("bare", *EXPECTED_SOURCES):
+    for name in ("bare", "logins", *EXPECTED_SOURCES):
         scenario = scenarios[name]
         assert scenario["requests"] > 0, name
         assert scenario["errors"] == 0, (name, scenario["error_kinds"])
@@ -98,3 +99,12 @@ def test_the_server_recorded_one_exposure_per_customer_answered(smoke: dict[str,
     exposures = smoke["exposures"]
     assert 0 < exposures["rows"] <= exposures["customers_asked"]
     assert exposures["by_arm"].keys() == {"treated"}  # no control group in the benchmark
+
+
+def test_the_server_ran_with_auditing_on(smoke: dict[str, Any]) -> None:
+    # Auditing is on by default: every answer about one customer is an audit entry, written
+    # in batches off the request path (and once more as the server stops).
+    answered = sum(smoke["scenarios"][name]["requests"] for name in EXPECTED_SOURCES)
+    assert smoke["audit"].keys() == {"customer.read"}
+    assert smoke["audit"]["customer.read"] >= answered
+    assert "auditing on" in smoke["settings"]["server"]

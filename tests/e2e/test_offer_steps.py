@@ -246,6 +246,8 @@ class Scenario:
     """Customer → a product the API offered them, then shown to them up to the cap."""
     seen: list[Seen]
     consumers: tuple[str, ...]
+    opted_out: list[str] = field(default_factory=list)
+    """Customers who had offers, then asked not to be contacted (`PUT .../consent`)."""
 
     def of(self, consumer: str) -> list[Seen]:
         """The answers `consumer` gave."""
@@ -343,6 +345,20 @@ def play(api: Api) -> Scenario:
             record.from_api(API, customer)
             record.from_console(customer)
             early.append(customer)
+        # Had offers, then asked not to be contacted: read only after the change.
+        opted_out = []
+        for _ in range(GROUP_SIZE):
+            customer, first = offered_to(record, pool, API)
+            record.seen.remove(first)  # read before the change
+            done = api.client.put(
+                f"/v1/customers/{customer}/consent",
+                json={"do_not_contact": True},
+                headers=api.headers("writer"),
+            )
+            assert done.status_code == 200, done.text
+            record.from_api(API, customer)
+            record.from_console(customer)
+            opted_out.append(customer)
         # Capped now, read only after the precompute job: the impressions drop the cached
         # answer, so their next answer is the new precompute's row.
         late = []
@@ -352,7 +368,7 @@ def play(api: Api) -> Scenario:
             late.append(customer)
 
         run_precompute(api)
-        for customer in control + held_out + late:
+        for customer in control + held_out + late + opted_out:
             record.from_api(PRECOMPUTED, customer)
             record.from_console(customer)
         # Read first after the job, then capped: their precomputed rows hold the product.
@@ -366,10 +382,10 @@ def play(api: Api) -> Scenario:
 
         if REBUILT in consumers:
             rebuild_cache(api)
-            for customer in control + held_out + early + late + after:
+            for customer in control + held_out + early + late + after + opted_out:
                 record.from_api(REBUILT, customer)
                 record.from_console(customer)
-        return Scenario(api, control, held_out, capped, record.seen, consumers)
+        return Scenario(api, control, held_out, capped, record.seen, consumers, opted_out)
     finally:
         stop_experiment(api, experiment_id)
         console.close()
@@ -464,6 +480,19 @@ def _listed(value: str | None) -> set[str]:
 Check = Callable[[Scenario, list[Seen]], list[str]]
 
 
+def consent_and_contact_policy(scenario: Scenario, seen: list[Seen]) -> list[str]:
+    """Customers who asked not to be contacted get nothing, from any source, and it says so."""
+    problems = [
+        f"{answer.describe()}: asked not to be contacted"
+        for answer in seen
+        if answer.customer in scenario.opted_out
+        and (answer.offered or answer.source != "contact_policy")
+    ]
+    if not any(a.customer in scenario.opted_out for a in seen):
+        problems.append("no answer to a customer who asked not to be contacted was read")
+    return problems
+
+
 def universal_control_group(scenario: Scenario, seen: list[Seen]) -> list[str]:
     """Held-out customers get nothing and `control: true`, from any source, in no experiment."""
     problems = []
@@ -520,6 +549,7 @@ def contact_caps(scenario: Scenario, seen: list[Seen]) -> list[str]:
 
 
 CHECKS: dict[str, Check] = {
+    "consent and contact policy": consent_and_contact_policy,
     "universal control group": universal_control_group,
     "experiment assignment": experiment_assignment,
     "eligibility and product rules": eligibility_and_product_rules,
@@ -561,7 +591,7 @@ def test_consumer_answers_from_its_own_source(scenario: Scenario, consumer: str)
     wrong = [
         s.describe()
         for s in scenario.of(consumer)
-        if s.customer not in scenario.control + scenario.held_out
+        if s.customer not in scenario.control + scenario.held_out + scenario.opted_out
         and s.source not in SOURCES[consumer]
     ]
     assert not wrong, f"{consumer} should answer from {sorted(SOURCES[consumer])}:\n" + "\n".join(

@@ -1,7 +1,9 @@
-"""The whole OpenAPI schema fuzzed against the real server with schemathesis.
+"""The whole OpenAPI schema fuzzed against the real server with schemathesis, on both databases.
 
-One `nextoffer serve` subprocess on a small trained SQLite world, rate limits off, an ADMIN
-key sent on every request. Schemathesis runs its phases over every operation (examples,
+One `nextoffer serve` subprocess per database, rate limits off, an ADMIN key sent on every
+request: on a copy of the session's trained SQLite world (`sqlite_world`), and on a fresh
+PostgreSQL database holding a copy of that world's rows (`world_copy`: seconds, where
+building a world on PostgreSQL takes most of a minute), with the same registry and models. Schemathesis runs its phases over every operation (examples,
 coverage: boundary and invalid values, fuzzing: valid and invalid requests, stateful: calls
 chained through links), derandomized and with no example database or cache between runs,
 so a run is reproducible. Checked:
@@ -35,15 +37,18 @@ import schemathesis
 from schemathesis.engine import StopReason, events, from_schema
 from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
 
-from tests.e2e.server import ApiServer, build_world, create_key, world_env
+from tests.conftest import PG_HOST, PG_PORT, require_service
+from tests.e2e.server import ApiServer, copy_world, create_key, world_env
+from tests.e2e.world_copy import postgres_copy
 
-# About 35 s in all, half of it building the world; the limit is for a hang.
+# About 20 s a database after the world is built; the limit is for a hang.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 # Answers that say only "the auth layer stopped this request".
 AUTH_ONLY = frozenset({401, 403, 429})
 SLOW_JOBS = frozenset({"training", "etl"})
-MAX_EXAMPLES = 20
+# Two databases share what one used to have: fewer examples each, every phase still run.
+MAX_EXAMPLES = 12
 
 
 @dataclass
@@ -144,11 +149,8 @@ def record(run: FuzzRun, event: events.EngineEvent) -> None:
         run.failures.extend(f"after run: {f.title}: {f.message}" for f in event.failures)
 
 
-@pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> FuzzRun:
-    var_dir: Path = tmp_path_factory.mktemp("schemathesis-world")
-    database_url = f"sqlite:///{var_dir / 'nextoffer.db'}"
-    build_world(var_dir, database_url)
+def fuzz_world(var_dir: Path, database_url: str) -> FuzzRun:
+    """Serve the world at `var_dir` on `database_url` and fuzz it."""
     env = world_env(var_dir, database_url)
     env["NEXTOFFER_RATE_LIMIT_PER_MINUTE"] = "0"
     admin_key = create_key(env, "admin")
@@ -159,6 +161,21 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> FuzzRun:
         server.stop()
     run.server_log = server.log_tail()
     return run
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
+)
+def fuzzed(
+    request: pytest.FixtureRequest, sqlite_world: Path, tmp_path_factory: pytest.TempPathFactory
+) -> FuzzRun:
+    var_dir = copy_world(sqlite_world, tmp_path_factory.mktemp(f"fuzz-{request.param}") / "w")
+    sqlite_url = f"sqlite:///{var_dir / 'nextoffer.db'}"
+    if request.param == "sqlite":
+        return fuzz_world(var_dir, sqlite_url)
+    require_service("PostgreSQL", PG_HOST, PG_PORT)
+    with postgres_copy(sqlite_url) as postgres_url:
+        return fuzz_world(var_dir, postgres_url)
 
 
 def test_schemathesis_run_completed(fuzzed: FuzzRun) -> None:

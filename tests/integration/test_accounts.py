@@ -400,7 +400,9 @@ def test_generated_jwt_secret_is_a_private_file_reused_afterwards(tmp_path: Path
 
 
 def test_configured_jwt_secret_is_used_and_must_be_long(tmp_path: Path) -> None:
-    assert resolve_jwt_secret(Settings(var_dir=tmp_path, jwt_secret=SECRET)) == SECRET
+    # SECRET is a repeated pattern, refused at start (tests/integration/test_login_throttle.py).
+    configured = "k3V9qZ2mX7pL4wR8tY1uN6bH0cJ5dF2g"
+    assert resolve_jwt_secret(Settings(var_dir=tmp_path, jwt_secret=configured)) == configured
     assert not (tmp_path / "secrets").exists()
     with pytest.raises(ConfigError, match=r"NEXTOFFER_JWT_SECRET.*at least 32"):
         resolve_jwt_secret(Settings(var_dir=tmp_path, jwt_secret="short"))

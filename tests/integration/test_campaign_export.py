@@ -53,6 +53,9 @@ from tests.integration.test_ingest_s3 import CREDENTIALS, s3, s3_endpoint
 
 __all__ = ["s3_endpoint"]  # the moto fixture, used by name below
 
+CHANNEL = "web"
+"""The channel of the exports (a campaign is made in one) and of the API answers compared."""
+
 
 @dataclass
 class Served:
@@ -74,7 +77,8 @@ class Served:
         return body
 
     def export(self, out: Path, **request: Any) -> pd.DataFrame:
-        """A campaign export through the use case, read back from its CSV."""
+        """A campaign export through the use case (in CHANNEL by default), read from its CSV."""
+        request.setdefault("channel", CHANNEL)
         export_campaign(self.platform.services, CampaignRequest(**request), str(out))
         return read_export(out)
 
@@ -121,11 +125,11 @@ def served(world: RulesWorld) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def answers(served: Served) -> dict[str, list[dict[str, Any]]]:
-    """Every customer's API answer (default k), by customer id."""
+    """Every customer's API answer in CHANNEL (default k), by customer id."""
     with served.engine.connect() as conn:
         ids = conn.execute(select(UserFeatures.customer_id).order_by(UserFeatures.customer_id))
         customers = [str(c) for c in ids.scalars()]
-    return {c: served.answer(c)["offers"] for c in customers}
+    return {c: served.answer(c, channel=CHANNEL)["offers"] for c in customers}
 
 
 def first_offers(exported: pd.DataFrame) -> dict[str, list[str]]:
@@ -260,7 +264,9 @@ def test_cli_writes_parquet_and_s3_that_read_back(
 
     parquet = tmp_path / "top.parquet"
     done = runner.invoke(
-        cli_app, ["campaign", "export", "--top", "15", "--out", str(parquet)], env=env
+        cli_app,
+        ["campaign", "export", "--top", "15", "--channel", CHANNEL, "--out", str(parquet)],
+        env=env,
     )
     assert done.exit_code == 0, done.output
     assert "dry run" in done.output and "15 exported" in done.output
@@ -269,7 +275,11 @@ def test_cli_writes_parquet_and_s3_that_read_back(
     client = s3(s3_endpoint)
     client.create_bucket(Bucket="campaigns")
     url = "s3://campaigns/exports/2026/top.csv"
-    done = runner.invoke(cli_app, ["campaign", "export", "--top", "15", "--out", url], env=env)
+    done = runner.invoke(
+        cli_app,
+        ["campaign", "export", "--top", "15", "--channel", CHANNEL, "--out", url],
+        env=env,
+    )
     assert done.exit_code == 0, done.output
     body = client.get_object(Bucket="campaigns", Key="exports/2026/top.csv")["Body"].read()
     from_s3 = read_export(io.BytesIO(body))

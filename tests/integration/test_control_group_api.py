@@ -362,9 +362,11 @@ def test_campaign_export_skips_held_out_customers_and_records_both_arms(
     members = set(world.members())
     top = 40
     everyone = export_campaign(
-        reference.services, CampaignRequest(top=top), str(tmp_path / "a.csv")
+        reference.services, CampaignRequest(top=top, channel="web"), str(tmp_path / "a.csv")
     )
-    dry = export_campaign(held.services, CampaignRequest(top=top), str(tmp_path / "b.csv"))
+    dry = export_campaign(
+        held.services, CampaignRequest(top=top, channel="web"), str(tmp_path / "b.csv")
+    )
     exported = pd.read_csv(tmp_path / "b.csv", dtype={"customer_id": str})
 
     assert len(exported) == top and not set(exported["customer_id"]) & members
@@ -380,7 +382,7 @@ def test_campaign_export_skips_held_out_customers_and_records_both_arms(
     assert dry.exposures_recorded == 0 and exposures_of(world.engine, dry.rows[0].customer_id) == []
 
     committed = export_campaign(
-        held.services, CampaignRequest(top=top, commit=True), str(tmp_path / "c.csv")
+        held.services, CampaignRequest(top=top, channel="web", commit=True), str(tmp_path / "c.csv")
     )
     assert [r.customer_id for r in committed.rows] == [r.customer_id for r in dry.rows]
     assert committed.exposures_recorded == top + len(committed.held_out)

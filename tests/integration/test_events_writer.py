@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, insert, select
@@ -34,6 +36,11 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     """A migrated database holding product P1 and customers C1, C2."""
+    yield from seeded(database_url)
+
+
+def seeded(database_url: str) -> Iterator[Engine]:
+    """The `engine` fixture's database at `database_url`."""
     engine = make_engine(database_url)
     upgrade(engine)
     with engine.begin() as conn:
@@ -232,7 +239,8 @@ def test_database_down_spools_fsynced_then_replay_stores_exactly_once(
     assert up.replay() == ReplayResult(replayed=3, quarantined=1, remaining_files=0)
     assert stored_ids(engine) == ["E1", "E2", "E4"]
     assert count(engine, ContactHistory) == 1
-    assert list(spool_dir.iterdir()) == []
+    assert up.spool_files() == []
+    assert [r["raw"] for r in quarantined_file(spool_dir)] == [batch[2].to_json()]
     assert up.spool_depth() == 0
 
     assert up.replay() == ReplayResult()
@@ -285,6 +293,92 @@ def test_replay_counts_duplicates_quarantine_and_a_truncated_line(
     assert again == ReplayResult(replayed=0, duplicates=3, quarantined=4, remaining_files=0)
     assert stored_ids(engine) == ["E1", "E2"]
     assert count(engine, QuarantinedRow) == 4
+
+
+def poisoned_spool(spool_dir: Path) -> tuple[str, str]:
+    """A hand-written spool file of good events around poisoned lines: (name, NUL line)."""
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    nul = ev("E2").to_json().replace('"s1"', '"s\\u0000x"')
+    content = (
+        f"{ev('E1').to_json()}\n"
+        f"{nul}\n"
+        f"{ev('E3', 'offer_click').to_json()}\n"
+        f"{ev('E4').to_json().replace(T0.isoformat(), '0001-01-01T00:00:00+14:00')}\n"
+        f"{ev('E5', 'offer_accept', customer_id='C2').to_json()}\n"
+    )
+    name = "events-api-1-7.jsonl"
+    (spool_dir / name).write_text(content, encoding="utf-8")
+    return name, nul
+
+
+def quarantined_file(spool_dir: Path) -> list[dict[str, Any]]:
+    """The records of the spool's quarantine files (asserted owner-only)."""
+    folder = spool_dir / spool_replay.QUARANTINE_SUBDIR
+    assert folder.stat().st_mode & 0o777 == 0o700
+    records = []
+    for path in sorted(folder.iterdir()):
+        assert path.stat().st_mode & 0o777 == 0o600
+        records += [json.loads(line) for line in path.read_text().splitlines()]
+    return records
+
+
+def test_a_poisoned_spool_line_is_quarantined_and_never_blocks_the_rest(
+    engine: Engine, spool_dir: Path
+) -> None:
+    """H3: a NUL (refused by PostgreSQL) and a time out of range are quarantined with
+    their reasons, in the table and a file; every other event is stored exactly once."""
+    name, nul = poisoned_spool(spool_dir)
+    writer = EventWriter(engine, spool_dir)
+    assert writer.spool_depth() == 5
+
+    assert writer.replay() == ReplayResult(replayed=3, quarantined=2, remaining_files=0)
+    assert stored_ids(engine) == ["E1", "E3", "E5"]
+    assert count(engine, ContactHistory) == 1  # E1, the one impression stored
+    assert writer.spool_depth() == 0 and writer.spool_files() == []
+    with engine.connect() as conn:
+        rows = conn.execute(select(QuarantinedRow).order_by(QuarantinedRow.line)).all()
+    assert [(r.source, r.line) for r in rows] == [(name, 2), (name, 4)]
+    assert "session_id contains NUL" in rows[0].reason
+    assert "outside 1900-2100" in rows[1].reason
+    records = quarantined_file(spool_dir)
+    assert [(r["source"], r["line"]) for r in records] == [(name, 2), (name, 4)]
+    assert records[0]["raw"] == nul  # the line exactly as spooled
+    assert records[0]["reason"] == rows[0].reason
+
+    # Replayed again (a crash before the delete): nothing twice, the same quarantine file.
+    name, _ = poisoned_spool(spool_dir)
+    assert writer.replay() == ReplayResult(duplicates=3, quarantined=2, remaining_files=0)
+    assert stored_ids(engine) == ["E1", "E3", "E5"]
+    assert len(quarantined_file(spool_dir)) == 2
+
+
+@pytest.mark.integration
+def test_a_line_the_database_refuses_is_quarantined_and_the_rest_stored_once(
+    postgres_url: str, spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """H3 on PostgreSQL with the spool on its own: a spool written before events were
+    checked (the check switched off here) holds a NUL that PostgreSQL refuses. The file is
+    then stored event by event; the refused line alone is quarantined."""
+    databases = seeded(postgres_url)
+    engine = next(databases)
+    monkeypatch.setattr(events_module, "text_problem", lambda *_args: None)
+    monkeypatch.setattr(events_module, "date_problem", lambda *_args: None)
+    _, nul = poisoned_spool(spool_dir)
+    writer = EventWriter(engine, spool_dir)
+
+    result = writer.replay()
+    assert result == ReplayResult(replayed=3, quarantined=2, remaining_files=0)
+    assert stored_ids(engine) == ["E1", "E3", "E5"]
+    records = quarantined_file(spool_dir)
+    assert [r["line"] for r in records] == [2, 4]
+    assert records[0]["reason"].startswith("refused when stored: ")
+    assert "0x00" in records[0]["reason"] or "NUL" in records[0]["reason"]
+    assert records[0]["raw"] == nul
+    with engine.connect() as conn:
+        reasons = conn.execute(select(QuarantinedRow.line, QuarantinedRow.reason)).all()
+    assert sorted(line for line, _ in reasons) == [2, 4]
+    assert writer.replay() == ReplayResult()
+    next(databases, None)
 
 
 def test_concurrent_replay_stores_every_event_exactly_once(

@@ -210,6 +210,7 @@ def test_good_rows_are_stored_with_their_types(
         "data_gb_month": 1.5,
         "voice_min_month": None,
         "attributes": None,  # no extra columns: no custom attributes
+        "timezone": None,  # absent column: the region's zone applies (docs/consent.md)
     }
     assert customers["C2"]["plan_id"] is None
     assert customers["C2"]["arpu"] == Decimal("0.00")
@@ -295,7 +296,7 @@ def test_a_changed_row_in_a_later_file_is_updated_not_duplicated(
     later = tmp_path / "later"
     changed = [
         "C000002", "Renamed", "45-54", "east", "2021-01-03", "two_year", "voucher",
-        "FIBRE-1G", "99.99", "", "",
+        "FIBRE-1G", "99.99", "", "", "",
     ]  # fmt: skip
     write_csv(later / "customers-2025-02.csv", header("customers"), [changed])
     result = run_ingest(engine, settings, later)
@@ -313,8 +314,8 @@ def test_a_changed_row_in_a_later_file_is_updated_not_duplicated(
 
     # Within one run, files of an entity load in name order: the later file wins.
     both = tmp_path / "both"
-    write_csv(both / "customers-1.csv", header("customers"), [[*changed[:8], "10", "", ""]])
-    write_csv(both / "customers-2.csv", header("customers"), [[*changed[:8], "20", "", ""]])
+    write_csv(both / "customers-1.csv", header("customers"), [[*changed[:8], "10", "", "", ""]])
+    write_csv(both / "customers-2.csv", header("customers"), [[*changed[:8], "20", "", "", ""]])
     result = run_ingest(engine, settings, both)
     assert result.rows_changed == 2
     assert dump_rows(engine, "customers")["C000002"]["arpu"] == Decimal("20.00")

@@ -2,7 +2,8 @@
 
 Base backup 1 → rows → time T → more rows → base backup 2; a restore to T, started as a
 second cluster, holds exactly the rows committed before T, including those written after
-base backup 1, which no dump holds.
+base backup 1, which no dump holds; a customer erased after T is back in it until the
+erasure ledger kept outside the database is applied, and gone after.
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from nextoffer.cache.memory import MemoryCache
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError, NotFoundError
 from nextoffer.jobs.calls import create_backup
 from nextoffer.ops.manifest import BackupError
 from nextoffer.ops.restore import restore_backup
 from nextoffer.ops.wal import wal_fetch, wal_key, wal_push
+from nextoffer.pipelines.erasures import reapply_erasures
+from nextoffer.platform import build_platform
 from nextoffer.storage import FileStore
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
+from nextoffer.usecases.privacy import forget_customers
 from tests.e2e.private_servers import PG_USER, PostgresCluster, postgres_bin_dir, require
 
 NEXTOFFER = Path(sys.executable).with_name("nextoffer")
@@ -185,11 +190,23 @@ def test_restore_to_a_time_between_two_base_backups(
     assert {t.name: t.rows for t in first.tables}["ledger"] == 5
 
     write(range(6, 11), "after base backup 1, before T")
+    sql(
+        database,
+        "INSERT INTO customers (customer_id, display_name, age_band, region, signup_date, "
+        "contract_type, payment_method) VALUES "
+        "('C-VICTIM', 'Vera Vanish', '25-34', 'north', '2024-01-01', 'prepaid', 'voucher'), "
+        "('C-OTHER', 'Otto Other', '25-34', 'north', '2024-01-01', 'prepaid', 'voucher')",
+    )
     time.sleep(0.3)
     ((target_time,),) = sql(database, "SELECT clock_timestamp()")
     assert isinstance(target_time, datetime)
     time.sleep(0.3)
     write(range(11, 16), "after T")
+    platform = build_platform(settings, cache=MemoryCache())
+    try:  # erased after T: a restore to T holds the customer, until the ledger is applied
+        forget_customers(platform.services, ["C-VICTIM"])
+    finally:
+        platform.close()
     second = create_backup(settings)
     assert second.physical is not None and second.physical.finished_at > target_time
     # Make sure the WAL holding the rows after T reaches the archive: recovery has to read
@@ -206,6 +223,7 @@ def test_restore_to_a_time_between_two_base_backups(
     result = restore_backup(settings, None, data_dir.as_uri(), False, target_time)
 
     assert result.backup_id == first.backup_id  # the second finished after T
+    assert any("nextoffer customers reapply" in note for note in result.notes)
     assert result.data_dir == str(data_dir)
     assert (data_dir / "recovery.signal").exists()
     conf = (data_dir / "postgresql.auto.conf").read_text()
@@ -230,3 +248,14 @@ def test_restore_to_a_time_between_two_base_backups(
     assert str(wal_file).startswith("00000002")
     assert sql(database, "SELECT count(*) FROM ledger") == [(15,)]
     assert "recovery stopping before commit" in recovered.log_tail(20_000)
+
+    # What serving's start-up, `nextoffer customers reapply` and the ETL each run first.
+    customers = "SELECT customer_id FROM customers ORDER BY customer_id"
+    assert sql(recovered_db, customers) == [("C-OTHER",), ("C-VICTIM",)]
+    recovered_engine = make_engine(recovered.url("nextoffer"))
+    try:
+        assert reapply_erasures(recovered_engine, settings).customers == 1
+    finally:
+        recovered_engine.dispose()
+    assert sql(recovered_db, customers) == [("C-OTHER",)]
+    assert sql(recovered_db, "SELECT count(*) FROM erasure_ledger") == [(1,)]

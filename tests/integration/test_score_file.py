@@ -79,7 +79,8 @@ def test_scores_equal_what_the_platform_computed_and_nothing_is_stored(
     files = cut(world, chosen, tmp_path / "in")
     # One bad row: an age band the format does not know.
     with files["customers"].open("a", encoding="utf-8") as handle:
-        handle.write("C09999999,Bad Row,40-49,capital,2020-01-01,prepaid,voucher,,30,1,1,false\n")
+        # (The empty field is the optional timezone column.)
+        handle.write("C09999999,Bad Row,40-49,capital,2020-01-01,prepaid,voucher,,30,1,1,,false\n")
     out = tmp_path / "scored.parquet"
 
     args = ["score", "--out", str(out), "--as-of", as_of.strftime("%Y-%m-%dT%H:%M:%S")]

@@ -69,6 +69,7 @@ def test_api_schema_reads_the_answer_directly() -> None:
         "notes": ["cache unavailable"],
         "experiment": {"experiment_id": "e1", "variant": "ranker", "strategy": "champion"},
         "control": False,
+        "withheld_reason": None,
     }
     # A held-out answer shows nothing; what it would have offered never reaches the body.
     held = OffersAnswer("C1", [], Source.CONTROL, "v3", control=True, withheld=offers)

@@ -56,6 +56,7 @@ VALID = {
         "arpu": "10",
         "data_gb_month": "",
         "voice_min_month": "",
+        "timezone": "",
     },
     "subscriptions": {
         "subscription_id": "S1",

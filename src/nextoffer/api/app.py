@@ -14,16 +14,21 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.routing import BaseRoute
 
 from nextoffer import __version__
+from nextoffer.api.audit import AuditMiddleware
+from nextoffer.api.input_guard import InputGuard
 from nextoffer.api.middleware import RequestMiddleware
 from nextoffer.api.problems import install_problem_handlers
+from nextoffer.api.redirects import RelativeRedirects
 from nextoffer.api.routes import (
     auth,
+    consent,
     customers,
     events,
     experiments,
     health,
     impact,
     operations,
+    privacy,
     products,
 )
 from nextoffer.domain.impact import ImpactReport
@@ -70,8 +75,13 @@ def install_api(app: FastAPI, platform: Platform) -> None:
     settings = platform.settings
     app.state.platform = platform
     install_problem_handlers(app)
+    # Innermost: text no value may hold is refused before any route, API or console.
+    app.add_middleware(InputGuard)
+    app.add_middleware(RelativeRedirects)
     for router in (
         customers.router,
+        consent.router,
+        privacy.router,
         products.router,
         events.router,
         experiments.router,
@@ -103,6 +113,8 @@ def install_edges(
     request-id middleware included.
     """
     settings = platform.settings
+    # Inside the request-id middleware, so each audit entry carries the request's id.
+    app.add_middleware(AuditMiddleware, trail=platform.audit)
     app.add_middleware(
         RequestMiddleware,
         metrics=platform.services.metrics,
@@ -213,6 +225,12 @@ def _register_gauges(platform: Platform) -> None:
                     "Exposures waiting in the local spool for the database.",
                     [],
                     lambda: gauge(services.exposures.spool_depth()),
+                ),
+                (
+                    "nextoffer_audit_spool_depth",
+                    "Audit entries waiting in the local spool for the database.",
+                    [],
+                    lambda: gauge(platform.audit.spool_depth()),
                 ),
                 (
                     "nextoffer_cache_up",

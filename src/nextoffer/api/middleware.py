@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nextoffer.observe.logs import correlation_id
 from nextoffer.observe.metrics import ApiMetrics
 from nextoffer.observe.tracing import tag_current_span
+from nextoffer.serving.audit import principal_of
 
 log = logging.getLogger("nextoffer.access")
 
@@ -116,17 +117,16 @@ class RequestMiddleware:
         self.metrics.http_requests.labels(method, template, str(status)).inc()
         self.metrics.http_duration.labels(method, template).observe(elapsed)
         if status >= 500 or template != "/metrics":
-            log.info(
-                "%s %s %s",
-                method,
-                scope.get("path", ""),
-                status,
-                extra={
-                    "route": template,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
+            extra: dict[str, object] = {
+                "route": template,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+            }
+            # Who called: the key id or the user, as the audit trail names them.
+            principal = principal_of(scope.get("state") or {})
+            if principal is not None:
+                extra["actor"] = f"{principal.kind}:{principal.id}"
+            log.info("%s %s %s", method, scope.get("path", ""), status, extra=extra)
 
     async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
         body = json.dumps(

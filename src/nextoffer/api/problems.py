@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nextoffer.domain.errors import (
     BackendUnavailableError,
+    BusyError,
     ConfigError,
     ConflictError,
     InvalidRequestError,
@@ -85,6 +86,9 @@ _ANSWERS: dict[type[Exception], Callable[[Any], ProblemError]] = {
         429, str(exc), kind="rate-limited", headers={"Retry-After": str(exc.retry_after_s)}
     ),
     RegistryError: lambda exc: ProblemError(409, str(exc), kind="registry"),
+    BusyError: lambda exc: ProblemError(
+        503, str(exc), kind="busy", headers={"Retry-After": str(exc.retry_after_s)}
+    ),
     BackendUnavailableError: lambda exc: ProblemError(
         503, str(exc), kind="backend-unavailable", headers={"Retry-After": "5"}
     ),

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, TypeVar, Unpack
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from nextoffer.domain.vocabulary import ID_PATTERN
+from nextoffer.domain.limits import MAX_TEXT_LEN, check_text
+from nextoffer.domain.vocabulary import ID_PATTERN, Channel
 from nextoffer.serving.insights import SegmentAnswer
 from nextoffer.store.reads.catalogue import ProductView
 
@@ -24,6 +25,41 @@ def from_record(schema: type[Schema], record: object, **fields: Any) -> Schema:
 def example(body: dict[str, Any], **config: Unpack[ConfigDict]) -> ConfigDict:
     """A model's config with `body` as the example the OpenAPI document shows."""
     return ConfigDict(**config, json_schema_extra={"examples": [body]})
+
+
+MAX_VERSION = 2**31 - 1
+"""The largest model version a request may name (the registry's versions are 32-bit)."""
+
+
+class InputModel(BaseModel):
+    """A request body: no text in it holds NUL, a control character or invalid Unicode.
+
+    Nor runs past MAX_TEXT_LEN, however deep (fields set tighter limits of their own).
+    Every request body model derives from it, so the check cannot be forgotten per field;
+    PostgreSQL refuses NUL in text with an error, not a row.
+    """
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        _check_strings(value)
+        return value
+
+
+def _check_strings(value: Any, where: str = "") -> None:
+    """ValueError for the first string in `value` that no text may be, naming its key."""
+    if isinstance(value, str):
+        try:
+            check_text(value, MAX_TEXT_LEN)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}" if where else str(exc)) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key, f"{where} key" if where else "key")
+            _check_strings(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            _check_strings(item, f"{where}[{index}]")
 
 
 class OfferOut(BaseModel):
@@ -85,9 +121,9 @@ class OffersOut(BaseModel):
 
     customer_id: str
     offers: list[OfferOut]
-    source: Literal["cache", "precomputed", "live", "fallback", "popular", "control"] = Field(
-        description="where the answer came from"
-    )
+    source: Literal[
+        "cache", "precomputed", "live", "fallback", "popular", "control", "contact_policy"
+    ] = Field(description="where the answer came from (`contact_policy`: nothing may be offered)")
     model_version: str | None
     degraded: bool = Field(description="true when a backend was down and a fallback answered")
     notes: list[str] = Field(description="what was unavailable, when degraded")
@@ -97,6 +133,15 @@ class OffersOut(BaseModel):
         description="true when the customer is held out (the universal control group, or an "
         "experiment's control variant): no offer is shown; the answer the offers would have "
         "been is logged as the customer's exposure, never returned",
+    )
+    withheld_reason: (
+        Literal["do_not_contact", "no_consent", "do_not_call", "quiet_hours", "policy_unavailable"]
+        | None
+    ) = Field(
+        None,
+        description="why the contact policy leaves nothing to offer now (docs/consent.md): "
+        "the customer asked not to be contacted, gave no consent for the channel (or any), "
+        "is on the do-not-call list, or it is the channel's quiet hours; null otherwise",
     )
 
 
@@ -202,7 +247,7 @@ class SimilarItemOut(BaseModel):
     similarity: float
 
 
-class EventIn(BaseModel):
+class EventIn(InputModel):
     """An offer response: impression, click, accept or decline."""
 
     model_config = example(
@@ -226,7 +271,7 @@ class EventIn(BaseModel):
     event_type: Literal["offer_impression", "offer_click", "offer_accept", "offer_decline"]
     product_id: str = Field(pattern=ID_PATTERN)
     ts: datetime | None = Field(None, description="when it happened; default: on receipt")
-    channel: str | None = Field(None, max_length=32)
+    channel: Channel | None = Field(None, description="as in the import files' channel column")
     session_id: str | None = Field(None, max_length=128)
     experiment_id: str | None = Field(
         None,
@@ -241,7 +286,7 @@ class EventIn(BaseModel):
     )
 
 
-class EventBatchIn(BaseModel):
+class EventBatchIn(InputModel):
     """Up to 1 000 events in one request."""
 
     model_config = ConfigDict(extra="forbid")
@@ -266,7 +311,7 @@ class EventsOut(BaseModel):
     )
 
 
-class VariantIn(BaseModel):
+class VariantIn(InputModel):
     """One arm of an experiment."""
 
     model_config = ConfigDict(extra="forbid")
@@ -274,10 +319,10 @@ class VariantIn(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     strategy: Literal["champion", "model_version", "segment_popular", "popular", "control"]
     weight: float = Field(1.0, gt=0, le=1000)
-    model_version: int | None = Field(None, ge=1)
+    model_version: int | None = Field(None, ge=1, le=MAX_VERSION)
 
 
-class ExperimentIn(BaseModel):
+class ExperimentIn(InputModel):
     """A new experiment: 2 to 10 variants and the unit that is randomised."""
 
     model_config = example(
@@ -427,12 +472,14 @@ class ModelsOut(BaseModel):
     versions: list[ModelVersionOut]
 
 
-class PromoteIn(BaseModel):
+class PromoteIn(InputModel):
     """Move the champion alias."""
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int | None = Field(None, ge=1, description="omit together with rollback=true")
+    version: int | None = Field(
+        None, ge=1, le=MAX_VERSION, description="omit together with rollback=true"
+    )
     rollback: bool = False
     reason: str = Field("promoted through the API", max_length=500)
 
@@ -446,7 +493,7 @@ class DecisionOut(BaseModel):
     reason: str
 
 
-class JobIn(BaseModel):
+class JobIn(InputModel):
     """Start a job."""
 
     model_config = example({"kind": "precompute", "params": {}}, extra="forbid")
@@ -466,12 +513,13 @@ class JobIn(BaseModel):
         "dr_drill",
         "impact",
         "control_group",
+        "retention",
     ] = Field(description="one of the jobs of docs/jobs.md (nextoffer.jobs.catalogue)")
     params: dict[str, str | int | float | bool | list[str]] = Field(
         default_factory=dict,
         description="etl: path (default NEXTOFFER_INGEST_SOURCE, new files only); "
         "ingest: path, new_only; features: as_of; training: models; "
-        "backup_verify and dr_drill: backup_id; impact: as_of",
+        "backup_verify and dr_drill: backup_id; impact: as_of; retention: dry_run",
     )
 
 
@@ -487,7 +535,7 @@ class JobOut(BaseModel):
     message: str | None
 
 
-class TokenIn(BaseModel):
+class TokenIn(InputModel):
     """A user's credentials."""
 
     model_config = ConfigDict(extra="forbid")

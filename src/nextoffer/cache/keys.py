@@ -68,3 +68,18 @@ def rate_limit(principal: str, window: int) -> str:
 def churn_risk(customer_id: str, stamp: str) -> str:
     """The key of a customer's churn risk under `stamp` (the models + features version)."""
     return f"churn:{_stamp(stamp)}:{_part(customer_id, 'customer id')}"
+
+
+def login_throttle(scope: str, digest: str) -> str:
+    """The key of a login throttle's state for one scope (pair, user, address) and subject."""
+    return f"login:{_part(scope, 'scope')}:{_part(digest, 'digest')}"
+
+
+def revoked_session(session_id: str) -> str:
+    """The key marking a console session (its token's jti) as logged out until it expires."""
+    return f"session:revoked:{_part(session_id, 'session id')}"
+
+
+def contact_facts(customer_id: str, stamp: str) -> str:
+    """The key of a customer's consent facts under `stamp` (an import makes a new one)."""
+    return f"consent:{_stamp(stamp)}:{_part(customer_id, 'customer id')}"

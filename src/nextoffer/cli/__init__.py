@@ -9,8 +9,10 @@ import typer
 
 from nextoffer.cli import (
     accounts,
+    audit,
     backup,
     campaign,
+    customers,
     data,
     etl,
     evaluate,
@@ -48,6 +50,8 @@ for command in (
     models.train,
     score.score,
     impact.impact,
+    audit.audit,
+    customers.retention,
 ):
     app.command()(command)
 app.add_typer(data.db_app, name="db")
@@ -56,6 +60,7 @@ app.add_typer(accounts.keys_app, name="keys")
 app.add_typer(accounts.users_app, name="users")
 app.add_typer(evaluate.evaluate_app, name="evaluate")
 app.add_typer(campaign.campaign_app, name="campaign")
+app.add_typer(customers.customers_app, name="customers")
 app.add_typer(models.models_app, name="models")
 app.add_typer(etl.etl_app, name="etl")
 app.add_typer(backup.app, name="backup")

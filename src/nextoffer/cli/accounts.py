@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
+from nextoffer.cli.audit import audit_change
 from nextoffer.cli.common import (
     console,
     err_console,
@@ -16,10 +17,14 @@ from nextoffer.cli.common import (
     load_settings,
     open_platform,
 )
+from nextoffer.domain.audit import Action
 from nextoffer.domain.errors import ConfigError
 from nextoffer.domain.roles import Role, parse_role
 from nextoffer.store import Engine
 from nextoffer.store.engine import wait_for_database
+
+if TYPE_CHECKING:
+    from nextoffer.platform import Platform
 
 keys_app = typer.Typer(help="API keys for machines: create, list, revoke.")
 users_app = typer.Typer(help="User accounts for people: create, list, disable.")
@@ -39,11 +44,15 @@ def _role_option(text: str) -> Role:
         raise ConfigError(f"--role: {exc}") from None
 
 
-def _accounts_engine() -> Engine:
+def _accounts_platform() -> Platform:
     settings = load_settings()
-    engine = open_platform(settings).engine
-    wait_for_database(engine, settings.db_wait_timeout_s)
-    return engine
+    platform = open_platform(settings)
+    wait_for_database(platform.engine, settings.db_wait_timeout_s)
+    return platform
+
+
+def _accounts_engine() -> Engine:
+    return _accounts_platform().engine
 
 
 def _when(value: datetime | None) -> str:
@@ -74,7 +83,10 @@ def keys_create(
     """
     from nextoffer.serving.api_keys import create_api_key
 
-    record, plaintext = create_api_key(_accounts_engine(), name, _role_option(role))
+    platform = _accounts_platform()
+    record, plaintext = create_api_key(platform.engine, name, _role_option(role))
+    detail = {"name": record.name, "role": record.role.value}
+    audit_change(platform, Action.KEY_CREATE, record.key_id, detail=detail)
     err_console.print(
         f"keys: created {record.key_id} ({record.name!r}, role {record.role})", highlight=False
     )
@@ -105,7 +117,9 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="id shown by `keys li
     """Revoke an API key; running API processes stop accepting it within 30 s."""
     from nextoffer.serving.api_keys import revoke_api_key
 
-    record = revoke_api_key(_accounts_engine(), key_id)
+    platform = _accounts_platform()
+    record = revoke_api_key(platform.engine, key_id)
+    audit_change(platform, Action.KEY_REVOKE, record.key_id, detail={"name": record.name})
     console.print(
         f"keys: revoked {record.key_id} ({record.name!r}) at {_when(record.revoked_at)} UTC",
         highlight=False,
@@ -132,12 +146,13 @@ def users_create(
     # Everything that can be checked is, before anyone types a password.
     granted = _role_option(role)
     check_username(username)
-    engine = _accounts_engine()
+    platform = _accounts_platform()
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    record = create_user(engine, username, password, granted)
+    record = create_user(platform.engine, username, password, granted)
+    audit_change(platform, Action.USER_CREATE, record.username, detail={"role": record.role.value})
     console.print(f"users: created {record.username} (role {record.role})", highlight=False)
 
 
@@ -165,5 +180,7 @@ def users_disable(username: Annotated[str, typer.Argument(help="account to disab
     """Disable a user: logins fail at once, issued tokens stop working within 30 s."""
     from nextoffer.serving.users import disable_user
 
-    disabled = disable_user(_accounts_engine(), username).username
+    platform = _accounts_platform()
+    disabled = disable_user(platform.engine, username).username
+    audit_change(platform, Action.USER_DISABLE, disabled)
     console.print(f"users: disabled {disabled}", highlight=False)

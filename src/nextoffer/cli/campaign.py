@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.progress import MofNCompleteColumn
 
+from nextoffer.cli.audit import audit_campaign
 from nextoffer.cli.common import console, handles_errors, load_settings, open_platform, progress
 from nextoffer.store.engine import wait_for_database
 
@@ -20,6 +21,13 @@ def export(
     out: Annotated[
         str, typer.Option(help="FILE.csv, FILE.csv.gz, FILE.parquet or s3://bucket/key.csv")
     ],
+    channel: Annotated[
+        str,
+        typer.Option(
+            help="the campaign's channel (retail, web, app, call_center, telesales): offers "
+            "allowed in it, customers open to it (consent, do not contact, quiet hours)"
+        ),
+    ],
     offer: Annotated[
         str | None,
         typer.Option(help="one product: customers whose answer has it, ranked by its score"),
@@ -29,9 +37,6 @@ def export(
     ] = None,
     churn_band: Annotated[
         str | None, typer.Option(help="only customers of this churn band (low, medium, high)")
-    ] = None,
-    channel: Annotated[
-        str | None, typer.Option(help="the channel of the campaign (offers allowed in it)")
     ] = None,
     k: Annotated[
         int | None,
@@ -45,11 +50,11 @@ def export(
     """Export the N best customers with their offer, score, propensity, value and reasons.
 
     Each customer's offers are what the API answers now (`GET /v1/customers/{id}/offers`,
-    with CHANNEL): eligibility and product rules, holdings, contact caps and experiments
-    apply as there. With --offer, the customers whose answer contains that product, ranked
-    by its score; otherwise each customer's first offer. A dry run writes the file only;
-    --commit also records each offer as an impression in contact_history, so contact caps
-    count it.
+    with CHANNEL): consent and contact policy, eligibility and product rules, holdings,
+    contact caps and experiments apply as there. With --offer, the customers whose answer
+    contains that product, ranked by its score; otherwise each customer's first offer. A
+    dry run writes the file only; --commit also records each offer as an impression in
+    contact_history, so contact caps count it.
     """
     from nextoffer.usecases.campaigns import CampaignRequest, export_campaign
 
@@ -73,4 +78,5 @@ def export(
             out,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
+    audit_campaign(platform, result)
     console.print(result.summary(), highlight=False, soft_wrap=True)

@@ -18,7 +18,9 @@ from nextoffer.cli.common import (
     open_registry,
     print_json,
 )
+from nextoffer.domain.audit import Action
 from nextoffer.domain.errors import ConfigError
+from nextoffer.serving.audit import command_actor
 from nextoffer.store.engine import wait_for_database
 
 models_app = typer.Typer(help="Registered model versions: list, promote, roll back.")
@@ -217,7 +219,11 @@ def models_promote(
     reason: Annotated[str, typer.Option(help="why (kept in the registry)")] = "promoted by hand",
 ) -> None:
     """Make VERSION the champion of KIND by hand, whatever its metrics."""
-    decision = open_registry(load_settings()).promote(kind, version, reason)
+    from nextoffer.usecases.models import audit_decision
+
+    platform = open_platform(load_settings())
+    decision = platform.registry.promote(kind, version, reason)
+    audit_decision(platform.audit, command_actor(), Action.MODEL_PROMOTE, decision, at_once=True)
     console.print(_decision_line(decision), highlight=False, soft_wrap=True)
 
 
@@ -227,5 +233,9 @@ def models_rollback(
     kind: Annotated[str, typer.Argument(help="offers, churn or uplift")],
 ) -> None:
     """Point KIND's champion back at the previous champion."""
-    decision = open_registry(load_settings()).rollback(kind)
+    from nextoffer.usecases.models import audit_decision
+
+    platform = open_platform(load_settings())
+    decision = platform.registry.rollback(kind)
+    audit_decision(platform.audit, command_actor(), Action.MODEL_ROLLBACK, decision, at_once=True)
     console.print(_decision_line(decision), highlight=False, soft_wrap=True)

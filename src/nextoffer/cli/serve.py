@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,6 +21,7 @@ from nextoffer.cli.models import train
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
 from nextoffer.domain.roles import Role
+from nextoffer.serving.weak_secrets import refuse_insecure_secrets
 from nextoffer.store import migrate
 from nextoffer.store.engine import wait_for_database
 
@@ -84,6 +85,7 @@ def worker(
     from nextoffer.worker.app import check_worker_queues
 
     settings = load_settings()
+    refuse_insecure_secrets(settings)
     celery = celery_app(settings)
     names = [q.strip() for q in queues.split(",") if q.strip()]
     processes = concurrency or max(2, os.cpu_count() or 2)
@@ -125,6 +127,7 @@ def beat() -> None:
     from nextoffer.worker.schedule import ENTRIES
 
     settings = load_settings()
+    refuse_insecure_secrets(settings)
     celery = celery_app(settings)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     if settings.scheduler != "celery":
@@ -161,6 +164,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
     host = host or settings.api_host
     port = port or settings.api_port
     workers = workers or settings.api_workers
+    refuse_insecure_secrets(settings)
     if settings.broker_url:
         # A bad broker URL is one line here, not a trace from every API process.
         celery_app(settings)
@@ -185,9 +189,21 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
         workers=workers,
         log_level="warning",
         access_log=False,
-        proxy_headers=True,
         server_header=False,
+        **proxy_options(settings),
     )
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """Proxy options of uvicorn: X-Forwarded-For believed from FORWARDED_ALLOW_IPS only.
+
+    Empty (the default) trusts no one, not even 127.0.0.1: the connection's address is the
+    client's, so no caller can pick the address the login backoff counts against.
+    """
+    trusted = [part.strip() for part in settings.forwarded_allow_ips.split(",") if part.strip()]
+    if not trusted:
+        return {"proxy_headers": False, "forwarded_allow_ips": ""}
+    return {"proxy_headers": True, "forwarded_allow_ips": ",".join(trusted)}
 
 
 @handles_errors

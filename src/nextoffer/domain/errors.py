@@ -72,3 +72,11 @@ class JobConflictError(ConflictError):
 
 class UnknownJobError(InvalidRequestError):
     """A job was asked for by a name the catalogue does not have."""
+
+
+class BusyError(NextOfferError):
+    """The server has no capacity for this request now; it may retry after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -18,6 +18,11 @@ MAX_LINE_BYTES = 1_048_576
 
 MONEY_LIMIT = Decimal("9999999999.99")
 """Largest magnitude a Numeric(12, 2) column holds, checked after rounding to cents."""
+INT_LIMIT = 2**31 - 1
+"""Largest magnitude an Integer column holds (PostgreSQL's integer; SQLite would take more)."""
+FLOAT_LIMIT = 1e15
+"""Largest magnitude of a measure (usage per month, a numeric attribute): far above any real
+one, and small enough that sums and squares over millions of rows stay finite."""
 EARLIEST_DATE = date(1900, 1, 1)
 LATEST_DATE = date(2100, 12, 31)
 """Dates outside this window are typos (year 1, year 20250), not history."""
@@ -25,7 +30,9 @@ LATEST_DATE = date(2100, 12, 31)
 # NUL and the C0/C1 controls except tab; PostgreSQL refuses NUL in text outright and the
 # rest break CSV exports, logs and terminals. Line breaks are refused too: no single value
 # we store is multi-line.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+CONTROL_PATTERN = r"[\x00-\x08\x0a-\x1f\x7f-\x9f]"
+"""The characters refused, as a pattern both Python's `re` and Arrow's RE2 understand."""
+_CONTROL = re.compile(CONTROL_PATTERN)
 
 BAD_ENCODING = "bad_encoding"
 TOO_LONG = "too_long"
@@ -67,6 +74,14 @@ def money_problem(value: float | Decimal) -> str | None:
 def date_problem(value: date) -> str | None:
     """`out_of_range` for dates outside [EARLIEST_DATE, LATEST_DATE]."""
     return None if EARLIEST_DATE <= value <= LATEST_DATE else OUT_OF_RANGE
+
+
+def storable(text: str) -> str:
+    """`text` as any database stores it: NUL (refused by PostgreSQL) becomes U+FFFD.
+
+    For text kept as evidence, such as a quarantined row's raw line, not for values.
+    """
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def _has_lone_surrogate(value: str) -> bool:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nextoffer.domain.attributes import AttributeKind, AttributeRole, AttributeSpec
+from nextoffer.domain.limits import EARLIEST_DATE, FLOAT_LIMIT, LATEST_DATE
 
 # Inference reads words only: a column of 0/1 is a number unless declared boolean.
 BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "y", "n", "t", "f"})
@@ -112,6 +113,8 @@ class ParsedAttribute:
     """The reason code of a bad value: `bad_type`, or `too_long` for a category."""
     problem: str
     """How a bad value fails: `is not a number`, `is longer than 200 characters`..."""
+    outside: np.ndarray | None = None
+    """Rows whose number or date is well formed but out of range (`out_of_range`, first)."""
 
 
 def parse_attribute(spec: AttributeSpec, text: pd.Series) -> ParsedAttribute:
@@ -122,9 +125,10 @@ def parse_attribute(spec: AttributeSpec, text: pd.Series) -> ParsedAttribute:
     if kind is AttributeKind.NUMBER:
         numbers = pd.to_numeric(stripped.where(present, None), errors="coerce")
         floats = numbers.to_numpy(dtype=float, na_value=np.nan)
-        good = np.isfinite(floats)
+        outside = present & np.isfinite(floats) & (np.abs(floats) > FLOAT_LIMIT)
+        good = np.isfinite(floats) & ~outside
         values = pa.array(np.where(good, floats, 0.0), pa.float64()).cast(pa.string())
-        return _parsed(spec, values, present, good, f"is not {_WHAT[kind]}")
+        return _parsed(spec, values, present, good, f"is not {_WHAT[kind]}", outside=outside)
     if kind is AttributeKind.BOOLEAN:
         lowered = stripped.str.lower()
         truthy = np.asarray(lowered.isin(TRUE_TEXT))
@@ -133,9 +137,11 @@ def parse_attribute(spec: AttributeSpec, text: pd.Series) -> ParsedAttribute:
         return _parsed(spec, values, present, truthy | falsy, f"is not {_WHAT[kind]}")
     if kind is AttributeKind.DATE:
         dates = pd.to_datetime(stripped.where(present, None), format="%Y-%m-%d", errors="coerce")
-        good = np.asarray(dates.notna())
+        within = (dates >= pd.Timestamp(EARLIEST_DATE)) & (dates <= pd.Timestamp(LATEST_DATE))
+        outside = present & np.asarray(dates.notna() & ~within)
+        good = np.asarray(dates.notna()) & ~outside
         values = pc.binary_join_element_wise('"', _text(stripped), '"', "")
-        return _parsed(spec, values, present, good, f"is not {_WHAT[kind]}")
+        return _parsed(spec, values, present, good, f"is not {_WHAT[kind]}", outside=outside)
     good = np.asarray(stripped.str.len() <= CATEGORY_MAX_LENGTH)
     problem = f"is longer than {CATEGORY_MAX_LENGTH} characters"
     return _parsed(spec, _json_strings(stripped), present, good, problem, "too_long")
@@ -152,10 +158,11 @@ def _parsed(
     good: np.ndarray,
     problem: str,
     code: str = "bad_type",
+    outside: np.ndarray | None = None,
 ) -> ParsedAttribute:
     keep = present & good
     masked = pc.if_else(pa.array(keep), values, pa.scalar(None, pa.string()))
-    return ParsedAttribute(spec, masked, present & ~good, code, problem)
+    return ParsedAttribute(spec, masked, present & ~good, code, problem, outside)
 
 
 def _json_strings(text: pd.Series) -> pa.Array:

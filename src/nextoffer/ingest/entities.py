@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from nextoffer.domain.contact import SCOPES, TIMEZONE_PATTERN
+from nextoffer.domain.contact import SOURCES as CONSENT_SOURCES
 from nextoffer.domain.vocabulary import (
     AgeBand,
     Channel,
@@ -213,6 +215,15 @@ CUSTOMERS = Entity(
         ),
         Column("data_gb_month", Kind.FLOAT, doc="mobile data used per month, GB", min_value=0),
         Column("voice_min_month", Kind.FLOAT, doc="voice minutes per month", min_value=0),
+        Column(
+            "timezone",
+            Kind.TEXT,
+            doc="IANA time zone for quiet hours (e.g. `Europe/Berlin`); empty: the region's "
+            "(NEXTOFFER_REGION_TIMEZONES), else NEXTOFFER_DEFAULT_TIMEZONE",
+            max_length=64,
+            pattern=TIMEZONE_PATTERN,
+            pattern_hint="an IANA time zone name such as Europe/Berlin",
+        ),
     ),
     open_columns=True,
 )
@@ -319,6 +330,45 @@ EXPOSURES = Entity(
     ),
 )
 
+CONSENT = Entity(
+    name="consent",
+    doc=(
+        "Marketing consent changes, kept as history: each row grants or withdraws one "
+        "channel, all contact (`contact`: withdrawn = do not contact) or profiling "
+        "(`profiling`: withdrawn = objects to profiling, offered popular products only). "
+        "The latest change per customer and channel counts (docs/consent.md)."
+    ),
+    key=("customer_id", "channel", "changed_at"),
+    columns=(
+        _CUSTOMER,
+        Column("channel", Kind.ENUM, True, "a channel, `contact` or `profiling`", SCOPES),
+        Column("granted", Kind.BOOL, True, "true: consent given; false: withdrawn"),
+        Column(
+            "changed_at",
+            Kind.TIMESTAMP,
+            True,
+            "when the customer gave or withdrew it (ISO-8601; no offset = UTC)",
+        ),
+        Column(
+            "source",
+            Kind.ENUM,
+            doc="where the change came from",
+            choices=CONSENT_SOURCES,
+            default="import",
+        ),
+    ),
+)
+
+DO_NOT_CALL = Entity(
+    name="do_not_call",
+    doc="The do-not-call list: customers never offered anything in outbound calls (telesales).",
+    key=("customer_id",),
+    columns=(
+        _CUSTOMER,
+        Column("listed_on", Kind.DATE, doc="day the customer was listed (YYYY-MM-DD)"),
+    ),
+)
+
 ENTITIES: tuple[Entity, ...] = (
     PRODUCTS,
     CUSTOMERS,
@@ -327,6 +377,8 @@ ENTITIES: tuple[Entity, ...] = (
     EVENTS,
     CHURN_LABELS,
     EXPOSURES,
+    CONSENT,
+    DO_NOT_CALL,
 )
 """In load order: every entity comes after the ones it references."""
 

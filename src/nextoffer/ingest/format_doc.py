@@ -19,17 +19,34 @@ KIND_TEXT = {
 }
 
 REASONS = (
-    ("malformed_row", "the line has more or fewer fields than the header"),
-    ("bad_encoding", "the line is not valid UTF-8"),
+    (
+        "malformed_row",
+        "the line has more or fewer fields than the header, or a quote opened on it does not "
+        "close within 1 MiB (only that line is lost: reading goes on at the next one)",
+    ),
+    (
+        "bad_encoding",
+        "the line is not valid UTF-8 or holds a carriage return that does not end it, or a "
+        "value holds NUL, a control character or a line break",
+    ),
     ("missing_id", "a required id is empty"),
     ("missing_value", "another required column is empty"),
     ("bad_id", "an id has spaces or symbols outside `._:@/+-`"),
-    ("too_long", "text longer than the column allows"),
+    (
+        "too_long",
+        "text longer than the column allows, or a line longer than 1 MiB (read no further; "
+        "its first 4 KiB are kept as raw text)",
+    ),
     ("bad_type", "a number column, or a typed custom attribute, holds something else"),
     ("bad_integer", "an integer column holds a fraction"),
     ("not_finite", "a number is NaN or infinite"),
     ("negative_amount", "money below zero"),
-    ("out_of_range", "a number below the column's minimum"),
+    (
+        "out_of_range",
+        "a number below the column's minimum or beyond what it holds (money ±9,999,999,999.99 "
+        "after rounding to cents, integers ±2,147,483,647, other numbers ±10¹⁵), or a date "
+        "or timestamp before 1900-01-01",
+    ),
     ("bad_date", "not a `YYYY-MM-DD` date"),
     ("bad_timestamp", "not an ISO-8601 timestamp"),
     ("future_date", "a date after today (end_date excepted)"),
@@ -47,7 +64,7 @@ REASONS = (
 
 INTRO = """# Import format
 
-nextoffer loads seven kinds of files. This page is generated from
+nextoffer loads nine kinds of files. This page is generated from
 `src/nextoffer/ingest/entities.py` (`python -m nextoffer.ingest.format_doc`); a test fails
 when the two disagree.
 
@@ -56,7 +73,7 @@ when the two disagree.
 - One folder (or one file) per `nextoffer ingest PATH`. A file belongs to an entity by its
   name: `transactions.csv`, `transactions-2026-11.csv.gz`, `transactions_part1.parquet`.
   Files load in dependency order: products, customers, subscriptions, transactions,
-  events, churn_labels, exposures; within an entity, by file name.
+  events, churn_labels, exposures, consent, do_not_call; within an entity, by file name.
 - CSV: UTF-8 (a BOM is allowed), comma-separated, one header row naming the columns (any
   order; optional columns may be absent; unknown columns are ignored, except in customers
   files, where they are custom attributes), `"` quoting, `\\n` or `\\r\\n` line ends,
@@ -74,7 +91,9 @@ when the two disagree.
 
 A row that fails a rule is not loaded. It goes to the `quarantine` table and to
 `<NEXTOFFER_VAR_DIR>/quarantine/<entity>.<file>.<hash>.csv` with its line number, its raw
-text and the first reason found, as `code: detail`:
+text and the first reason found, as `code: detail`. Raw text keeps undecodable bytes and
+NUL as U+FFFD; in the file, a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage
+return gets a leading `'`, so a spreadsheet shows it as text instead of running it:
 
 | code | meaning |
 |---|---|

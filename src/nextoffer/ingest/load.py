@@ -18,8 +18,12 @@ import numpy as np
 import pandas as pd
 
 from nextoffer.domain.attributes import AttributeSpec
+from nextoffer.domain.limits import storable
+from nextoffer.domain.private_files import open_private, private_dir
+from nextoffer.domain.spreadsheet import safe_cell
 from nextoffer.ingest.attributes import AttributePlan, plan_attributes
 from nextoffer.ingest.entities import Entity
+from nextoffer.ingest.erased import ErasedIds
 from nextoffer.ingest.layout import Layout
 from nextoffer.ingest.reader import RawChunk, Rejected, iter_chunks, read_layout
 from nextoffer.ingest.reshape import reshape
@@ -50,6 +54,8 @@ class FileResult:
     rows_loaded: int = 0
     rows_changed: int = 0
     rows_quarantined: int = 0
+    rows_erased: int = 0
+    """Rows of customers erased on request: dropped, neither loaded nor quarantined."""
 
 
 def load_known_ids(engine: Engine, entity_name: str) -> KeySet:
@@ -73,8 +79,8 @@ def _quarantine_rows(
             "source": str(source.path),
             "source_sha256": source.sha256,
             "line": [r.line for r in rejected],
-            "reason": [r.reason for r in rejected],
-            "raw": [r.raw for r in rejected],
+            "reason": [storable(r.reason) for r in rejected],
+            "raw": [storable(r.raw) for r in rejected],
             "run_id": run_id,
             "quarantined_at": pd.Series([now] * len(rejected), dtype="datetime64[us, UTC]"),
         }
@@ -145,6 +151,7 @@ def load_file(
     block_bytes: int,
     quarantine_dir: Path,
     progress: ProgressFn | None = None,
+    erased: ErasedIds | None = None,
 ) -> list[FileResult]:
     """Load one file block by block; each block commits its good rows and its rejects together.
 
@@ -153,10 +160,10 @@ def load_file(
     running it again re-upserts the same rows (no change) and re-inserts quarantined rows
     keyed on (file hash, entity, line), so the end state is the same as one clean run.
     Validation of the next block overlaps the database write of the previous one (one
-    writer thread, one block in flight).
+    writer thread, one block in flight). Rows of `erased` customers are dropped unread.
     """
     layout = read_layout(source)  # a header that cannot load fails before anything is written
-    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(quarantine_dir)  # rejected rows hold personal data: 0700, files 0600
     reported = 0
     targets: dict[str, _Target] = {}
     attribute_plan: AttributePlan | None = None
@@ -171,8 +178,11 @@ def load_file(
         def target(entity: Entity) -> _Target:
             if entity.name not in targets:
                 qfile = files.enter_context(
-                    quarantine_file(quarantine_dir, source, entity).open(
-                        "w", newline="", encoding="utf-8"
+                    open_private(
+                        quarantine_file(quarantine_dir, source, entity),
+                        "w",
+                        newline="",
+                        encoding="utf-8",
                     )
                 )
                 qwriter = csv.writer(qfile)
@@ -195,16 +205,26 @@ def load_file(
                 # Ignored by the registry (a mapping declared it once); declared ones are
                 # not even read.
                 frame = frame.drop(columns=list(attribute_plan.dropped), errors="ignore")
-            checked = validate_chunk(source.entity, frame, main.ctx, main.attributes)
-            rejected = _rejected(chunk, checked, np.arange(len(frame)), chunk.rejected)
+            # Erased customers' rows are dropped before validation: never quarantined.
+            dropped = np.zeros(len(frame), dtype=bool) if erased is None else erased.mask(frame)
+            kept = np.flatnonzero(~dropped)
+            unparsed = [r for r in chunk.rejected if erased is None or not erased.in_text(r.raw)]
+            main.result.rows_erased += int(dropped.sum()) + len(chunk.rejected) - len(unparsed)
+            if dropped.any():
+                frame = frame.iloc[kept]
+            checked = validate_chunk(
+                source.entity, frame, main.ctx, main.attributes, check_controls=not chunk.plain
+            )
+            rejected = _rejected(chunk, checked, kept, unparsed)
             for t in targets.values():  # the previous block's writes, in order
                 for done in t.in_flight:
                     t.result.rows_changed += done.result()
                 t.in_flight.clear()
             writer.submit(main, len(frame), chunk.bytes_read, checked, rejected)
             main.result.rows_read += len(chunk.frame) + len(chunk.rejected)
-            good_rows = np.ones(len(frame), dtype=bool)
-            good_rows[checked.bad_positions] = False
+            good_rows = np.zeros(len(dropped), dtype=bool)
+            good_rows[kept] = True
+            good_rows[kept[checked.bad_positions]] = False
             for derived in () if reshaped is None else reshaped.derived:
                 # Rows of a rejected customer are not loaded: its own reason says why.
                 keep = good_rows[derived.origin]
@@ -289,7 +309,11 @@ class _Writer:
             changed = loading.write_block(
                 engine, entity.name, checked.good, entity.key, mode, quarantined
             )
-            qwriter.writerows((r.line, r.reason, r.raw) for r in rejected)
+            # Raw lines are untrusted: a cell a spreadsheet would run as a formula is defused.
+            qwriter.writerows(
+                (r.line, safe_cell(storable(r.reason)), safe_cell(storable(r.raw)))
+                for r in rejected
+            )
             return changed
 
         target.in_flight.append(self.pool.submit(write))

@@ -17,19 +17,26 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from nextoffer.domain.errors import InputError
+from nextoffer.domain.limits import MAX_LINE_BYTES
 from nextoffer.ingest.layout import Layout, plan_layout
+from nextoffer.ingest.lines import Rejected, read_blocks
 from nextoffer.ingest.sources import SourceFile
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "RawChunk",
+    "Rejected",
+    "iter_chunks",
+    "iter_csv",
+    "iter_parquet",
+    "read_header",
+    "read_layout",
+]
 
-@dataclass(frozen=True)
-class Rejected:
-    """A row refused before or during validation: where it was, why, and what it said."""
-
-    line: int
-    reason: str
-    raw: str
+# Records are at most MAX_LINE_BYTES (ingest.lines), so a field may be that long; the csv
+# module's default limit (128 KiB) would raise on one while locating quarantined rows.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_BYTES + 1))
 
 
 @dataclass
@@ -40,6 +47,8 @@ class RawChunk:
     rejected: list[Rejected]
     bytes_read: int
     first_line: int
+    plain: bool = False
+    """The reader saw no control character in these rows (validation skips that check)."""
     _block_text: str | None = None
     _parquet_rows: pa.Table | None = None
     _n_columns: int = 0
@@ -103,7 +112,11 @@ def read_header(source: SourceFile) -> list[str]:
         names = list(pq.ParquetFile(source.path).schema_arrow.names)
     else:
         with _open(source) as handle:
-            first = handle.readline()
+            first = handle.readline(MAX_LINE_BYTES + 1)
+        if len(first) > MAX_LINE_BYTES:
+            raise InputError(
+                f"{source.path}: the header line is longer than {MAX_LINE_BYTES} bytes"
+            )
         try:
             text = first.decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -126,31 +139,6 @@ def read_layout(source: SourceFile) -> Layout:
     return plan_layout(source.entity, read_header(source), source.mapping, str(source.path))
 
 
-def _decode_block(block: bytes, first_line: int) -> tuple[bytes, list[Rejected]]:
-    """Blank out lines that are not valid UTF-8 and report them."""
-    try:
-        block.decode("utf-8")
-        return block, []
-    except UnicodeDecodeError:
-        pass
-    rejected: list[Rejected] = []
-    lines = block.split(b"\n")
-    for index, line in enumerate(lines):
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            bad = line[exc.start : exc.start + 1].hex()
-            rejected.append(
-                Rejected(
-                    first_line + index,
-                    f"bad_encoding: invalid UTF-8 byte 0x{bad} at position {exc.start}",
-                    line.decode("utf-8", errors="replace").removesuffix("\r"),
-                )
-            )
-            lines[index] = b""
-    return b"\n".join(lines), rejected
-
-
 def iter_csv(
     source: SourceFile, block_bytes: int, layout: Layout | None = None
 ) -> Iterator[RawChunk]:
@@ -158,31 +146,21 @@ def iter_csv(
 
     Frames hold the entity's columns in its order (absent optional ones as empty text),
     then any other column the layout keeps: custom attributes, what a mapping reads.
+    Lines are read with a bounded length (`ingest.lines`): what cannot be read is rejected
+    before parsing.
     """
     header = read_header(source)
     layout = layout or plan_layout(source.entity, header, source.mapping, str(source.path))
     n_columns = len(header)
     wanted = list(layout.read)
     with _open(source) as handle:
-        header_bytes = handle.readline()
+        header_bytes = handle.readline(MAX_LINE_BYTES + 1)
         if header_bytes.startswith(b"\xef\xbb\xbf"):
             header_bytes = header_bytes[3:]
         if not header_bytes.endswith(b"\n"):
             header_bytes += b"\n"
-        next_line = 2
-        while True:
-            block = handle.read(block_bytes)
-            if not block:
-                return
-            if not block.endswith(b"\n"):
-                block += handle.readline()
-            # A quoted value may hold line breaks: an odd number of quotes means the block
-            # ends inside one, and cutting there would reject a good row as malformed.
-            while block.count(b'"') % 2 and (more := handle.readline()):
-                block += more
-            first_line = next_line
-            next_line += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-            clean, rejected = _decode_block(block, first_line)
+        for block in read_blocks(handle, block_bytes, first_line=2):
+            clean, first_line, rejected = block.data, block.first_line, block.rejected
             malformed: list[Rejected] = []
 
             def on_invalid(
@@ -227,8 +205,9 @@ def iter_csv(
             yield RawChunk(
                 frame=frame,
                 rejected=rejected,
-                bytes_read=len(block),
+                bytes_read=block.bytes_read,
                 first_line=first_line,
+                plain=block.plain,
                 _block_text=text,
                 _n_columns=n_columns,
                 _malformed_lines=frozenset(r.line for r in malformed),

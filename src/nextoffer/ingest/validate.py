@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -13,6 +13,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nextoffer.domain.attributes import AttributeSpec
+from nextoffer.domain.limits import (
+    BAD_ENCODING,
+    CONTROL_PATTERN,
+    EARLIEST_DATE,
+    FLOAT_LIMIT,
+    INT_LIMIT,
+    MONEY_LIMIT,
+    OUT_OF_RANGE,
+)
 from nextoffer.ingest.attributes import FALSE_TEXT, TRUE_TEXT, json_objects, parse_attribute
 from nextoffer.ingest.entities import Column, Entity, Kind
 
@@ -179,13 +188,23 @@ def _parse_number(
         below = present & (values < col.min_value)
         code = "negative_amount" if col.kind is Kind.MONEY else "out_of_range"
         reasons.flag(below, _Message(f"{code}: {col.name} ", text, f" is below {col.min_value:g}"))
-    if col.kind is Kind.INT:
-        return pd.Series(values, index=text.index).round().astype("Int64")
     if col.kind is Kind.MONEY:
         # Half a cent rounds away from zero, as written in decimal: np.round works on the
         # binary value and half-to-even, so 1.005 would become 1.0 but 1.015 become 1.02.
-        cents = np.floor(np.round(np.abs(values) * 100, 6) + 0.5)
-        return pd.Series(np.copysign(cents, values) / 100, index=text.index)
+        with np.errstate(over="ignore", invalid="ignore"):
+            cents = np.floor(np.round(np.abs(values) * 100, 6) + 0.5)
+        values = np.copysign(cents, values) / 100
+    # The range is checked after rounding (1e308 * 100 is infinite), against what the
+    # column holds on both databases; out-of-range values never reach the typed column.
+    limit = {Kind.INT: INT_LIMIT, Kind.MONEY: float(MONEY_LIMIT)}.get(col.kind, FLOAT_LIMIT)
+    with np.errstate(invalid="ignore"):
+        outside = present & ~np.isnan(values) & ~(np.abs(values) <= limit)
+    reasons.flag(
+        outside, _Message(f"{OUT_OF_RANGE}: {col.name} ", text, f" is beyond ±{limit:.15g}")
+    )
+    values = np.where(outside, np.nan, values)
+    if col.kind is Kind.INT:
+        return pd.Series(values, index=text.index).round().astype("Int64")
     return pd.Series(values, index=text.index)
 
 
@@ -203,6 +222,14 @@ def _parse_time(
         code, what = "bad_timestamp", "an ISO-8601 timestamp"
     missing = np.asarray(parsed.isna())
     reasons.flag(present & missing, _Message(f"{code}: {col.name} ", text, f" is not {what}"))
+    # Year 1 or 1066 is a typo, not history. Later than LATEST_DATE is in the future, refused
+    # as such; where the future is allowed (end dates), 2999-12-31 is how some systems
+    # write "open-ended", so there is no upper bound.
+    early = pd.Timestamp(EARLIEST_DATE, tz="UTC")
+    before = present & ~missing & np.asarray(parsed < early)
+    reasons.flag(
+        before, _Message(f"{OUT_OF_RANGE}: {col.name} ", text, f" is before {early:%Y-%m-%d}")
+    )
     if not col.future_ok:
         future = present & ~missing & np.asarray(parsed > pd.Timestamp(ctx.now))
         kind = "date" if col.kind is Kind.DATE else "timestamp"
@@ -293,6 +320,19 @@ def _check_column(
     raise AssertionError(f"unhandled kind {col.kind}")
 
 
+def _flag_controls(frame: pd.DataFrame, reasons: _Reasons) -> None:
+    """Flag NUL, control characters and line breaks in any column, before anything else.
+
+    PostgreSQL stores no NUL, and a later reason quoting the value must not carry one.
+    """
+    for name in frame.columns:
+        text = frame[name]
+        if text.dtype == object or pd.api.types.is_string_dtype(text):
+            bad = np.asarray(text.astype(str).str.contains(CONTROL_PATTERN, regex=True), dtype=bool)
+            message = f"{BAD_ENCODING}: {name} holds NUL, a control character or a line break"
+            reasons.flag(bad, message)
+
+
 RowCheck = Callable[[dict[str, pd.Series]], tuple[np.ndarray, str]]
 
 
@@ -329,19 +369,27 @@ def validate_chunk(
     frame: pd.DataFrame,
     ctx: ValidationContext,
     attributes: Sequence[AttributeSpec] = (),
+    *,
+    check_controls: bool = True,
 ) -> ValidatedChunk:
     """Validate text rows of `entity`; the first problem of each bad row is its reason.
 
     `attributes` (customers): custom attribute columns of `frame`, typed by their kind and
     stored together as one JSON object per row in the column `attributes`.
+    `check_controls`: False when the reader knows the rows hold no control character.
     """
     frame = frame.reset_index(drop=True)
     reasons = _Reasons(len(frame))
+    if check_controls:
+        _flag_controls(frame, reasons)
     typed = {col.name: _check_column(col, frame[col.name], reasons, ctx) for col in entity.columns}
     if attributes:
         parsed = [parse_attribute(spec, frame[spec.name]) for spec in attributes]
         for item in parsed:
             text = frame[item.spec.name]
+            if item.outside is not None:
+                outside = _Message(f"{OUT_OF_RANGE}: attribute {item.spec.name} ", text, "")
+                reasons.flag(item.outside, replace(outside, suffix=" is out of range"))
             prefix = f"{item.code}: attribute {item.spec.name} "
             reasons.flag(item.bad, _Message(prefix, text, f" {item.problem}"))
         typed["attributes"] = json_objects(parsed, len(frame))

@@ -18,6 +18,7 @@ from nextoffer.store import Engine
 
 if TYPE_CHECKING:
     from nextoffer.ops.backup import PruneResult
+    from nextoffer.ops.data_retention import RetentionResult
     from nextoffer.ops.drill import DrillResult
     from nextoffer.ops.manifest import Manifest
     from nextoffer.ops.verify import VerifyResult
@@ -62,6 +63,12 @@ def run_impact(
     """The `impact` job: treated vs control over exposures whose window has closed, stored."""
     done = execute(JobContext(engine, settings), "impact", {"as_of": as_of})
     return cast("ImpactRunResult", done.result)
+
+
+def run_retention(engine: Engine, settings: Settings, *, dry_run: bool = False) -> RetentionResult:
+    """The `retention` job: purge events, transactions, contact history past their retention."""
+    done = execute(JobContext(engine, settings), "retention", {"dry_run": dry_run})
+    return cast("RetentionResult", done.result)
 
 
 def run_training(

@@ -147,6 +147,7 @@ def _etl(context: JobContext, params: dict[str, Any], run: RunHandle) -> object:
             "rows_read": ingested.rows_read,
             "rows_loaded": ingested.rows_loaded,
             "rows_quarantined": ingested.rows_quarantined,
+            "rows_erased": ingested.rows_erased,
             "customers_featured": features.customers,
         }
         return None
@@ -342,6 +343,17 @@ def _dr_drill(context: JobContext, params: dict[str, Any], run: RunHandle) -> ob
     )
 
 
+def _retention(context: JobContext, params: dict[str, Any], run: RunHandle) -> object:
+    """Purge events, transactions, contact history past their retention; `dry_run`."""
+    from nextoffer.ops.data_retention import purge
+
+    result = purge(
+        context.engine, context.settings, utcnow(), dry_run=_flag(params, "dry_run", False)
+    )
+    run.counts = result.counts()
+    return result
+
+
 # New data or a new champion: every customer's offers again, then the cache from them.
 _SERVE_AGAIN = ("precompute", "cache_rebuild")
 
@@ -409,6 +421,11 @@ JOBS: dict[str, JobSpec] = {
             "control_group",
             _control_group,
             "record who entered or left the universal control group at the current share",
+        ),
+        JobSpec(
+            "retention",
+            _retention,
+            "purge events, transactions and contact history older than their retention",
         ),
     )
 }

@@ -15,6 +15,7 @@ from nextoffer.cache import make_cache
 from nextoffer.cache.base import safe_cache_url, same_redis_database
 from nextoffer.config import Settings
 from nextoffer.registry.mlflow_registry import ModelRegistry
+from nextoffer.serving.weak_secrets import INSECURE_SETTING, secret_problems
 from nextoffer.storage import open_prefix
 from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine, ping, safe_url
@@ -53,6 +54,7 @@ def run_checks(settings: Settings) -> list[Check]:
         _timed("artifact store", "NEXTOFFER_ARTIFACTS_URL", lambda: _store(settings, "artifacts")),
         _timed("backup store", "NEXTOFFER_BACKUP_URL", lambda: _store(settings, "backup")),
         _timed("disk space", "NEXTOFFER_VAR_DIR", lambda: _disk(settings.var_dir)),
+        _secrets(settings),
     ]
     if settings.ingest_source:
         checks.append(_timed("ingest source", "NEXTOFFER_INGEST_SOURCE", lambda: _source(settings)))
@@ -168,6 +170,17 @@ def _store(settings: Settings, which: str) -> str:
     # Listing proves the bucket (or folder) exists and the credentials may read it.
     store.list("doctor-probe/")
     return store.describe()
+
+
+def _secrets(settings: Settings) -> Check:
+    problems = secret_problems(settings)
+    if not problems:
+        return Check("secrets", "NEXTOFFER_JWT_SECRET", True, "no known, example or weak secret")
+    detail = "; ".join(problems)
+    if settings.allow_insecure_secrets:
+        # Allowed for development, but still named: production must never look like this.
+        return Check("secrets", INSECURE_SETTING, True, f"allowed for development: {detail}")
+    return Check("secrets", "NEXTOFFER_JWT_SECRET", False, f"{detail}; serve refuses to start")
 
 
 def _disk(var_dir: Path) -> str:

@@ -23,9 +23,10 @@ from nextoffer.ops.manifest import (
     list_manifests,
     pick_manifest,
 )
+from nextoffer.pipelines.erasures import reapply_erasures
 from nextoffer.storage import ObjectStore, file_url_path
-from nextoffer.store import DatabaseError
-from nextoffer.store.engine import make_engine, safe_url
+from nextoffer.store import DatabaseError, Engine
+from nextoffer.store.engine import has_table, make_engine, safe_url
 from nextoffer.store.runs import record_finished_run, utcnow
 
 DATABASE_SETTING = "NEXTOFFER_DATABASE_URL"
@@ -44,6 +45,7 @@ class RestoreResult(Counted):
         "rows",
         "registry_restored",
         "artifact_files",
+        "erased_again",
         "data_dir",
         "to_time",
         "seconds",
@@ -55,6 +57,8 @@ class RestoreResult(Counted):
     rows: int = 0
     registry_restored: bool = False
     artifact_files: int = 0
+    erased_again: int = 0
+    """Customers erased since the backup was taken, found in it and erased again."""
     champions: dict[str, int] = field(default_factory=dict)
     data_dir: str | None = None
     to_time: datetime | None = None
@@ -71,9 +75,13 @@ class RestoreResult(Counted):
             )
         champions = ", ".join(f"{k} v{v}" for k, v in sorted(self.champions.items()))
         registry = f" · registry ({champions or 'no champions'})" if self.registry_restored else ""
+        erased = (
+            f" · {self.erased_again:,} erased customers erased again" if self.erased_again else ""
+        )
         return (
             f"restore: backup {self.backup_id} → {self.target} · {self.tables} tables · "
-            f"{self.rows:,} rows, counts and checksums match{registry} · {self.seconds:.1f} s"
+            f"{self.rows:,} rows, counts and checksums match{registry}{erased} · "
+            f"{self.seconds:.1f} s"
         )
 
 
@@ -141,6 +149,9 @@ def restore_backup(
                     f"restore: champions after restore {champions} differ from the backup's "
                     f"{manifest.champions}"
                 )
+    # The backup is older than erasures made since: the ledger kept outside the database
+    # names them, and they are erased again before anything reads the restored data.
+    erased_again = _reapply_erasures(settings, store, target)
     result = RestoreResult(
         backup_id=manifest.backup_id,
         target=_safe(target),
@@ -148,6 +159,7 @@ def restore_backup(
         rows=sum(t.rows for t in stats),
         registry_restored=registry_db,
         artifact_files=artifact_files,
+        erased_again=erased_again,
         champions=champions,
         notes=notes,
         seconds=round(time.perf_counter() - clock, 3),
@@ -155,6 +167,27 @@ def restore_backup(
     _record_restore(target, manifest, started, result)
     log.info(result.summary(), extra={"backup_id": manifest.backup_id})
     return result
+
+
+def _target_engine(target: str) -> Engine:
+    if target.startswith("sqlite"):
+        return make_engine(target)
+    return make_engine(str(pgtools.psycopg_url(target, TARGET_OPTION).render_as_string(False)))
+
+
+def _reapply_erasures(settings: Settings, store: ObjectStore, target: str) -> int:
+    """Erase again, in the restored database, whoever the erasure ledger names."""
+    engine = _target_engine(target)
+    try:
+        if not has_table(engine, "erasure_ledger"):  # a backup from before migration 0009
+            log.warning(
+                "restore: no erasure ledger in this backup; run `nextoffer db upgrade` then "
+                "`nextoffer customers reapply` before serving it"
+            )
+            return 0
+        return reapply_erasures(engine, settings, store).customers
+    finally:
+        engine.dispose()
 
 
 def _safe(url: str) -> str:
@@ -252,11 +285,7 @@ def _record_restore(
     finished, so the restored row says so. Recorded after the restore (the restore replaces
     `job_runs`), best effort: a restored database without that table is still restored.
     """
-    engine = make_engine(
-        target
-        if target.startswith("sqlite")
-        else str(pgtools.psycopg_url(target, TARGET_OPTION).render_as_string(False))
-    )
+    engine = _target_engine(target)
     try:
         record_finished_run(
             engine,
@@ -322,6 +351,8 @@ def _restore_to_time(
         notes=[
             f"start a server on it (pg_ctl -D {data_dir} start): it replays WAL up to "
             "the target time, then promotes and accepts writes",
+            "then run `nextoffer customers reapply` against it before anything reads it: it "
+            "erases again the customers erased since that time (the nightly ETL does too)",
             wal.owner_hint(data_dir),
         ],
         seconds=round(time.perf_counter() - clock, 3),

@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from nextoffer.domain.errors import ConfigError
+from nextoffer.domain.private_files import open_private, private_file
 from nextoffer.store.engine import parse_database_url
 
 # gzip level 3: most of level 6's ratio on table pages at about twice the speed.
@@ -33,6 +34,7 @@ def online_copy(source: Path, target: Path) -> None:
     """
     src = sqlite3.connect(source, timeout=30)
     try:
+        private_file(target)  # a copy of personal data: owner only, before SQLite writes it
         dst = sqlite3.connect(target)
         try:
             src.backup(dst, pages=4096)
@@ -48,7 +50,7 @@ def gzip_file(source: Path, target: Path) -> None:
     """Compress `source` into `target` (no name or time in the header: same input, same bytes)."""
     with (
         source.open("rb") as raw,
-        target.open("wb") as out,
+        open_private(target, "wb") as out,
         gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=GZIP_LEVEL, mtime=0) as gz,
     ):
         shutil.copyfileobj(raw, gz, 1024 * 1024)
@@ -56,7 +58,7 @@ def gzip_file(source: Path, target: Path) -> None:
 
 def gunzip_file(source: Path, target: Path) -> None:
     """Decompress `source` into `target`."""
-    with gzip.open(source, "rb") as packed, target.open("wb") as out:
+    with gzip.open(source, "rb") as packed, open_private(target, "wb") as out:
         shutil.copyfileobj(packed, out, 1024 * 1024)
 
 

@@ -20,6 +20,7 @@ from nextoffer.ingest.mapping import IngestMapping, entry_from_dict, load_mappin
 from nextoffer.ingest.remote import download, is_remote, list_import_objects
 from nextoffer.ingest.sources import SourceFile, discover, entity_for
 from nextoffer.ingest.validate import DuplicateTracker, ValidationContext
+from nextoffer.pipelines.erasures import apply_erasures
 from nextoffer.storage import s3_client
 from nextoffer.store import Engine, loading
 from nextoffer.store.ledger import LedgerEntry, ledger_index, record_load
@@ -37,6 +38,7 @@ class IngestResult(Counted):
         "rows_loaded",
         "rows_changed",
         "rows_quarantined",
+        "rows_erased",
         "files",
         ("files_skipped", "skipped"),
     )
@@ -51,11 +53,14 @@ class IngestResult(Counted):
     rows_loaded = Total("files")
     rows_changed = Total("files")
     rows_quarantined = Total("files")
+    rows_erased = Total("files")  # rows of customers erased on request, dropped unread
 
     def summary(self) -> str:
         """The one-line summary printed at the end of a run."""
         rate = self.rows_read / self.seconds if self.seconds > 0 else 0.0
         skipped = f" · {self.skipped:,} files already loaded" if self.skipped else ""
+        if self.rows_erased:
+            skipped = f" · {self.rows_erased:,} of erased customers dropped{skipped}"
         if not self.files:
             return f"ingest: no new files{skipped} · {self.seconds:.1f} s"
         return (
@@ -261,6 +266,8 @@ def load_staged(
     result = IngestResult(run_id=run_id or str(uuid.uuid4()), skipped=len(staged.skipped))
     now = utcnow() + timedelta(seconds=settings.ingest_clock_skew_s)
     known = {name: load_known_ids(engine, name) for name in REFERENCED} if sources else {}
+    # A restored database may hold customers erased since its backup: erased again first.
+    erased = apply_erasures(engine, settings) if sources else None
     for staged_file, source in zip(staged.files, sources, strict=True):
         ctx = ValidationContext(now=now, known=known, duplicates=DuplicateTracker())
         tables = load_file(
@@ -271,6 +278,7 @@ def load_staged(
             block_bytes=settings.ingest_block_bytes,
             quarantine_dir=settings.quarantine_dir,
             progress=progress,
+            erased=erased,
         )
         for loaded in tables:  # the file's own entity first, then what a mapping derives
             if is_remote(staged_file.uri):

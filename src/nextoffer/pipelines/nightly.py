@@ -114,6 +114,7 @@ class NightlyResult:
             "rows_loaded": 0 if ingest is None else ingest.rows_loaded,
             "rows_changed": 0 if ingest is None else ingest.rows_changed,
             "rows_quarantined": 0 if ingest is None else ingest.rows_quarantined,
+            "rows_erased": 0 if ingest is None else ingest.rows_erased,
             "customers_featured": 0 if self.features is None else self.features.customers,
             "customers_precomputed": 0 if self.precompute is None else self.precompute.customers,
         }
@@ -130,6 +131,7 @@ class NightlyResult:
             f"etl: {c['files_loaded']:,} new files from {self.source}",
             f"{c['rows_loaded']:,} rows loaded ({c['rows_changed']:,} new or changed)",
             f"{c['rows_quarantined']:,} quarantined",
+            *([f"{c['rows_erased']:,} of erased customers dropped"] if c["rows_erased"] else []),
             f"features for {c['customers_featured']:,} customers",
         ]
         if self.precompute is not None:

@@ -5,23 +5,26 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from nextoffer.config import Settings
+from nextoffer.domain.contact import ConsentFacts, decide, offer_allowed
 from nextoffer.domain.errors import NextOfferError
-from nextoffer.domain.offers import Catalogue
+from nextoffer.domain.offers import Catalogue, Offer
 from nextoffer.domain.results import Counted
 from nextoffer.features.training import current_features, load_products
 from nextoffer.models.offer_model import OfferModel
 from nextoffer.models.uplift import UpliftModel
 from nextoffer.scoring.champions import Champion, load_uplift_champion
+from nextoffer.scoring.contact import contact_rules
 from nextoffer.scoring.offers import policy_from_settings, read_block, score_block
 from nextoffer.scoring.uplift import ranking_model, ranks_by_uplift
 from nextoffer.store import Engine, precomputed
+from nextoffer.store import consent as consent_store
 from nextoffer.store.reads.customers import ids_with_features
 from nextoffer.store.runs import utcnow
 
@@ -113,12 +116,25 @@ def precompute_chunk(
 
     Delete-then-insert in one transaction: a re-run (a retried task) leaves exactly one row
     per customer, and customers no longer in the range disappear with the old rows.
+
+    The contact policy applies as when serving, but for quiet hours (a matter of when the
+    answer is served): customers who object to profiling are not scored at all (no row),
+    a do-not-contact customer's row is empty, and an offer stays only if it is allowed in
+    a channel the customer is open to.
     """
     policy = policy_from_settings(settings)
     with engine.connect() as conn:
         features = current_features(conn, between=(chunk.first, chunk.last))
         if features.empty:
             return 0, 0
+        facts = consent_store.facts_between(conn, chunk.first, chunk.last)
+        objecting = {c for c, f in facts.items() if f.objects_to_profiling}
+        if objecting:
+            features = features[~features["customer_id"].astype(str).isin(objecting)]
+            features = features.reset_index(drop=True)
+            if features.empty:
+                precomputed.replace_range(engine, chunk.first, chunk.last, _EMPTY_FRAME)
+                return 0, 0
         inputs = read_block(
             conn,
             champion.model,
@@ -138,6 +154,10 @@ def precompute_chunk(
         uplift=ranking_model(settings, uplift),
     )
     ids, offers = block.customer_ids, block.offers
+    offers = [
+        open_offers(catalogue, facts.get(str(c)), row, settings, computed_at)
+        for c, row in zip(ids, offers, strict=True)
+    ]
     frame = pd.DataFrame(
         {
             "customer_id": ids,
@@ -148,6 +168,31 @@ def precompute_chunk(
     )
     precomputed.replace_range(engine, chunk.first, chunk.last, frame)
     return len(ids), sum(1 for o in offers if o)
+
+
+_EMPTY_FRAME = pd.DataFrame(columns=["customer_id", "offers", "model_version", "computed_at"])
+
+
+def open_offers(
+    catalogue: Catalogue,
+    facts: ConsentFacts | None,
+    offers: list[Offer],
+    settings: Settings,
+    at: datetime,
+) -> list[Offer]:
+    """The offers allowed in a channel the customer is open to (quiet hours aside)."""
+    if facts is None:
+        return offers
+    rules = replace(contact_rules(settings), quiet_hours={}, quiet_days={})
+    decision = decide(facts, rules, at)
+    if decision.open_everywhere:
+        return offers
+    return [
+        o
+        for o in offers
+        if o.product_id in catalogue.product_ids
+        and offer_allowed(catalogue.channels[catalogue.index(o.product_id)], decision.allowed)
+    ]
 
 
 def run_precompute(

@@ -46,6 +46,7 @@ from nextoffer.registry.urls import (
     absolute_artifacts_url,
     absolute_tracking_uri,
     artifacts_are_separate,
+    private_sqlite_file,
     redact,
 )
 
@@ -315,6 +316,7 @@ class ModelRegistry:
         if self._mlflow is None:
             from mlflow import MlflowClient  # prepared in __init__
 
+            private_sqlite_file(self.tracking_uri)
             self._mlflow = MlflowClient(
                 tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
             )

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from nextoffer.domain.errors import ConfigError
+from nextoffer.domain.private_files import private_dir, private_file
 from nextoffer.storage import absolute_url
 
 REGISTRY_SETTING = "NEXTOFFER_REGISTRY_URI"
@@ -30,6 +31,25 @@ def absolute_tracking_uri(uri: str) -> str:
         if path and path != ":memory:" and not path.startswith("/"):
             return f"{prefix}{Path(path).resolve()}{sep}{query}"
     return uri
+
+
+def private_sqlite_file(uri: str) -> None:
+    """Create a `sqlite:///` registry's file 0600 (folder 0700 when made here) if missing.
+
+    The registry records who trained what and the runs' parameters; like the app's own
+    SQLite file it is the owner's only. Other URIs are left alone.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return
+    path = uri[len(prefix) :].partition("?")[0]
+    if not path or path == ":memory:":
+        return
+    file = Path(path)
+    if not file.parent.exists():
+        private_dir(file.parent)
+    if not file.exists():
+        private_file(file)
 
 
 def absolute_artifacts_url(url: str) -> str:

@@ -11,9 +11,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nextoffer.domain.vocabulary import EventType
+from nextoffer.domain.limits import BAD_ENCODING, date_problem, text_problem
+from nextoffer.domain.vocabulary import Channel, EventType
 from nextoffer.serving.spool import Spool, read_all
-from nextoffer.serving.spool_replay import parse_lines, quarantine_rows, replay_files
+from nextoffer.serving.spool_replay import (
+    SpoolLine,
+    parse_lines,
+    quarantine_rows,
+    refused_reason,
+    replay_files,
+    write_quarantine_file,
+)
 from nextoffer.store import Connection, Engine
 from nextoffer.store import events as store
 from nextoffer.store.engine import is_database_down as is_database_down
@@ -42,6 +50,8 @@ _TEXT_FIELDS = ("event_id", "customer_id", "product_id", *_OPTIONAL)
 # Widths come from the table so a request that validates here can never fail in the database
 # with a DataError, which would not be a "database down" error and could not be spooled.
 _MAX_LENGTH = store.text_limits(_TEXT_FIELDS)
+# The import files' vocabulary: an event the API takes is one an import would load.
+_CHANNELS = frozenset(c.value for c in Channel)
 
 
 @dataclass(frozen=True)
@@ -85,10 +95,20 @@ class OfferEvent:
             limit = _MAX_LENGTH.get(name)
             if limit is not None and len(value) > limit:
                 raise ValueError(f"{name} is longer than {limit} characters")
+            # PostgreSQL refuses NUL in text with an error, not a row: such an event must
+            # never reach the database, nor the spool.
+            if text_problem(value, len(value)) == BAD_ENCODING:
+                raise ValueError(f"{name} contains NUL, a control character or invalid Unicode")
+        if self.channel is not None and self.channel not in _CHANNELS:
+            raise ValueError(
+                f"channel {self.channel!r} is not a channel ({', '.join(sorted(_CHANNELS))})"
+            )
         if not isinstance(self.ts, datetime):
             raise ValueError(f"ts must be a datetime, got {type(self.ts).__name__}")
         if self.ts.tzinfo is None or self.ts.utcoffset() is None:
             raise ValueError("ts has no time zone")
+        if date_problem(self.ts.date()) is not None:
+            raise ValueError(f"ts {self.ts.isoformat()} is outside 1900-2100")
 
     def to_json(self) -> str:
         """One spool line (without its newline): compact JSON, `ts` in ISO 8601 with offset."""
@@ -308,25 +328,95 @@ class EventWriter:
         )
 
     def _replay_file(self, path: Path, fd: int, run_id: str) -> tuple[int, int, int]:
+        """Store a claimed file's events; what cannot be stored goes to quarantine.
+
+        The whole file is one transaction. When the database refuses it for a reason other
+        than being down (a line it cannot hold), the file is written again one event per
+        transaction, so the refused lines alone are quarantined and the rest stored: a
+        poisoned line never blocks the spool. Quarantined lines go to the `quarantine`
+        table and, byte for byte, to a file under the spool's `quarantine/` folder.
+        """
         content = read_all(fd)
         lines = parse_lines(content, OfferEvent.from_json)
-        stored = duplicates = 0
         bad = [(line.line, line.raw, line.reason) for line in lines if line.reason is not None]
         good = [line for line in lines if line.value is not None]
-        if lines:
+        now = utcnow()
+        try:
             with self.engine.begin() as conn:
-                for batch in _chunks(good, REPLAY_BATCH):
-                    written = _write_events(conn, [line.value for line in batch if line.value])
-                    stored += written.stored
-                    duplicates += written.duplicates
-                    bad.extend(
-                        (batch[i].line, batch[i].raw, reason) for i, reason in written.rejected
-                    )
+                stored, duplicates, rejected = self._write_lines(conn, good)
+                bad.extend(rejected)
                 if bad:
-                    rows = quarantine_rows(QUARANTINE_ENTITY, path, content, run_id, bad, utcnow())
+                    rows = quarantine_rows(QUARANTINE_ENTITY, path, content, run_id, bad, now)
                     store.insert_quarantined(conn, rows)
+        except Exception as exc:
+            if is_database_down(exc):
+                raise
+            log.warning(
+                "spool file %s refused as a whole (%s); storing it event by event",
+                path.name,
+                refused_reason(exc),
+            )
+            stored, duplicates, rejected = self._write_one_by_one(good)
+            bad.extend(rejected)
+            self._quarantine_rows(path, content, run_id, bad, now)
+        if bad:
+            kept = write_quarantine_file(self.spool.directory, path, content, bad, now)
+            log.warning("%d spooled events quarantined to %s", len(bad), kept)
         self.spool.remove(path)
         return stored, duplicates, len(bad)
+
+    @staticmethod
+    def _write_lines(
+        conn: Connection, lines: Sequence[SpoolLine[OfferEvent]]
+    ) -> tuple[int, int, list[tuple[int, str, str]]]:
+        stored = duplicates = 0
+        rejected: list[tuple[int, str, str]] = []
+        for batch in _chunks(lines, REPLAY_BATCH):
+            written = _write_events(conn, [line.value for line in batch if line.value])
+            stored += written.stored
+            duplicates += written.duplicates
+            rejected.extend((batch[i].line, batch[i].raw, why) for i, why in written.rejected)
+        return stored, duplicates, rejected
+
+    def _write_one_by_one(
+        self, lines: Sequence[SpoolLine[OfferEvent]]
+    ) -> tuple[int, int, list[tuple[int, str, str]]]:
+        # Slow, but only for a file the database refused; each insert is idempotent, so a
+        # crash half-way only makes the next replay find these events already stored.
+        stored = duplicates = 0
+        refused: list[tuple[int, str, str]] = []
+        for line in lines:
+            try:
+                with self.engine.begin() as conn:
+                    new, dup, rejected = self._write_lines(conn, [line])
+            except Exception as exc:
+                if is_database_down(exc):
+                    raise
+                refused.append((line.line, line.raw, refused_reason(exc)))
+                continue
+            stored, duplicates = stored + new, duplicates + dup
+            refused.extend(rejected)
+        return stored, duplicates, refused
+
+    def _quarantine_rows(
+        self,
+        path: Path,
+        content: bytes,
+        run_id: str,
+        bad: list[tuple[int, str, str]],
+        now: datetime,
+    ) -> None:
+        if not bad:
+            return
+        try:
+            with self.engine.begin() as conn:
+                rows = quarantine_rows(QUARANTINE_ENTITY, path, content, run_id, bad, now)
+                store.insert_quarantined(conn, rows)
+        except Exception as exc:
+            if is_database_down(exc):
+                raise
+            # The quarantine file still keeps every line with its reason.
+            log.warning("quarantine rows of %s not stored: %s", path.name, refused_reason(exc))
 
 
 def start_replayer(

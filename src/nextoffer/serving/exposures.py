@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date
 from pathlib import Path
+from typing import Protocol
 
 from nextoffer.domain.exposures import ExposureRecord
 from nextoffer.serving.spool import Spool, read_all
@@ -227,13 +228,29 @@ def exposure_spool_dir(events_spool_dir: Path) -> Path:
     return Path(events_spool_dir) / SPOOL_SUBDIR
 
 
+class Flushing(Protocol):
+    """A buffered writer with a spool: the exposure recorder, the audit trail."""
+
+    def flush(self) -> object:
+        """Write what is queued, or spool it."""
+        ...
+
+    def spool_files(self) -> list[Path]:
+        """Its spool files."""
+        ...
+
+    def replay(self) -> ReplayCounts:
+        """Write what is spooled."""
+        ...
+
+
 def start_flusher(
-    recorder: ExposureRecorder, interval_s: float, stop: threading.Event
+    recorder: Flushing, interval_s: float, stop: threading.Event, what: str = "exposure"
 ) -> threading.Thread:
     """A daemon thread that flushes `recorder` every `interval_s` and replays its spool.
 
     It never dies on an error (each is logged and the next round tries again) and, once
-    `stop` is set, flushes one last time and ends.
+    `stop` is set, flushes one last time and ends. `what` names it in logs and threads.
     """
 
     def run() -> None:
@@ -244,10 +261,10 @@ def start_flusher(
                 if recorder.spool_files():
                     recorder.replay()
             except Exception:
-                log.exception("exposure flush failed; retrying in %g s", interval_s)
+                log.exception("%s flush failed; retrying in %g s", what, interval_s)
             if stopping:
                 return
 
-    thread = threading.Thread(target=run, name="nextoffer-exposure-flusher", daemon=True)
+    thread = threading.Thread(target=run, name=f"nextoffer-{what}-flusher", daemon=True)
     thread.start()
     return thread

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nextoffer.cache import Cache, CacheUnavailableError, keys
+from nextoffer.cache.deferred import DeferredDeletes
 from nextoffer.config import Settings
 from nextoffer.domain.errors import NotFoundError
 from nextoffer.domain.experiments import Strategy, Variant
@@ -69,6 +70,9 @@ class Source(StrEnum):
     CONTROL = "control"
     """Held out (the universal control group, or an experiment's control variant): no offer
     shown; the answer the treatment would have given is kept in `OffersAnswer.withheld`."""
+    CONTACT_POLICY = "contact_policy"
+    """Nothing may be offered: no consent, do not contact, do not call or quiet hours
+    (`OffersAnswer.withheld_reason` says which); no offer was computed."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ class OffersAnswer:
     withheld: list[Offer] = field(default_factory=list)
     """For a held-out customer, the answer the treatment would have given (logged in its
     exposure, never shown: the API's `OffersOut` has no such field)."""
+    withheld_reason: str | None = None
+    """Why the contact policy leaves nothing to offer (`domain.contact.Withheld`), else None."""
 
 
 class OfferService:
@@ -124,6 +130,7 @@ class OfferService:
         self.policy: OfferPolicy = policy_from_settings(settings)
         self._on_source = on_source or (lambda _s: None)
         self._on_cache = on_cache or (lambda _h: None)
+        self._drops = DeferredDeletes(cache, keys.OFFERS_PREFIX)
         # Last known popular lists, for when both the cache and the database are down.
         self._popular_memo: dict[str, list[tuple[str, float]]] = {}
 
@@ -138,17 +145,29 @@ class OfferService:
         variant: Variant | None = None,
         experiment_id: str | None = None,
         withhold: bool = False,
+        channels: frozenset[str] | None = None,
+        popular_only: bool = False,
     ) -> OffersAnswer:
         """The customer's next-best offers, best first, at most k, allowed in `channel`.
 
         `withhold` (the universal control group), like an experiment variant of strategy
         control, computes the champion's answer through every filter and then holds it
-        back: `offers` empty, `control` true, the answer kept in `withheld`.
+        back: `offers` empty, `control` true, the answer kept in `withheld`. `channels`
+        (the contact policy's open channels) keeps only offers allowed in one of them;
+        `popular_only` (a customer who objects to profiling) answers with segment-free
+        popular products, never a model or a segment.
         """
-        answer = self._answer(customer_id, variant)
+        if popular_only:
+            answer = self._popular(customer_id, per_segment=False)
+            answer.source = Source.POPULAR
+        else:
+            answer = self._answer(customer_id, variant)
         if variant is not None and experiment_id is not None:
             answer.experiment = ExperimentTag(experiment_id, variant.name, variant.strategy.value)
-        answer.offers = self._for_channel(answer.offers, channel)[:k]
+        offers = self._for_channel(answer.offers, channel)
+        if channels is not None:
+            offers = self._for_channels(offers, channels)
+        answer.offers = offers[:k]
         if withhold or (variant is not None and variant.strategy is Strategy.CONTROL):
             answer.withheld, answer.offers = answer.offers, []
             answer.control = True
@@ -181,7 +200,10 @@ class OfferService:
         notes: list[str] = []
         label = champion.label if champion else None
         key = offers_key(customer_id, self.state.stamp, label)
-        cached = self._cache_get(key, notes)
+        # Answers forgotten during a cache outage go before any is read again.
+        cached = self._cache_get(key, notes) if self._drops.flush() else None
+        if cached is None and self._drops.pending:
+            _note(notes, "cache unavailable")
         if cached is not None:
             offers = load_offers(cached)
             return OffersAnswer(customer_id, offers, Source.CACHE, label, bool(notes), notes)
@@ -406,6 +428,20 @@ class OfferService:
             if o.product_id in catalogue.product_ids and allowed[catalogue.index(o.product_id)]
         ]
 
+    def _for_channels(self, offers: list[Offer], channels: frozenset[str]) -> list[Offer]:
+        """Offers allowed in at least one of `channels` (without a catalogue: none, to be safe)."""
+        catalogue = self.state.catalogue
+        if catalogue is None or not channels:
+            return []
+        allowed = np.zeros(catalogue.n_products, dtype=bool)
+        for channel in channels:
+            allowed |= catalogue.channel_allowed(channel)
+        return [
+            o
+            for o in offers
+            if o.product_id in catalogue.product_ids and allowed[catalogue.index(o.product_id)]
+        ]
+
     # -- helpers -----------------------------------------------------------------------
 
     def _require_customer(
@@ -463,8 +499,12 @@ class OfferService:
         labels = [self.state.offers.label if self.state.offers else None]
         labels += [f"v{version}" for version in self.state.pinned_versions()]
         stamp = self.state.stamp
-        with contextlib.suppress(CacheUnavailableError):
-            self.cache.delete(*(offers_key(customer_id, stamp, label) for label in labels))
+        # With the cache away, the drop waits for it: never lost (cache/deferred.py).
+        self._drops.delete(offers_key(customer_id, stamp, label) for label in labels)
+
+    def flush_pending(self) -> bool:
+        """Drop the answers forgotten while the cache was away; False while it still is."""
+        return self._drops.flush()
 
 
 def still_allowed(

@@ -21,6 +21,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from nextoffer.domain.private_files import FILE_MODE, private_dir
+
 log = logging.getLogger(__name__)
 
 SPOOL_PREFIX = "events-"
@@ -94,10 +96,10 @@ class Spool:
         """Append `lines` durably (fsync) to this process's file, or raise OSError."""
         payload = "".join(f"{line}\n" for line in lines).encode("utf-8")
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)  # events name customers: owner only
             while True:
                 flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-                fd = os.open(self.file, flags, 0o640)
+                fd = os.open(self.file, flags, FILE_MODE)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                     if not _same_file(fd, self.file):

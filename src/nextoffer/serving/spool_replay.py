@@ -8,7 +8,9 @@ a crash in between only makes the next replay find its rows already stored.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from nextoffer.serving.spool import Spool, original_name
+from nextoffer.serving.spool import SPOOL_SUFFIX, Spool, fsync_dir, original_name
 from nextoffer.store import Engine
 from nextoffer.store.engine import is_database_down, ping
 
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRUNCATED_REASON = "truncated spool line"
+QUARANTINE_SUBDIR = "quarantine"
+"""Where the lines a replay could not store are kept, byte for byte, inside a spool folder."""
 
 ReplayFile = Callable[[Path, int, str], tuple[int, int, int]]
 """Replays one claimed file (path, locked fd, run id): (stored, duplicates, quarantined)."""
@@ -100,6 +104,58 @@ def quarantine_rows(
         }
         for line, raw, reason in sorted(bad)
     ]
+
+
+def refused_reason(exc: BaseException) -> str:
+    """Why the database (or the row's own conversion) refused one line, in one line."""
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"refused when stored: {type(exc).__name__}: {detail[0][:300] if detail else ''}"
+
+
+def write_quarantine_file(
+    directory: Path,
+    path: Path,
+    content: bytes,
+    bad: list[tuple[int, str, str]],
+    now: datetime,
+) -> Path:
+    """Keep the (line, raw, reason) of a spool file that cannot be stored in a file of its own.
+
+    One JSON object a line: source file, line number, reason and the line's exact text
+    (NUL and all, JSON-escaped). Named after the spool file and its content's hash, and
+    written whole (temporary file, fsync, rename), so a replay repeated after a crash
+    rewrites the same file rather than adding a second. Owner-only: events name customers.
+    """
+    folder = directory / QUARANTINE_SUBDIR
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    source = original_name(path.name)
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    target = folder / f"{source.removesuffix(SPOOL_SUFFIX)}-{digest}{SPOOL_SUFFIX}"
+    pieces = content.split(b"\n")
+    records = [
+        json.dumps(
+            {
+                "source": source,
+                "line": line,
+                "reason": reason,
+                "quarantined_at": now.isoformat(),
+                "raw": pieces[line - 1].decode("utf-8", errors="replace"),
+            }
+        )
+        for line, _raw, reason in sorted(bad)
+    ]
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview("".join(f"{record}\n" for record in records).encode())
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    temporary.replace(target)
+    fsync_dir(folder)
+    return target
 
 
 def replay_files(spool: Spool, engine: Engine, replay_file: ReplayFile, what: str) -> ReplayCounts:

@@ -31,9 +31,10 @@ log = logging.getLogger(__name__)
 M = TypeVar("M")
 
 # Jobs whose completion changes what a cached answer would be (an `etl` run computes
-# features as part of it). Not precompute: its rows come from the same model and
+# features as part of it; an `ingest` may bring consent changes, which cached contact
+# policies must not outlive). Not precompute: its rows come from the same model and
 # features, and are checked against the model version.
-STAMP_JOBS = ("etl", "features", "training")
+STAMP_JOBS = ("etl", "ingest", "features", "training")
 
 
 @dataclass

@@ -16,6 +16,7 @@ import jwt
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
+from nextoffer.domain.private_files import private_dir
 from nextoffer.domain.roles import Role
 from nextoffer.serving.accounts import (
     Principal,
@@ -24,6 +25,7 @@ from nextoffer.serving.accounts import (
     utcnow,
 )
 from nextoffer.serving.users import current_role
+from nextoffer.serving.weak_secrets import check_secret
 from nextoffer.store import Engine
 from nextoffer.store.engine import is_database_down
 
@@ -77,6 +79,24 @@ def _token_claims(token: str, secret: str) -> Principal | None:
         return None
     role = stored_role(role_text)
     return None if role is None else Principal("user", subject, role)
+
+
+def token_id(token: str, secret: str) -> tuple[str, int] | None:
+    """(jti, exp) of a valid token of ours, or None: what a revocation list is keyed by."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[JWT_ALGORITHM],
+            issuer=JWT_ISSUER,
+            options={"require": _JWT_CLAIMS},
+        )
+    except jwt.PyJWTError:
+        return None
+    jti, exp = claims.get("jti"), claims.get("exp")
+    if not isinstance(jti, str) or not jti or not isinstance(exp, int):
+        return None
+    return jti, exp
 
 
 def decode_token(token: str, secret: str, engine: Engine | None = None) -> Principal | None:
@@ -159,13 +179,18 @@ def resolve_privacy_key(settings: Settings) -> str:
 
 
 def resolve_secret(settings: Settings, configured: str, name: str, setting: str) -> str:
-    """`configured` if set (at least JWT_SECRET_MIN long), else VAR_DIR/secrets/<name>."""
+    """`configured` if set (at least JWT_SECRET_MIN long), else VAR_DIR/secrets/<name>.
+
+    A known, example or guessable value is refused (ConfigError) unless
+    NEXTOFFER_ALLOW_INSECURE_SECRETS is true.
+    """
     if configured:
         if len(configured) < JWT_SECRET_MIN:
             raise ConfigError(
                 f"{setting}: must be at least {JWT_SECRET_MIN} characters "
                 f"(got {len(configured)}); e.g. the output of `openssl rand -hex 32`"
             )
+        check_secret(configured, setting, settings)
         return configured
     path = settings.var_dir / "secrets" / name
     try:
@@ -182,6 +207,7 @@ def resolve_secret(settings: Settings, configured: str, name: str, setting: str)
             f"{path} holds no usable key (under {JWT_SECRET_MIN} characters); delete it to "
             f"generate a new one, or set {setting}"
         )
+    check_secret(secret, str(path), settings)
     return secret
 
 
@@ -194,7 +220,7 @@ def _read_secret(path: Path) -> str | None:
 
 def _publish_secret(path: Path, secret: str) -> None:
     """Write `secret` to `path` unless another process got there first (then keep theirs)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     # Written whole to a private temporary file, then hard-linked into place: the link
     # fails if the file exists, so racing workers agree on one key and none reads a
     # half-written file.

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from nextoffer.domain.errors import BackendUnavailableError, InputError, NotFoundError
+from nextoffer.domain.private_files import private_dir
 from nextoffer.storage.base import (
     BACKUP_SETTING,
     ObjectInfo,
@@ -68,7 +69,7 @@ class FileStore(ObjectStore):
     def upload(self, path: Path, key: str) -> None:
         target = self._path(key)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self._private_folders(target.parent)
             handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
             tmp = Path(tmp_name)
             try:
@@ -117,5 +118,14 @@ class FileStore(ObjectStore):
     def ensure(self) -> bool:
         if self.root.is_dir():
             return False
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         return True
+
+    def _private_folders(self, folder: Path) -> None:
+        # Backups hold customer data: every folder from the root down is the owner's only.
+        missing = []
+        while not folder.is_dir() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        for path in reversed(missing):
+            private_dir(path)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, Operationa
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from nextoffer.domain.errors import BackendUnavailableError, ConfigError
+from nextoffer.domain.private_files import private_dir, private_file
 
 DATABASE_SETTING = "NEXTOFFER_DATABASE_URL"
 
@@ -44,15 +45,27 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _private_database_file(path: Path) -> None:
+    """Create the SQLite file 0600 (in a 0700 folder when made here) before SQLite does.
+
+    It holds personal data and password hashes. SQLite gives its -wal and -shm files the
+    database file's mode, so they are private too.
+    """
+    if not path.parent.exists():
+        private_dir(path.parent)
+    if not path.exists():
+        private_file(path)
+
+
 def make_engine(database_url: str, *, pool_size: int = 5) -> Engine:
-    """An engine for `database_url`; creates the folder of a SQLite file if needed."""
+    """An engine for `database_url`; creates a SQLite file (and folder) private if needed."""
     try:
         url = make_url(database_url)
     except ArgumentError:
         raise ConfigError(f"{DATABASE_SETTING}: not a database URL: {database_url!r}") from None
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            _private_database_file(Path(url.database))
         engine = create_engine(url)
         event.listen(engine, "connect", _enable_sqlite_pragmas)
         return engine

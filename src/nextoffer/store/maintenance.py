@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, select
 
 from nextoffer.store.runs import QUEUED, RUNNING
-from nextoffer.store.schema import JobRun, QuarantinedRow
+from nextoffer.store.schema import ContactHistory, Event, JobRun, QuarantinedRow, Transaction
 
 
 def prune_history(
@@ -39,3 +40,22 @@ def prune_history(
             conn.execute(delete(JobRun).where(old_runs))
             conn.execute(delete(QuarantinedRow).where(old_rows))
     return int(runs), int(rows)
+
+
+RETAINED: dict[str, Any] = {
+    "events": Event.__table__.c.ts,
+    "transactions": Transaction.__table__.c.ts,
+    "contact_history": ContactHistory.__table__.c.contacted_at,
+}
+"""Tables a retention setting applies to, with the time their rows age by."""
+
+
+def purge_older(engine: Engine, table: str, before: datetime, *, dry_run: bool) -> int:
+    """Delete (or, on a dry run, count) the rows of `table` older than `before`."""
+    column = RETAINED[table]
+    old = column < before
+    with engine.begin() as conn:
+        if dry_run:
+            query = select(func.count()).select_from(column.table).where(old)
+            return int(conn.execute(query).scalar_one())
+        return int(conn.execute(delete(column.table).where(old)).rowcount)

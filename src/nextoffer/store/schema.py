@@ -110,6 +110,8 @@ class Customer(Base):
     voice_min_month: Mapped[float | None] = mapped_column(Float)
     attributes: Mapped[dict[str, Any] | None] = mapped_column(ATTRIBUTES)
     """Custom attributes {name: value} typed by `customer_attribute_schema` (0006)."""
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    """IANA zone of the customer's quiet hours; NULL: the region's, else the default (0008)."""
 
     # text_pattern_ops on PostgreSQL: the console's name search is a LIKE 'prefix%', which
     # a default-collation index cannot serve (migration 0004).
@@ -486,4 +488,76 @@ DATA_TABLES = (
     "events",
     "churn_labels",
     "exposures",
+    "consent",
+    "do_not_call",
 )
+
+
+class AuditRecord(Base):
+    """Who read one customer's data or changed something, when, from where (0010).
+
+    Append-only: on PostgreSQL (and SQLite) a trigger refuses UPDATE and DELETE. A customer
+    is kept only as a keyed digest (`domain.privacy.customer_digest`), so erasing the
+    customer leaves the trail whole without keeping the id.
+    """
+
+    __tablename__ = "audit"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTC_TIME)
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    """`key`, `user` or `cli`."""
+    actor_id: Mapped[str] = mapped_column(String(100))
+    """The key id, the username, or the operating system's user of a command."""
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(200))
+    customer_digest: Mapped[str | None] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_audit_at", "at"),
+        Index("ix_audit_customer_at", "customer_digest", "at"),
+        Index("ix_audit_actor_at", "actor_id", "at"),
+    )
+
+
+class ErasureEntry(Base):
+    """A customer erased on request, as a keyed digest of the id, never the id (0009).
+
+    A copy lives outside the database (VAR_DIR/privacy), since a restore replaces this
+    table: `backup restore` reads that copy and erases again whoever it names.
+    """
+
+    __tablename__ = "erasure_ledger"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTC_TIME)
+
+
+class ConsentChange(Base):
+    """A customer's consent given or withdrawn, for a channel, all contact or profiling (0008).
+
+    The table is the history: rows are only added (an import re-sends the same key), and
+    the latest `changed_at` per customer and channel is the consent in force.
+    """
+
+    __tablename__ = "consent"
+
+    customer_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    """A channel, `contact` (withdrawn: do not contact) or `profiling` (withdrawn: objects)."""
+    changed_at: Mapped[datetime] = mapped_column(UTC_TIME, primary_key=True)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(16))
+    """`import`, `api` (PUT /v1/customers/{id}/consent) or `event` (a consent event)."""
+
+
+class DoNotCall(Base):
+    """A customer on the do-not-call list: no offer in outbound calls (0008)."""
+
+    __tablename__ = "do_not_call"
+
+    customer_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    listed_on: Mapped[date | None]

@@ -16,7 +16,9 @@ import numpy as np
 from nextoffer.domain.vocabulary import EventType
 from nextoffer.ingest.entities import (
     CHURN_LABELS,
+    CONSENT,
     CUSTOMERS,
+    DO_NOT_CALL,
     ENTITIES,
     EVENTS,
     EXPOSURES,
@@ -35,6 +37,7 @@ from nextoffer.synth.campaign_truth import (
     uplift_columns,
 )
 from nextoffer.synth.catalog import Catalog
+from nextoffer.synth.consent import consent_rows
 from nextoffer.synth.events import (
     DAY,
     EventColumns,
@@ -145,9 +148,12 @@ def _rank(cust: I64) -> I64:
 class WorldWriter:
     """Appends chunks to the import files and the truth file."""
 
-    def __init__(self, out_dir: Path, catalog: Catalog, tl: Timeline, stack: ExitStack) -> None:
+    def __init__(
+        self, out_dir: Path, catalog: Catalog, tl: Timeline, stack: ExitStack, seed: int = 0
+    ) -> None:
         self.cat = catalog
         self.tl = tl
+        self.seed = seed
         self.text = Text(tl.end_day - MAX_TENURE_DAYS - 10, tl.end_day + 1)
         self.rows = {e.name: 0 for e in ENTITIES}
         self.files: dict[str, BinaryIO] = {}
@@ -305,6 +311,10 @@ class WorldWriter:
             len(lab),
         )
 
+        consent = consent_rows(t, pop.number, pop.signup, self.seed, CUSTOMER_WIDTH)
+        self._write(CONSENT, consent.consent, consent.consent_rows)
+        self._write(DO_NOT_CALL, consent.do_not_call, consent.do_not_call_rows)
+
         camp = out.campaign
         exposed_ids = t.ids("C", pop.number[camp.cust], CUSTOMER_WIDTH)
         self._write(EXPOSURES, exposure_columns(camp, exposed_ids, cat, self.tl), len(camp))
@@ -405,7 +415,7 @@ def generate_world(
     sizes = np.zeros(len(SEGMENTS), np.int64)
     labelled = churned = 0
     with ExitStack() as stack:
-        writer = WorldWriter(out_dir, catalog, tl, stack)
+        writer = WorldWriter(out_dir, catalog, tl, stack, seed)
         writer.products()
         for index, first in enumerate(range(0, customers, chunk_customers)):
             n = min(chunk_customers, customers - first)

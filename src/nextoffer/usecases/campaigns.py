@@ -12,6 +12,11 @@ never exported. Those whose would-have-been offer scores at least as high as the
 exported row's — the rule the exported customers passed — are counted in the summary and,
 on commit, recorded as control exposures (source `campaign`) with that offer, next to the
 exported customers' treated exposures, so a campaign is measured like the API.
+
+A campaign is made in one channel (`channel` is required): the contact policy of the
+answer path leaves out every customer without consent for it, asked not to be contacted,
+on the do-not-call list (telesales) or in the channel's quiet hours at export time; they
+are counted in `withheld` and never exported, recorded or exposed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Final
 
+from nextoffer.domain.contact import CHANNELS
 from nextoffer.domain.errors import InvalidRequestError, NotFoundError
 from nextoffer.domain.exposures import ExposureSource
 from nextoffer.domain.vocabulary import EventType
@@ -52,6 +58,7 @@ class CampaignRequest:
     segment: str | None = None
     churn_band: str | None = None
     channel: str | None = None
+    """The campaign's channel: required (the contact policy is per channel)."""
     k: int | None = None
     """Offers asked of the answer per customer (default: the API's default k)."""
     commit: bool = False
@@ -102,6 +109,9 @@ class CampaignExport:
     """Held-out customers (control group, experiment control) who would have been exported:
     their would-have-been offer scores at least as high as the last exported row's."""
     exposures_recorded: int = 0
+    withheld: int = 0
+    """Customers the contact policy leaves out (no consent for the channel, do not contact,
+    do not call, quiet hours)."""
 
     def frame(self) -> pd.DataFrame:
         """The rows as a table with `COLUMNS` (also when empty)."""
@@ -130,7 +140,8 @@ class CampaignExport:
             f"campaign {self.campaign_id}: {chosen} · {self.audience:,} customers asked · "
             f"{self.eligible:,} with {'it' if r.offer else 'an offer'} · "
             f"{len(self.rows):,} exported (top {r.top:,}) · "
-            f"{len(self.held_out):,} held out (control group, not exported) → "
+            f"{len(self.held_out):,} held out (control group, not exported) · "
+            f"{self.withheld:,} withheld by consent and contact policy → "
             f"{self.out} · {done}"
         )
 
@@ -171,6 +182,9 @@ def export_campaign(
         ]
         answers = answer_offers_batch(services, requests)
         for position, (member, answer) in enumerate(zip(part, answers, strict=True), start):
+            if answer.withheld_reason is not None:
+                result.withheld += 1
+                continue
             row = _row(result.campaign_id, request, member, answer)
             if row is None:
                 continue
@@ -245,6 +259,13 @@ def _record_exposures(
 
 
 def _check(services: Services, request: CampaignRequest) -> None:
+    if request.channel is None:
+        raise InvalidRequestError(
+            "--channel is required: a campaign reaches customers in one channel, and only "
+            "those open to it (consent, do not contact, do not call, quiet hours)"
+        )
+    if request.channel not in CHANNELS:
+        raise InvalidRequestError(f"--channel must be one of {', '.join(CHANNELS)}")
     chosen = [x for x in (request.offer, request.segment, request.churn_band) if x]
     if len(chosen) > 1:
         raise InvalidRequestError("choose at most one of --offer, --segment and --churn-band")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from nextoffer.cache import Cache
 from nextoffer.config import Settings
 from nextoffer.observe.metrics import ApiMetrics
+from nextoffer.serving.audit import AuditTrail
 from nextoffer.serving.events import EventWriter
 from nextoffer.serving.experiment_book import ExperimentBook
 from nextoffer.serving.exposures import ExposureRecorder
@@ -53,3 +54,5 @@ class Services:
     jobs: JobStarter
     exposures: ExposureRecorder
     """Answers served and held back, queued here and written in batches off the request."""
+    audit: AuditTrail
+    """Reads of one customer's data and changes, queued here and written in batches."""

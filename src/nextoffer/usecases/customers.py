@@ -13,6 +13,7 @@ from nextoffer.serving.offers import OffersAnswer
 from nextoffer.store.reads import customers
 from nextoffer.store.reads.attributes import attribute_schema
 from nextoffer.store.reads.customers import Activity, Holding, Profile
+from nextoffer.usecases.consent import ConsentState, consent_state
 from nextoffer.usecases.context import Services
 from nextoffer.usecases.offers import OfferRequest, answer_offers
 
@@ -41,6 +42,8 @@ class CustomerView:
     events: list[Activity]
     attributes: list[AttributeValue] = field(default_factory=list)
     """Custom attributes of role feature, display and label, by name, with their kinds."""
+    consent: ConsentState | None = None
+    """Consent in force, what it allows now and its history (None: records unreadable)."""
 
 
 def shown_attributes(schema: list[AttributeSpec], stored: dict[str, Any]) -> list[AttributeValue]:
@@ -88,4 +91,5 @@ def customer_360(
         transactions=customers.recent_transactions(engine, customer_id, recent),
         events=customers.recent_events(engine, customer_id, recent),
         attributes=shown_attributes(attribute_schema(engine), profile.attributes),
+        consent=consent_state(services, customer_id),
     )

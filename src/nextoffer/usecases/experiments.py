@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nextoffer.domain.audit import Action, Actor
 from nextoffer.domain.errors import ConflictError, InvalidRequestError
 from nextoffer.domain.experiment_stats import ExperimentStats, UnitOutcomes, analyse_experiment
 from nextoffer.domain.experiments import DEFAULT_ALPHA, Strategy, Variant
@@ -56,12 +57,19 @@ class ExperimentResults:
 
 
 def start_experiment(
-    services: Services, name: str, unit: str, variants: Sequence[Variant], started_by: str
+    services: Services,
+    name: str,
+    unit: str,
+    variants: Sequence[Variant],
+    started_by: str,
+    *,
+    actor: Actor | None = None,
 ) -> ExperimentRecord:
     """Start an experiment now; refused while another runs, so variants never overlap.
 
     A variant pinned to a model version is checked against the registry here, so a wrong
-    version fails now rather than on the variant's first request.
+    version fails now rather than on the variant's first request. With an `actor`, the
+    start goes into the audit trail.
     """
     if store.running_experiments(services.engine):
         raise ConflictError("an experiment is already running; stop it first")
@@ -75,13 +83,23 @@ def start_experiment(
         services.engine, name, unit, list(variants), created_by=started_by
     )
     services.experiments.invalidate()
+    if actor is not None:
+        detail = {"name": name, "unit": unit, "variants": [v.name for v in variants]}
+        services.audit.change(actor, Action.EXPERIMENT_START, record.experiment_id, detail=detail)
     return record
 
 
-def stop_experiment(services: Services, experiment_id: str) -> ExperimentRecord:
-    """Stop assigning variants; results stay readable. Stopping twice is harmless."""
+def stop_experiment(
+    services: Services, experiment_id: str, *, actor: Actor | None = None
+) -> ExperimentRecord:
+    """Stop assigning variants; results stay readable. Stopping twice is harmless.
+
+    With an `actor`, the stop goes into the audit trail.
+    """
     record = store.stop_experiment(services.engine, experiment_id)
     services.experiments.invalidate()
+    if actor is not None:
+        services.audit.change(actor, Action.EXPERIMENT_STOP, experiment_id)
     return record
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from nextoffer.domain.errors import NotFoundError
 from nextoffer.jobs.catalogue import ALL_KINDS, CONSOLE_JOBS, job_spec
+from nextoffer.jobs.params import check_params
 from nextoffer.store.reads.jobs import RunView, run_by_id
 from nextoffer.usecases.context import Services
 
@@ -16,10 +17,13 @@ __all__ = ["ALL_KINDS", "CONSOLE_JOBS", "job_run", "start_job"]
 def start_job(services: Services, kind: str, params: Mapping[str, Any], started_by: str) -> RunView:
     """Start job `kind` for `started_by`; returns its run as first recorded, to be polled.
 
-    Raises UnknownJobError (no job of that name), JobConflictError (one of its kind is
-    running, or queued for a worker) or BackendUnavailableError (the broker cannot take it).
+    Raises UnknownJobError (no job of that name), InvalidRequestError (a parameter the job
+    does not take or cannot read: refused now, not failed later), JobConflictError (one of
+    its kind is running, or queued for a worker) or BackendUnavailableError (the broker
+    cannot take it).
     """
     job_spec(kind)
+    check_params(kind, params)
     return job_run(services, services.jobs.start(kind, dict(params), started_by))
 
 

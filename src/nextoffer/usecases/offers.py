@@ -8,19 +8,28 @@ popular) ranks only eligible products under the product rules, and contact caps 
 accepted products are filtered out of every source. A held-out customer's answer is still
 computed through the whole chain, then withheld (`control: true`, no offers) and logged
 in its exposure, so both arms are measured on the same offers. Later capabilities
-(erasure, consent and quiet hours) add their steps to this list, in place.
+add their steps to this list, in place.
+
+The contact policy (docs/consent.md) comes first: a customer who may not be contacted in
+the asked channel now (no consent, do not contact, do not call, quiet hours) gets an
+empty answer saying why (`withheld_reason`), computed by nothing and exposed to nothing;
+without a channel, only offers allowed in a channel the customer is open to are kept; a
+customer who objects to profiling is answered with segment-free popular products only,
+and is in no experiment.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from nextoffer.domain.contact import ContactDecision
 from nextoffer.domain.control_group import in_control_group
 from nextoffer.domain.experiments import Variant
 from nextoffer.domain.exposures import Arm, ExposureRecord, ExposureSource, new_exposure
-from nextoffer.serving.offers import OffersAnswer
+from nextoffer.serving.offers import ExperimentTag, OffersAnswer, Source
 from nextoffer.store.experiments import ExperimentRecord
+from nextoffer.usecases.consent import contact_decision
 from nextoffer.usecases.context import Services
 
 
@@ -49,9 +58,21 @@ class OfferDecision:
     """In the universal control group: the answer is computed, then withheld."""
     experiment: ExperimentRecord | None = None
     variant: Variant | None = None
+    contact: ContactDecision | None = None
+    """What the contact policy allows now (None: the step did not run)."""
+    notes: list[str] = field(default_factory=list)
+    """What the steps could not read (the answer is then `degraded`)."""
 
 
 Step = Callable[[Services, OfferDecision], OfferDecision]
+
+
+def apply_contact_policy(services: Services, decision: OfferDecision) -> OfferDecision:
+    """Consent, do not contact, do not call and quiet hours: which channels are open now."""
+    request = decision.request
+    decision.contact, notes = contact_decision(services, request.customer_id, request.channel)
+    decision.notes.extend(notes)
+    return decision
 
 
 def hold_out_control_group(services: Services, decision: OfferDecision) -> OfferDecision:
@@ -67,6 +88,8 @@ def assign_experiment(services: Services, decision: OfferDecision) -> OfferDecis
     """The running experiment's sticky variant of the customer (or session), if any."""
     if decision.control:
         return decision  # the control group is in no experiment: its arms stay clean
+    if decision.contact is not None and decision.contact.popular_only:
+        return decision  # objects to profiling: popular products only, in no experiment
     request = decision.request
     assignment = services.experiments.variant_for(request.customer_id, request.session_id)
     if assignment is not None:
@@ -75,6 +98,7 @@ def assign_experiment(services: Services, decision: OfferDecision) -> OfferDecis
 
 
 STEPS: tuple[tuple[str, Step], ...] = (
+    ("consent and contact policy", apply_contact_policy),
     ("universal control group", hold_out_control_group),
     ("experiment assignment", assign_experiment),
 )
@@ -112,6 +136,27 @@ def answer_offers(services: Services, request: OfferRequest) -> OffersAnswer:
     decision = OfferDecision(request)
     for _name, step in STEPS:
         decision = step(services, decision)
+    contact = decision.contact
+    if contact is not None and contact.reason is not None:
+        # Not computed at all: nothing may be offered, so nothing is scored or exposed.
+        answer = OffersAnswer(
+            request.customer_id,
+            [],
+            Source.CONTACT_POLICY,
+            None,
+            degraded=bool(decision.notes),
+            notes=list(decision.notes),
+            withheld_reason=contact.reason.value,
+        )
+        if decision.experiment is not None and decision.variant is not None:
+            # Still assigned (assignment is sticky); not exposed, so not counted in it.
+            answer.experiment = ExperimentTag(
+                decision.experiment.experiment_id,
+                decision.variant.name,
+                decision.variant.strategy.value,
+            )
+        services.metrics.offers_served.labels(answer.source.value).inc()
+        return answer
     answer = services.offers.offers(
         request.customer_id,
         k=request.k or services.settings.default_offers_k,
@@ -119,7 +164,12 @@ def answer_offers(services: Services, request: OfferRequest) -> OffersAnswer:
         variant=decision.variant,
         experiment_id=decision.experiment.experiment_id if decision.experiment else None,
         withhold=decision.control,
+        channels=None if contact is None or contact.open_everywhere else contact.allowed,
+        popular_only=contact is not None and contact.popular_only,
     )
+    if decision.notes:
+        answer.notes = [*decision.notes, *(n for n in answer.notes if n not in decision.notes)]
+        answer.degraded = True
     for note in answer.notes:
         services.metrics.degraded_answers.labels(note).inc()
     if request.record_exposure:
@@ -143,11 +193,11 @@ def exposure_of(
     """The exposure an answer makes: treated with what was shown, control with what was not.
 
     `unit_id` is the experiment's unit when it is not the customer (a session). None when
-    the answer offers nothing, shown or withheld: a customer the contact rules leave
-    nothing for is not exposed, in either arm alike.
+    the answer offers nothing, shown or withheld: a customer the contact rules (or the
+    contact policy) leave nothing for is not exposed, in either arm alike.
     """
     products = [o.product_id for o in (answer.withheld if answer.control else answer.offers)]
-    if not products:
+    if not products or answer.withheld_reason is not None:
         return None
     tag = answer.experiment
     return new_exposure(

@@ -7,6 +7,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
 from nextoffer.platform import Platform
+from nextoffer.serving.revocations import RevokedSessions
 from nextoffer.web.auth import ConsoleAuth
 from nextoffer.web.console import (
     STATIC,
@@ -19,6 +20,7 @@ from nextoffer.web.console import (
     make_templates,
 )
 from nextoffer.web.pages import (
+    audit,
     customers,
     data,
     experiments,
@@ -38,6 +40,7 @@ ROUTERS = (
     impact.router,
     models.router,
     data.router,
+    audit.router,
 )
 
 
@@ -57,9 +60,11 @@ def install_console(app: FastAPI, platform: Platform) -> None:
             secure=settings.console_secure_cookies,
             ttl_s=settings.console_session_ttl_s,
             cache_s=settings.auth_cache_s,
+            revoked=RevokedSessions(platform.cache),
         ),
         templates=make_templates(),
         limiter=platform.limiter,
+        logins=platform.logins,
     )
     app.state.console = console
     for router in ROUTERS:

@@ -2,7 +2,8 @@
 
 A session is a login token exactly like the API's (`issue_token`, HS256, expiry, the
 account re-checked through a `TokenVerifier`, so a disabled user or a changed role applies
-within NEXTOFFER_AUTH_CACHE_S), but signed with a key derived from the JWT secret for the
+within NEXTOFFER_AUTH_CACHE_S, and a logged-out session refused by every replica through
+the shared cache), but signed with a key derived from the JWT secret for the
 console alone: a session cookie is not a bearer token for the API, nor an API token a
 session. It travels in an HttpOnly, SameSite=Lax cookie (Secure, with the `__Host-`
 prefix, unless NEXTOFFER_CONSOLE_SECURE_COOKIES=false for plain-http development).
@@ -24,9 +25,11 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
+from nextoffer.cache.memory import MemoryCache
 from nextoffer.domain.roles import Role, role_allows
 from nextoffer.serving.accounts import Principal
-from nextoffer.serving.tokens import TokenVerifier, issue_token
+from nextoffer.serving.revocations import RevokedSessions
+from nextoffer.serving.tokens import TokenVerifier, issue_token, token_id
 from nextoffer.store import Engine
 
 _KEY_LABEL = b"nextoffer console session v1"
@@ -94,9 +97,12 @@ class ConsoleAuth:
         secure: bool,
         ttl_s: int,
         cache_s: float,
+        revoked: RevokedSessions | None = None,
     ) -> None:
         self._key = console_key(jwt_secret)
         self._verifier = TokenVerifier(engine, self._key, cache_s)
+        # Logout revokes the session server-side: a copied cookie stops working too.
+        self._revoked = revoked or RevokedSessions(MemoryCache())
         self._signer = URLSafeTimedSerializer(self._key, salt="nextoffer.console")
         self.secure = secure
         self.ttl_s = ttl_s
@@ -119,6 +125,9 @@ class ConsoleAuth:
         token = request.cookies.get(self.session_cookie)
         if not token:
             return None
+        found = token_id(token, self._key)
+        if found is None or self._revoked.is_revoked(found[0]):
+            return None
         principal = self._verifier.verify(token)
         if principal is None:
             return None
@@ -135,6 +144,13 @@ class ConsoleAuth:
     def clear_session(self, response: Response) -> None:
         """Make the browser forget its session cookie (log out)."""
         self._delete(response, self.session_cookie)
+
+    def revoke(self, request: Request) -> None:
+        """End the request's session server-side until it would have expired (log out)."""
+        token = request.cookies.get(self.session_cookie)
+        found = token_id(token, self._key) if token else None
+        if found is not None:
+            self._revoked.revoke(*found)
 
     # --- login form -------------------------------------------------------------------
 

@@ -21,8 +21,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from nextoffer import __version__
 from nextoffer.config import Settings
+from nextoffer.domain.audit import Actor
 from nextoffer.domain.errors import RateLimitedError
 from nextoffer.domain.roles import Role
+from nextoffer.serving.audit import request_actor
+from nextoffer.serving.logins import Logins
 from nextoffer.serving.rate_limit import RateLimiter
 from nextoffer.store.runs import utcnow
 from nextoffer.usecases.context import Services
@@ -57,11 +60,14 @@ class LoginRequiredError(Exception):
 class PageError(Exception):
     """An error shown as a page: status, a short title and a sentence saying what to do."""
 
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title
         self.detail = detail
+        self.retry_after_s = retry_after_s
 
 
 class Memo:
@@ -105,6 +111,7 @@ class Console:
     auth: ConsoleAuth
     templates: Jinja2Templates
     limiter: RateLimiter
+    logins: Logins
     memo: Memo = field(default_factory=lambda: Memo(30.0))
 
 
@@ -182,6 +189,7 @@ class FormPost:
 
     console: Console
     session: ConsoleSession
+    request: Request | None = None
 
     def needs(self, role: Role, action: str) -> None:
         """Refuse with a 403 page unless the person's role allows `action`."""
@@ -198,10 +206,16 @@ class FormPost:
         """Who acts, as the use cases record it."""
         return f"user:{self.session.username}"
 
+    @property
+    def actor(self) -> Actor:
+        """Who acts, from where, in which request: as the audit trail records it."""
+        found = None if self.request is None else request_actor(self.request.scope)
+        return found or Actor("user", self.session.username)
 
-def checked_form(console: ConsoleDep, session: FormSessionDep) -> FormPost:
+
+def checked_form(request: Request, console: ConsoleDep, session: FormSessionDep) -> FormPost:
     """The form post of the signed-in person whose CSRF token matches their session."""
-    return FormPost(console, session)
+    return FormPost(console, session, request)
 
 
 FormDep = Annotated[FormPost, Depends(checked_form)]
@@ -212,7 +226,7 @@ def limit(console: Console, principal: str) -> None:
     try:
         console.limiter.check(principal, console.services.metrics)
     except RateLimitedError as exc:
-        raise PageError(429, "Too many requests", str(exc)) from None
+        raise PageError(429, "Too many requests", str(exc), exc.retry_after_s) from None
 
 
 def needs(session: ConsoleSession, role: Role, action: str) -> None:
@@ -271,9 +285,12 @@ def login_redirect(next_path: str) -> RedirectResponse:
 
 def error_page(request: Request, console: Console, exc: PageError) -> Response:
     """An error as a page with its status."""
-    return render(
+    response = render(
         request, console, "error.html", {"title": exc.title, "detail": exc.detail}, exc.status
     )
+    if exc.retry_after_s is not None:
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
 
 
 # --- template filters -----------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from nextoffer.api.deps import Operator, ServicesDep, Viewer
 from nextoffer.api.schemas import (
@@ -18,6 +18,7 @@ from nextoffer.api.schemas import (
 )
 from nextoffer.domain.experiment_stats import SRM_ALPHA, VariantStats
 from nextoffer.domain.experiments import Strategy, Variant
+from nextoffer.serving.audit import request_actor
 from nextoffer.store import experiments as store
 from nextoffer.store.experiments import ExperimentRecord
 from nextoffer.usecases.experiments import (
@@ -51,13 +52,20 @@ def _out(record: ExperimentRecord) -> ExperimentOut:
 
 
 @router.post("", response_model=ExperimentOut, status_code=201, summary="Start an experiment")
-def create(body: ExperimentIn, services: ServicesDep, caller: Operator) -> ExperimentOut:
+def create(
+    body: ExperimentIn, services: ServicesDep, caller: Operator, request: Request
+) -> ExperimentOut:
     """Start an experiment now. One runs at a time, so variants never overlap."""
     variants = [
         Variant(v.name, Strategy(v.strategy), v.weight, v.model_version) for v in body.variants
     ]
     record = start_experiment(
-        services, body.name, body.unit, variants, started_by=f"{caller.kind}:{caller.id}"
+        services,
+        body.name,
+        body.unit,
+        variants,
+        started_by=f"{caller.kind}:{caller.id}",
+        actor=request_actor(request.scope),
     )
     return _out(record)
 
@@ -79,9 +87,11 @@ def get_one(experiment_id: ExperimentId, services: ServicesDep, _caller: Viewer)
 
 
 @router.post("/{experiment_id}/stop", response_model=ExperimentOut, summary="Stop it")
-def stop(experiment_id: ExperimentId, services: ServicesDep, _caller: Operator) -> ExperimentOut:
+def stop(
+    experiment_id: ExperimentId, services: ServicesDep, _caller: Operator, request: Request
+) -> ExperimentOut:
     """Stop assigning variants; results stay readable. Stopping twice is harmless."""
-    return _out(stop_experiment(services, experiment_id))
+    return _out(stop_experiment(services, experiment_id, actor=request_actor(request.scope)))
 
 
 @router.get("/{experiment_id}/results", response_model=ExperimentResultsOut, summary="Results")

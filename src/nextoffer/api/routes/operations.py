@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 
 from nextoffer.api.deps import Admin, Operator, ServicesDep
 from nextoffer.api.problems import ProblemError
@@ -18,6 +18,7 @@ from nextoffer.api.schemas import (
     from_record,
 )
 from nextoffer.registry.protocol import MODEL_KINDS as KINDS
+from nextoffer.serving.audit import request_actor
 from nextoffer.store.reads.jobs import RunView
 from nextoffer.usecases import jobs
 from nextoffer.usecases.models import data_mismatches, promote_model, roll_back_model
@@ -56,15 +57,17 @@ def promote(
     body: PromoteIn,
     services: ServicesDep,
     caller: Admin,
+    request: Request,
 ) -> DecisionOut:
     """Point the champion alias at a version (or back at the previous one); admin only."""
+    actor = request_actor(request.scope)
     if body.rollback:
-        decision = roll_back_model(services, kind)
+        decision = roll_back_model(services, kind, actor=actor)
     elif body.version is None:
         raise ProblemError(422, "give a version, or rollback=true")
     else:
         decision = promote_model(
-            services, kind, body.version, body.reason, by=f"{caller.kind}:{caller.id}"
+            services, kind, body.version, body.reason, by=f"{caller.kind}:{caller.id}", actor=actor
         )
     return from_record(DecisionOut, decision, kind=kind)
 

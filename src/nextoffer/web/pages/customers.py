@@ -8,6 +8,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Form, Path, Query
 from starlette.responses import RedirectResponse, Response
 
+from nextoffer.domain.contact import CHANNELS
 from nextoffer.domain.errors import InvalidRequestError, NotFoundError
 from nextoffer.domain.roles import Role
 from nextoffer.domain.vocabulary import ID_PATTERN, EventType
@@ -93,6 +94,8 @@ def customer(page: PageDep, customer_id: CustomerId) -> Response:
             "transactions": view.transactions,
             "events": view.events,
             "attributes": view.attributes,
+            "consent": view.consent,
+            "channels": CHANNELS,
             "can_respond": page.session.can(Role.WRITER),
         },
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
@@ -14,12 +15,13 @@ from starlette.responses import Response, StreamingResponse
 
 from nextoffer.domain.errors import NextOfferError
 from nextoffer.domain.roles import Role
+from nextoffer.ingest.entities import BY_NAME as ENTITY_NAMES
 from nextoffer.registry.protocol import MODEL_KINDS as KINDS
 from nextoffer.store.reads import churn, jobs, quarantine
 from nextoffer.store.runs import SUCCEEDED
 from nextoffer.usecases import jobs as job_usecases
 from nextoffer.usecases.data_profile import data_profile, share, to_markdown, top_text
-from nextoffer.web.console import FormDep, PageDep
+from nextoffer.web.console import FormDep, PageDep, PageError
 
 router = APIRouter(include_in_schema=False)
 
@@ -28,6 +30,8 @@ QUARANTINE_PAGE = 25
 # A cell starting with one of these is a formula to a spreadsheet; quarantined rows are
 # untrusted input, so such cells get a leading apostrophe in the CSV (OWASP's advice).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# What an entity's name may put into a download's file name.
+_FILE_NAME_PART = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 @router.get("/data")
@@ -100,8 +104,18 @@ def quarantine_csv(
     page: PageDep,
     entity: Annotated[str, Query(max_length=32)] = "",
 ) -> Response:
-    """Every quarantined row (of `entity`, when given) as CSV, streamed in chunks."""
+    """Every quarantined row (of `entity`, when given) as CSV, streamed in chunks.
+
+    `entity` must name an entity (an import file's, or a spool's); only such a name goes
+    into the download's file name, never the caller's text.
+    """
     engine = page.services.engine
+    if entity:
+        known = sorted(set(ENTITY_NAMES) | set(quarantine.quarantine_counts(engine)))
+        if entity not in known:
+            raise PageError(
+                422, "Unknown entity", f"Choose one of the entities: {', '.join(known)}."
+            )
 
     def lines() -> Iterator[bytes]:
         buffer = io.StringIO()
@@ -126,7 +140,7 @@ def quarantine_csv(
                 buffer.truncate()
         yield buffer.getvalue().encode()
 
-    name = f"quarantine-{entity}.csv" if entity else "quarantine.csv"
+    name = f"quarantine-{entity}.csv" if _FILE_NAME_PART.fullmatch(entity) else "quarantine.csv"
     return StreamingResponse(
         lines(),
         media_type="text/csv; charset=utf-8",

@@ -70,7 +70,9 @@ def create(
                     int(text_version) if text_version else None,
                 )
             )
-        record = start_experiment(post.console.services, name, unit, variants, started_by=post.by)
+        record = start_experiment(
+            post.console.services, name, unit, variants, started_by=post.by, actor=post.actor
+        )
     except (ValueError, NextOfferError) as exc:
         return post.redirect("/experiments", f"Not started: {exc}", "error")
     return post.redirect(f"/experiments/{record.experiment_id}", f"Started {record.name}.")
@@ -188,7 +190,7 @@ def stop(post: FormDep, experiment_id: ExperimentId) -> Response:
     """Stop assigning variants; the results stay."""
     post.needs(Role.OPERATOR, "Stopping an experiment")
     try:
-        record = stop_experiment(post.console.services, experiment_id)
+        record = stop_experiment(post.console.services, experiment_id, actor=post.actor)
     except NotFoundError:
         raise PageError(404, "No such experiment", f"No experiment {experiment_id}.") from None
     return post.redirect(f"/experiments/{experiment_id}", f"Stopped {record.name}.")

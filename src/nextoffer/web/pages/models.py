@@ -181,7 +181,9 @@ def promote(
     try:
         number = int(version)
         why = reason.strip() or "promoted in the console"
-        decision = promote_model(post.console.services, kind, number, why, by=post.by)
+        decision = promote_model(
+            post.console.services, kind, number, why, by=post.by, actor=post.actor
+        )
     except (ValueError, NextOfferError) as exc:
         return post.redirect("/models", f"Not promoted: {exc}", "error")
     return post.redirect(
@@ -196,7 +198,7 @@ def rollback(post: FormDep, kind: Kind) -> Response:
     """Point the champion alias back at the previous champion (admin)."""
     post.needs(Role.ADMIN, "Rolling back a model")
     try:
-        decision = roll_back_model(post.console.services, kind)
+        decision = roll_back_model(post.console.services, kind, actor=post.actor)
     except NextOfferError as exc:
         return post.redirect("/models", f"Not rolled back: {exc}", "error")
     return post.redirect("/models", f"{kind}: {decision.reason}")

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Form, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from nextoffer.serving.users import PASSWORD_MAX, authenticate
+from nextoffer.domain.errors import BusyError, RateLimitedError
+from nextoffer.serving.users import PASSWORD_MAX
 from nextoffer.web.auth import CSRF_FIELD, safe_next
 from nextoffer.web.console import ConsoleDep, FormDep, PageError, limit, render
 
@@ -62,13 +63,15 @@ async def login(
         )
     client = request.client.host if request.client else "unknown"
     # The same counters as POST /v1/auth/token: guessing through the console or the API
-    # draws on one budget per address and per username.
+    # draws on one request budget per address and one backoff per (username, address).
     limit(console, f"login:{client}")
-    limit(console, f"login-user:{username.lower()}")
-    # argon2 takes tens of milliseconds of CPU on purpose: off the event loop.
-    principal = await run_in_threadpool(
-        authenticate, console.services.engine, username.strip(), password
-    )
+    try:
+        # argon2 takes tens of milliseconds of CPU on purpose: queued, off the event loop.
+        principal = await console.logins.attempt(username.strip(), password, client)
+    except RateLimitedError as exc:
+        raise PageError(429, "Too many attempts", str(exc), exc.retry_after_s) from None
+    except BusyError as exc:
+        raise PageError(503, "Busy", str(exc), exc.retry_after_s) from None
     if principal is None:
         return await run_in_threadpool(
             _form,
@@ -85,8 +88,9 @@ async def login(
 
 
 @router.post("/logout")
-def logout(post: FormDep) -> Response:
-    """Forget the session cookie and go to the login page."""
+def logout(request: Request, post: FormDep) -> Response:
+    """End the session server-side, forget its cookie and go to the login page."""
+    post.console.auth.revoke(request)
     response = RedirectResponse("/login", status_code=303)
     post.console.auth.clear_session(response)
     return response
