@@ -106,7 +106,7 @@ def test_bootstrap_then_doctor_on_a_fresh_postgresql(tmp_path: Path) -> None:
         engine.dispose()
         doctor = cli(env, "doctor")
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-        assert "all 8 checks passed" in doctor.stdout
+        assert "all 9 checks passed" in doctor.stdout
     finally:
         admin = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
         with psycopg.connect(admin, autocommit=True) as conn:

@@ -15,6 +15,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nextoffer.api.problems import PROBLEM_TYPE_BASE
 from nextoffer.domain.limits import BAD_ENCODING, MAX_TEXT_LEN, TOO_LONG, text_problem
 
 FORM_MEDIA_TYPE = b"application/x-www-form-urlencoded"
@@ -159,7 +160,7 @@ async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
     if is_api_path(path):
         body = json.dumps(
             {
-                "type": "https://nextoffer.dev/problems/" + refusal.reason.replace("_", "-"),
+                "type": PROBLEM_TYPE_BASE + refusal.reason.replace("_", "-"),
                 "title": "Unprocessable Content",
                 "status": 422,
                 "detail": refusal.detail,
