@@ -282,6 +282,9 @@ class Settings(BaseSettings):
     control_group_cron: str = Field(
         "0 5 * * *", description="daily sync of the universal control group to its share"
     )
+    retention_cron: str = Field(
+        "30 5 * * *", description="daily purge of history older than its retention setting"
+    )
     worker_visibility_timeout_s: int = Field(
         0,
         ge=0,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,7 +43,7 @@ from nextoffer.store import DatabaseError
 from nextoffer.store.engine import make_engine
 from nextoffer.store.migrate import upgrade
 from nextoffer.store.schema import AuditRecord, ChurnScore, Customer
-from tests.conftest import PG_HOST, PG_PORT, require_service
+from tests.conftest import fresh_postgres_database
 from tests.integration.experiment_world import add_customers, add_products
 
 READ = "C-AUDIT-0001"
@@ -135,18 +134,8 @@ def world_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('audit') / 'nextoffer.db'}"
         return
-    require_service("PostgreSQL", PG_HOST, PG_PORT)
-    import psycopg
-
-    name = f"nextoffer_test_{uuid.uuid4().hex[:12]}"
-    admin = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

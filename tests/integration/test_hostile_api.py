@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ from nextoffer.serving.users import create_user
 from nextoffer.store.engine import make_engine
 from nextoffer.store.migrate import upgrade
 from nextoffer.store.schema import Event
-from tests.conftest import PG_HOST, PG_PORT, require_service
+from tests.conftest import fresh_postgres_database
 from tests.integration.experiment_world import add_customers, add_products
 
 PASSWORD = "hostile-operator-password"
@@ -101,21 +102,6 @@ class Site:
             return int(conn.execute(select(func.count()).select_from(Event)).scalar_one())
 
 
-def _postgres_database() -> Iterator[str]:
-    require_service("PostgreSQL", PG_HOST, PG_PORT)
-    import psycopg
-
-    name = f"nextoffer_hostile_{uuid.uuid4().hex[:12]}"
-    admin = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
 )
@@ -123,8 +109,15 @@ def site(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp(f"hostile-{request.param}")
-    urls = _postgres_database() if request.param == "postgres" else None
-    database_url = next(urls) if urls else f"sqlite:///{tmp / 'nextoffer.db'}"
+    with ExitStack() as stack:
+        if request.param == "postgres":
+            database_url = stack.enter_context(fresh_postgres_database("nextoffer_hostile"))
+        else:
+            database_url = f"sqlite:///{tmp / 'nextoffer.db'}"
+        yield from _site(request.param, tmp, database_url)
+
+
+def _site(backend: str, tmp: Path, database_url: str) -> Iterator[Site]:
     engine = make_engine(database_url)
     try:
         upgrade(engine)
@@ -146,11 +139,9 @@ def site(
         )
         app = create_app(settings, engine=engine, cache=MemoryCache())
         with TestClient(app, raise_server_exceptions=False) as client:
-            yield Site(request.param, client, keys, engine)
+            yield Site(backend, client, keys, engine)
     finally:
         engine.dispose()
-        if urls:
-            next(urls, None)
 
 
 def problem(response: Response, status: int = 422) -> dict[str, Any]:

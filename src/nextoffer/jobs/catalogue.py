@@ -370,6 +370,9 @@ SCHEDULES: dict[str, Schedule] = {
     "backup_verify": Schedule("backup-verify", "backup_verify_cron"),
     # Daily, after the nightly ETL has brought new customers: who entered or left the group.
     "control_group": Schedule("control-group", "control_group_cron"),
+    # Daily: a no-op until a NEXTOFFER_RETENTION_*_MONTHS is set; a retention too short
+    # for the models, impact or contact caps fails the run, so the alert names it.
+    "retention": Schedule("retention", "retention_cron"),
 }
 """The jobs that run by themselves, by name."""
 

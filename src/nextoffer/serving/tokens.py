@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import jwt
 
@@ -63,9 +64,10 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM), ttl_s
 
 
-def _token_claims(token: str, secret: str) -> Principal | None:
+def _decoded(token: str, secret: str) -> dict[str, Any] | None:
+    """The claims of a valid, unexpired token of ours, or None."""
     try:
-        claims = jwt.decode(
+        claims: dict[str, Any] = jwt.decode(
             token,
             secret,
             algorithms=[JWT_ALGORITHM],
@@ -73,6 +75,13 @@ def _token_claims(token: str, secret: str) -> Principal | None:
             options={"require": _JWT_CLAIMS},
         )
     except jwt.PyJWTError:
+        return None
+    return claims
+
+
+def _token_claims(token: str, secret: str) -> Principal | None:
+    claims = _decoded(token, secret)
+    if claims is None:
         return None
     subject, role_text = claims.get("sub"), claims.get("role")
     if not isinstance(subject, str) or not isinstance(role_text, str):
@@ -83,15 +92,8 @@ def _token_claims(token: str, secret: str) -> Principal | None:
 
 def token_id(token: str, secret: str) -> tuple[str, int] | None:
     """(jti, exp) of a valid token of ours, or None: what a revocation list is keyed by."""
-    try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[JWT_ALGORITHM],
-            issuer=JWT_ISSUER,
-            options={"require": _JWT_CLAIMS},
-        )
-    except jwt.PyJWTError:
+    claims = _decoded(token, secret)
+    if claims is None:
         return None
     jti, exp = claims.get("jti"), claims.get("exp")
     if not isinstance(jti, str) or not jti or not isinstance(exp, int):
