@@ -55,9 +55,7 @@ def test_the_default_schedule_is_the_seeds() -> None:
     assert next_runs(schedule["fallback-refresh"], start, 1) == [
         datetime(2026, 11, 23, 10, 15, tzinfo=UTC) + timedelta(hours=1)
     ]
-    assert next_runs(schedule["retention"], start, 1) == [
-        datetime(2026, 11, 24, 5, 30, tzinfo=UTC)
-    ]
+    assert next_runs(schedule["retention"], start, 1) == [datetime(2026, 11, 24, 5, 30, tzinfo=UTC)]
 
 
 def test_entries_run_their_jobs_in_order_on_the_ops_queue() -> None:
