@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import cycle
@@ -329,6 +329,22 @@ class Load:
     server_cpu_s: float = 0.0
     client_cpu_s: float = 0.0
 
+    async def timed(self, request: Awaitable[httpx.Response]) -> httpx.Response | None:
+        """Await `request`, timing it; None (and an error counted) unless it answered 200."""
+        started = time.perf_counter()
+        try:
+            response = await request
+        except httpx.HTTPError as exc:
+            self.errors += 1
+            self.error_kinds[type(exc).__name__] += 1
+            return None
+        self.latencies_s.append(time.perf_counter() - started)
+        if response.status_code != 200:
+            self.errors += 1
+            self.error_kinds[str(response.status_code)] += 1
+            return None
+        return response
+
     def summary(self) -> dict[str, Any]:
         ms = np.asarray(self.latencies_s) * 1000
         requests = len(ms)
@@ -386,18 +402,8 @@ async def drive(
                 path = next(todo, None)
                 if path is None:
                     return
-                started = time.perf_counter()
-                try:
-                    response = await client.get(path)
-                except httpx.HTTPError as exc:
-                    load.errors += 1
-                    load.error_kinds[type(exc).__name__] += 1
-                    continue
-                load.latencies_s.append(time.perf_counter() - started)
-                if response.status_code != 200:
-                    load.errors += 1
-                    load.error_kinds[str(response.status_code)] += 1
-                elif check_source:
+                response = await load.timed(client.get(path))
+                if response is not None and check_source:
                     load.sources[str(response.json().get("source"))] += 1
 
     started = time.perf_counter()
@@ -450,17 +456,7 @@ async def drive_logins(url: str, duration_s: float, in_flight: int) -> Load:
 
     async def slot(client: httpx.AsyncClient, deadline: float) -> None:
         while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            try:
-                response = await client.post("/v1/auth/token", json=body)
-            except httpx.HTTPError as exc:
-                load.errors += 1
-                load.error_kinds[type(exc).__name__] += 1
-                continue
-            load.latencies_s.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                load.errors += 1
-                load.error_kinds[str(response.status_code)] += 1
+            await load.timed(client.post("/v1/auth/token", json=body))
 
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0) as client:
         started = time.perf_counter()
