@@ -1,8 +1,9 @@
 """Prometheus and Alertmanager files through their own tools (Debian's promtool and amtool).
 
-`promtool test rules` runs deploy/prometheus/tests/alerts_test.yml, in which every alert
-fires on bad series and stays silent on good ones; this module also checks that the test
-file covers every alert both ways, and that each alert carries what an on-call person needs.
+`promtool test rules` runs deploy/prometheus/tests/alerts_test.yml as shipped, in which every
+alert fires on bad series (with its labels and rendered annotations) and stays silent on good
+ones; this module also checks that the test file covers every alert both ways, and that each
+alert carries what an on-call person needs.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml  # type: ignore[import-untyped, unused-ignore]  # no stubs installed
 
 from tests.deploy.tools import DEPLOY, PROMETHEUS_DIR, ROOT, program, run
 
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
+# What every alert carries (checked below), and so what every expected alert lists.
+ANNOTATIONS = ("summary", "description", "runbook", "runbook_url")
 ALERTS_TEST = PROMETHEUS_DIR / "tests" / "alerts_test.yml"
 ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
 # The issue's list of alerts, by the names they have here.
@@ -85,7 +89,7 @@ def test_every_alert_has_a_duration_a_severity_and_a_runbook() -> None:
         assert re.fullmatch(r"\d+[smh]", rule.get("for", "")), f"{name}: no `for:`"
         assert rule["labels"]["severity"] in {"critical", "warning"}, name
         notes = rule["annotations"]
-        for key in ("summary", "description", "runbook", "runbook_url"):
+        for key in ANNOTATIONS:
             assert notes.get(key, "").strip(), f"{name}: no {key}"
         anchor = notes["runbook_url"].removeprefix("docs/operations.md#")
         assert anchor == name.lower(), f"{name}: runbook_url {notes['runbook_url']}"
@@ -104,7 +108,7 @@ def test_thresholds_are_the_seeds() -> None:
     assert "< 0.8" in expressions["CacheHitRatioLow"]
 
 
-def test_every_alert_fires_and_stays_silent_in_promtool_unit_tests(tmp_path: Path) -> None:
+def test_every_alert_fires_and_stays_silent_in_promtool_unit_tests() -> None:
     promtool = program("promtool")
     tests = yaml.safe_load(ALERTS_TEST.read_text())
     fired: set[str] = set()
@@ -112,40 +116,44 @@ def test_every_alert_fires_and_stays_silent_in_promtool_unit_tests(tmp_path: Pat
     for case in tests["tests"]:
         for check in case["alert_rule_test"]:
             (fired if check.get("exp_alerts") else silent).add(check["alertname"])
+            # promtool compares annotations verbatim: an expectation without them would fail.
+            for alert in check.get("exp_alerts") or []:
+                assert set(alert.get("exp_annotations", {})) == set(ANNOTATIONS), case["name"]
     names = {r["alert"] for r in alert_rules()}
     assert names - fired == set(), "alerts never made to fire"
     assert names - silent == set(), "alerts never shown to stay silent"
-    # promtool compares annotations verbatim; they are checked above, so the unit tests
-    # run against copies without them (alert labels are still compared exactly).
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "tests").mkdir()
-    for path in RULE_FILES:
-        content = yaml.safe_load(path.read_text())
-        for group in content["groups"]:
-            for rule in group["rules"]:
-                rule.pop("annotations", None)
-        (tmp_path / "rules" / path.name).write_text(yaml.safe_dump(content, sort_keys=False))
-    shutil.copy(ALERTS_TEST, tmp_path / "tests" / ALERTS_TEST.name)
-    done = run([promtool, "test", "rules", str(tmp_path / "tests" / ALERTS_TEST.name)])
+    # The shipped files, unmodified, the way an operator runs them (from another folder).
+    done = run([promtool, "test", "rules", str(ALERTS_TEST)], cwd=Path("/"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 
 
-def test_promtool_unit_tests_can_fail(tmp_path: Path) -> None:
-    """A wrong expectation fails the run: the unit tests are not vacuous."""
+def shipped_copy(tmp_path: Path) -> Path:
+    """The rule files and the unit tests in tmp_path, laid out as shipped (tests/../rules)."""
+    shutil.copytree(PROMETHEUS_DIR / "rules", tmp_path / "rules")
+    shutil.copytree(PROMETHEUS_DIR / "tests", tmp_path / "tests")
+    return tmp_path / "tests" / ALERTS_TEST.name
+
+
+@pytest.mark.parametrize(
+    ("shipped", "changed"),
+    [
+        ("severity: critical", "severity: warning"),
+        # An annotation rendered from its template with the test's series: text and value.
+        ("took up to 968.8ms.", "took up to 1s."),
+    ],
+    ids=["label", "annotation"],
+)
+def test_promtool_unit_tests_can_fail(tmp_path: Path, shipped: str, changed: str) -> None:
+    """A wrong label or annotation fails the run: the unit tests are not vacuous."""
     promtool = program("promtool")
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "tests").mkdir()
-    for path in RULE_FILES:
-        content = yaml.safe_load(path.read_text())
-        for group in content["groups"]:
-            for rule in group["rules"]:
-                rule.pop("annotations", None)
-        (tmp_path / "rules" / path.name).write_text(yaml.safe_dump(content, sort_keys=False))
-    text = ALERTS_TEST.read_text().replace("severity: critical", "severity: warning", 1)
-    (tmp_path / "tests" / ALERTS_TEST.name).write_text(text)
-    done = run([promtool, "test", "rules", str(tmp_path / "tests" / ALERTS_TEST.name)])
+    copy = shipped_copy(tmp_path)  # unchanged, it passes: the test above
+    text = copy.read_text()
+    assert shipped in text
+    copy.write_text(text.replace(shipped, changed, 1))
+    done = run([promtool, "test", "rules", str(copy)])
     assert done.returncode != 0
+    assert "FAILED" in done.stdout + done.stderr
 
 
 def local_alertmanager_config(tmp_path: Path) -> Path:

@@ -118,7 +118,7 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
     if not (AIRFLOW_BIN / "airflow").exists():
         message = f"{AIRFLOW_BIN / 'airflow'} is missing: run `make airflow` first"
         if IN_CI:
-            pytest.fail(f"{message} (CI=true: .ci/run does it before `make check`)")
+            pytest.fail(f"{message} (CI=true: `make check` runs scripts/prepare, which does it)")
         pytest.skip(message)
     home = Airflow(tmp_path_factory.mktemp("airflow-home"))
     home.run("db", "migrate")

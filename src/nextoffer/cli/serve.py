@@ -18,6 +18,7 @@ from nextoffer.cli.common import (
 )
 from nextoffer.cli.data import db_upgrade, features, generate, ingest
 from nextoffer.cli.models import train
+from nextoffer.cli.stages import StageClock, answer_url, wait_for_first_answer
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
 from nextoffer.domain.roles import Role
@@ -214,15 +215,31 @@ def quickstart(
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="serve the API when done")
     ] = True,
+    clock_start: Annotated[
+        float | None, typer.Option(hidden=True, help="epoch seconds `make run` started")
+    ] = None,
+    install_done: Annotated[
+        float | None, typer.Option(hidden=True, help="epoch seconds its install ended")
+    ] = None,
 ) -> None:
-    """The main job: generate, migrate, ingest, features, train, precompute, impact, serve."""
+    """The main job: generate, migrate, ingest, features, train, precompute, impact, serve.
+
+    Ends with each stage's seconds, up to the served API's first answer (with --serve).
+    """
     started = time.perf_counter()
+    clock = StageClock(clock_start, install_done)
     generate(out=data, customers=customers, seed=seed)
+    clock.lap("generate")
     db_upgrade(revision="head", timeout=None)
+    clock.lap("migrate")
     ingest(path=str(data))
+    clock.lap("ingest")
     features(as_of=None)
+    clock.lap("features")
     train(models="offers,churn,uplift", params=None, score=True)
+    clock.lap("train")
     precompute()
+    clock.lap("precompute")
     settings = load_settings()
     from nextoffer.jobs.calls import run_impact
     from nextoffer.serving.api_keys import create_api_key
@@ -231,6 +248,7 @@ def quickstart(
     # The generated world holds a campaign with a control group: the Impact page has a result.
     console.print(run_impact(engine, settings).summary(), highlight=False)
     _record, sample_key = create_api_key(engine, "quickstart sample", Role.OPERATOR)
+    clock.lap("impact, key")
     url = f"http://{settings.api_host}:{settings.api_port}"
     console.print(f"quickstart: done in {time.perf_counter() - started:.1f} s", highlight=False)
     console.print(
@@ -244,5 +262,16 @@ def quickstart(
         highlight=False,
         soft_wrap=True,
     )
-    if serve_after:
-        _serve(settings, None, None, None)
+    if not serve_after:
+        console.print(clock.table(), highlight=False)
+        return
+
+    def answered() -> None:
+        clock.lap("first answer")
+        console.print(clock.table(), highlight=False)
+
+    # The first answer is the served API's own, over HTTP, for the customer in the hint above.
+    wait_for_first_answer(
+        answer_url(settings.api_host, settings.api_port, "C00000001"), sample_key, answered
+    )
+    _serve(settings, None, None, None)
