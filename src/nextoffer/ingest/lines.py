@@ -110,22 +110,28 @@ def read_blocks(
 
 def _is_clean(data: bytes, limit: int) -> bool:
     """True when no line needs a closer look: the fast path for ordinary blocks."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
+    if not data.isascii():  # ASCII is UTF-8: only other blocks need decoding to check
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
     carriage_returns = data.count(b"\r")
     if carriage_returns and carriage_returns != data.count(b"\r\n"):
         return False
     quotes = data.count(b'"')
     if quotes % 2:
         return False
-    bytes_ = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(bytes_ == 10)
-    ends = np.append(newlines + 1, len(data)) if not data.endswith(b"\n") else newlines + 1
-    if len(ends) and int(np.diff(ends, prepend=0).max()) > limit:
-        return False
+    # Every line (its "\n" included) is at most `limit` bytes: each window of `limit` bytes
+    # from a line's start holds its end. A jump per window, not a look at every line.
+    start = 0
+    while len(data) - start > limit:
+        end = data.rfind(b"\n", start, start + limit)
+        if end < 0:
+            return False
+        start = end + 1
     if quotes:
+        bytes_ = np.frombuffer(data, dtype=np.uint8)
+        newlines = np.flatnonzero(bytes_ == 10)
         # A line with an odd number of quotes starts or ends a multi-line quoted value.
         at = np.flatnonzero(bytes_ == 34)
         if (np.bincount(np.searchsorted(newlines, at)) % 2).any():

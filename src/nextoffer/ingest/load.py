@@ -60,7 +60,7 @@ class FileResult:
 
 def load_known_ids(engine: Engine, entity_name: str) -> KeySet:
     """The ids already stored for an entity that others reference (products, customers)."""
-    return KeySet(pd.Index(loading.stored_keys(engine, entity_name), dtype=object))
+    return KeySet(loading.stored_key_array(engine, entity_name))
 
 
 def quarantine_file(quarantine_dir: Path, source: SourceFile, entity: Entity | None = None) -> Path:
@@ -89,10 +89,11 @@ def _quarantine_rows(
 
 @dataclass(frozen=True)
 class LoadPlan:
-    """How a file is written to PostgreSQL.
+    """How a file is written.
 
-    `rebuild_indexes`: the load at least doubles the table, so secondary indexes are
-    dropped and rebuilt once. `all_new`: the table was empty, so rows are COPYed straight in.
+    `rebuild_indexes`: the load at least doubles the table (on SQLite: the table was
+    empty), so secondary indexes are dropped and rebuilt once. `all_new`: the table was
+    empty, so rows go straight in (PostgreSQL: COPY, the primary key built after).
     """
 
     rebuild_indexes: bool = False
@@ -109,10 +110,7 @@ def plan_load(
     """Decide, from the first block, whether this load is big relative to its table."""
     if first_bytes == 0:
         return LoadPlan()
-    hint = loading.size_hint(engine, (entity or source.entity).name)
-    if hint is None:  # SQLite: no COPY, no index rebuild
-        return LoadPlan()
-    estimate, empty = hint
+    estimate, empty = loading.size_hint(engine, (entity or source.entity).name)
     expected_rows = first_rows * source.size / first_bytes
     return LoadPlan(rebuild_indexes=expected_rows >= estimate, all_new=empty)
 
@@ -295,7 +293,12 @@ class _Writer:
         engine, entity = self.engine, target.entity
         if target.plan is None:
             target.plan = plan_load(engine, self.source, rows, block_bytes, entity)
-            loading.prepare_indexes(engine, entity.name, rebuild=target.plan.rebuild_indexes)
+            loading.prepare_indexes(
+                engine,
+                entity.name,
+                rebuild=target.plan.rebuild_indexes,
+                defer_key=target.plan.all_new,
+            )
         plan = target.plan
         quarantined = (
             _quarantine_rows(self.source, entity, self.run_id, rejected) if rejected else None

@@ -49,7 +49,8 @@ class RawChunk:
     first_line: int
     plain: bool = False
     """The reader saw no control character in these rows (validation skips that check)."""
-    _block_text: str | None = None
+    _block_bytes: bytes | None = None
+    """The block as read; decoded only to locate rejected rows (`locate`)."""
     _parquet_rows: pa.Table | None = None
     _n_columns: int = 0
     _malformed_lines: frozenset[int] = field(default_factory=frozenset)
@@ -70,10 +71,10 @@ class RawChunk:
     def _csv_lines(self) -> tuple[list[int], list[str]]:
         # Re-reading the block with the csv module is exact (quotes, blank lines) and only
         # happens for blocks that have rejected rows.
-        assert self._block_text is not None
+        assert self._block_bytes is not None
         lines: list[int] = []
         raws: list[str] = []
-        for line, record, raw in _records(self._block_text, self.first_line):
+        for line, record, raw in _records(self._block_bytes.decode("utf-8"), self.first_line):
             if line in self._malformed_lines or len(record) != self._n_columns:
                 continue
             lines.append(line)
@@ -187,8 +188,8 @@ def iter_csv(
                 ),
             )
             frame = layout.complete(table.to_pandas())
-            text = clean.decode("utf-8")
             if malformed:
+                text = clean.decode("utf-8")
                 # pyarrow's row numbers skip blank lines and count multi-line records once;
                 # the csv module sees the same records and knows their physical lines.
                 wrong = [
@@ -208,7 +209,7 @@ def iter_csv(
                 bytes_read=block.bytes_read,
                 first_line=first_line,
                 plain=block.plain,
-                _block_text=text,
+                _block_bytes=clean,
                 _n_columns=n_columns,
                 _malformed_lines=frozenset(r.line for r in malformed),
             )

@@ -24,6 +24,12 @@ from nextoffer.domain.limits import (
 )
 from nextoffer.ingest.attributes import FALSE_TEXT, TRUE_TEXT, json_objects, parse_attribute
 from nextoffer.ingest.entities import Column, Entity, Kind
+from nextoffer.ingest.text_kernels import (
+    arrow_text,
+    key_hashes,
+    mask,
+    plain_numbers,
+)
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]*$"
 SINGULAR = {
@@ -38,14 +44,16 @@ SINGULAR = {
 class KeySet:
     """The ids an entity already has (in the database or loaded earlier in this run)."""
 
-    def __init__(self, ids: pd.Index | None = None) -> None:
-        initial = [] if ids is None else list(ids)
-        self._ids: pa.Array = pa.array(initial, type=pa.string())
+    def __init__(self, ids: pd.Index | pa.Array | None = None) -> None:
+        if isinstance(ids, pa.Array):
+            self._ids: pa.Array = ids.cast(pa.string())
+        else:
+            self._ids = pa.array([] if ids is None else list(ids), type=pa.string())
         self._pending: list[pa.Array] = []
 
     def add(self, ids: pd.Series) -> None:
         """Remember newly loaded ids."""
-        self._pending.append(pa.array(ids.astype(object), type=pa.string()))
+        self._pending.append(pa.array(ids, type=pa.string(), from_pandas=True))
 
     def contains(self, values: pd.Series) -> np.ndarray:
         """Boolean mask: which values are known ids (an Arrow hash lookup, no Python loop)."""
@@ -83,10 +91,16 @@ class DuplicateTracker:
         self._runs: list[np.ndarray] = []
 
     def _seen(self, hashes: np.ndarray) -> np.ndarray:
-        seen = np.zeros(len(hashes), dtype=bool)
+        # Searching sorted hashes walks each run in order (cache-friendly), several times
+        # faster than searching them in file order.
+        order = np.argsort(hashes)
+        ordered = hashes[order]
+        seen_ordered = np.zeros(len(hashes), dtype=bool)
         for run in self._runs:
-            at = np.searchsorted(run, hashes).clip(max=len(run) - 1)
-            seen |= run[at] == hashes
+            at = np.searchsorted(run, ordered).clip(max=len(run) - 1)
+            seen_ordered |= run[at] == ordered
+        seen = np.empty(len(hashes), dtype=bool)
+        seen[order] = seen_ordered
         return seen
 
     def _remember(self, hashes: np.ndarray) -> None:
@@ -94,7 +108,8 @@ class DuplicateTracker:
         self._runs.append(np.sort(hashes))
         while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
             newest = self._runs.pop()
-            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], newest]))
+            # Two sorted runs: a stable sort (timsort) merges them in linear time.
+            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], newest]), kind="stable")
 
     def mark(self, keys: pd.DataFrame, candidates: np.ndarray) -> np.ndarray:
         """Among `candidates` rows, the ones whose key appeared before; remember the rest."""
@@ -102,11 +117,17 @@ class DuplicateTracker:
         idx = np.flatnonzero(candidates)
         if len(idx) == 0:
             return duplicate
-        hashes = pd.util.hash_pandas_object(keys.iloc[idx], index=False).to_numpy()
+        hashes = key_hashes([_key_text(keys[name].iloc[idx]) for name in keys.columns])
         earlier = pd.Series(hashes).duplicated(keep="first").to_numpy() | self._seen(hashes)
         duplicate[idx] = earlier
         self._remember(hashes)
         return duplicate
+
+
+def _key_text(values: pd.Series) -> pa.Array:
+    """Key values (present and valid, so text) as one Arrow string array."""
+    array = pa.array(values, type=pa.large_string(), from_pandas=True)
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 @dataclass
@@ -132,20 +153,45 @@ class _Reasons:
 
     def __init__(self, n: int) -> None:
         self.values = np.full(n, None, dtype=object)
+        self.flagged = np.zeros(n, dtype=bool)  # kept beside the reasons: no scan per check
 
     def flag(self, mask: np.ndarray, message: str | _Message) -> None:
-        todo = mask & pd.isna(self.values)
+        todo = np.asarray(mask, dtype=bool) & ~self.flagged
         if not todo.any():
             return
-        if isinstance(message, str):
-            self.values[todo] = message
-        else:
-            rows = np.flatnonzero(todo)
-            self.values[rows] = message.render(rows)
+        rows = np.flatnonzero(todo)
+        self.values[rows] = message if isinstance(message, str) else message.render(rows)
+        self.flagged[rows] = True
 
     @property
     def ok(self) -> np.ndarray:
-        return np.asarray(pd.isna(self.values))
+        return ~self.flagged
+
+
+def _present(text: pd.Series, arrow: pa.Array | None) -> np.ndarray:
+    if arrow is None:
+        return np.asarray(text != "")
+    return mask(pc.not_equal(arrow, ""))
+
+
+def _longer_than(text: pd.Series, arrow: pa.Array | None, limit: int) -> np.ndarray:
+    if arrow is None:
+        return np.asarray(text.str.len() > limit)
+    return mask(pc.greater(pc.utf8_length(arrow), limit))
+
+
+def _matches(text: pd.Series, arrow: pa.Array | None, pattern: str) -> np.ndarray:
+    """Whether each value matches `pattern` from its start (as `str.match`: RE2 either way)."""
+    if arrow is None:
+        return np.asarray(text.str.match(pattern), dtype=bool)
+    anchored = pattern if pattern.startswith("^") else "^" + pattern
+    return mask(pc.match_substring_regex(arrow, anchored))
+
+
+def _one_of(text: pd.Series, arrow: pa.Array | None, choices: Sequence[str]) -> np.ndarray:
+    if arrow is None:
+        return np.asarray(text.isin(choices))
+    return mask(pc.is_in(arrow, value_set=pa.array(list(choices), type=arrow.type)))
 
 
 @dataclass(frozen=True)
@@ -166,15 +212,22 @@ def _shorten(value: str) -> str:
 
 
 def _parse_number(
-    col: Column, text: pd.Series, present: np.ndarray, reasons: _Reasons
+    col: Column,
+    text: pd.Series,
+    present: np.ndarray,
+    reasons: _Reasons,
+    arrow: pa.Array | None = None,
 ) -> pd.Series:
-    number = pd.to_numeric(text.where(present, None), errors="coerce")
-    values = number.to_numpy(dtype=float, na_value=np.nan)
-    # "NaN" parses to NaN like unparseable text does, so it is told apart before bad_type.
-    lowered = text.str.lower()
-    reasons.flag(
-        present & lowered.isin(["nan", "-nan", "+nan"]).to_numpy(), f"not_finite: {col.name} is NaN"
-    )
+    plain = None if arrow is None else plain_numbers(arrow, present)
+    if plain is not None:
+        values = plain  # no NaN, infinity or unparseable text among them
+    else:
+        number = pd.to_numeric(text.where(present, None), errors="coerce")
+        values = number.to_numpy(dtype=float, na_value=np.nan)
+        # "NaN" parses to NaN like unparseable text does, so it is told apart before bad_type.
+        lowered = text.str.lower()
+        nan_text = present & lowered.isin(["nan", "-nan", "+nan"]).to_numpy()
+        reasons.flag(nan_text, f"not_finite: {col.name} is NaN")
     reasons.flag(
         present & np.isnan(values), _Message(f"bad_type: {col.name} ", text, " is not a number")
     )
@@ -237,37 +290,50 @@ def _parse_time(
     return parsed
 
 
+def _stored_text(text: pd.Series, arrow: pa.Array | None, present: np.ndarray) -> pd.Series:
+    """A text column as stored: empty is missing; Arrow-backed text stays so."""
+    if arrow is None:
+        return text.where(present, None).astype(object)
+    return text if present.all() else text.where(present)
+
+
 def _check_column(
     col: Column, text: pd.Series, reasons: _Reasons, ctx: ValidationContext
 ) -> pd.Series:
-    """Check one column and return it typed (None/NaN/NaT where empty)."""
-    present = np.asarray(text != "")
+    """Check one column and return it typed (None/NaN/NaT where empty).
+
+    Text read from a file is Arrow-backed and checked with Arrow kernels; text columns of
+    the good rows stay Arrow-backed (missing: NA), so nothing becomes a Python string.
+    """
+    arrow = arrow_text(text)
+    present = _present(text, arrow)
     if col.required:
         code = "missing_id" if col.kind is Kind.ID else "missing_value"
         reasons.flag(~present, f"{code}: {col.name} is empty")
-    if col.default is not None:
+    if col.default is not None and not present.all():
         text = text.where(present, col.default)
-        present = np.asarray(text != "")
+        arrow = arrow_text(text)
+        present = _present(text, arrow)
     if col.kind in (Kind.ID, Kind.TEXT):
-        too_long = present & np.asarray(text.str.len() > col.max_length)
+        too_long = present & _longer_than(text, arrow, col.max_length)
         reasons.flag(too_long, f"too_long: {col.name} is longer than {col.max_length} characters")
         if col.pattern is not None:
-            bad = present & ~np.asarray(text.str.match(col.pattern), dtype=bool)
+            bad = present & ~_matches(text, arrow, col.pattern)
             reasons.flag(
                 bad, _Message(f"bad_rule: {col.name} ", text, f" is not {col.pattern_hint}")
             )
         if col.kind is Kind.ID:
-            bad = present & ~np.asarray(text.str.match(ID_PATTERN), dtype=bool)
+            bad = present & ~_matches(text, arrow, ID_PATTERN)
             reasons.flag(bad, _Message(f"bad_id: {col.name} ", text, " has spaces or symbols"))
             if col.references is not None and col.references in ctx.known:
                 unknown = present & ~ctx.known[col.references].contains(text)
                 noun = SINGULAR.get(col.references, col.references)
                 reasons.flag(unknown, _Message(f"unknown_{noun}: {col.name} ", text, " not found"))
-        if col.default is not None:
-            return text.astype(object)
-        return text.where(present, None).astype(object)
+        if col.default is not None:  # a default ("" included) is stored as it is
+            return text if arrow is not None else text.astype(object)
+        return _stored_text(text, arrow, present)
     if col.kind in (Kind.INT, Kind.FLOAT, Kind.MONEY):
-        return _parse_number(col, text, present, reasons)
+        return _parse_number(col, text, present, reasons, arrow)
     if col.kind in (Kind.DATE, Kind.TIMESTAMP):
         return _parse_time(col, text, present, reasons, ctx)
     if col.kind is Kind.BOOL:
@@ -283,12 +349,12 @@ def _check_column(
         flags[falsy] = False
         return flags
     if col.kind is Kind.ENUM:
-        bad = present & ~np.asarray(text.isin(col.choices))
+        bad = present & ~_one_of(text, arrow, col.choices)
         reasons.flag(
             bad,
             _Message(f"bad_enum: {col.name} ", text, f" is not one of {'|'.join(col.choices)}"),
         )
-        return text.where(present, None).astype(object)
+        return _stored_text(text, arrow, present)
     if col.kind is Kind.ID_LIST:
         too_long = present & np.asarray(text.str.len() > col.max_length)
         reasons.flag(too_long, f"too_long: {col.name} is longer than {col.max_length} characters")

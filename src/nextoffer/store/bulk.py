@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from sqlalchemy import Boolean, Connection, Date, DateTime, Index, Table, text
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -82,19 +83,18 @@ def _conflict_clause(
     return f"ON CONFLICT ({keys}) DO UPDATE SET {assignments} WHERE {changed}"
 
 
+def _to_arrow_column(column_type: TypeEngine[Any], series: pd.Series) -> pa.Array:
+    if isinstance(column_type, DateTime):
+        # Naive UTC text formats ~10x faster than tz-aware; the session is set to UTC.
+        utc = pd.to_datetime(series, utc=True).dt.tz_localize(None)
+        return pa.array(utc).cast(pa.timestamp("us"))
+    if isinstance(column_type, Date):
+        return pa.array(pd.to_datetime(series).dt.date, type=pa.date32())
+    return pa.array(series, from_pandas=True)
+
+
 def _to_arrow(table: Table, frame: pd.DataFrame) -> pa.Table:
-    arrays = []
-    for name in frame.columns:
-        series = frame[name]
-        column_type = _column_type(table, name)
-        if isinstance(column_type, DateTime):
-            # Naive UTC text formats ~10x faster than tz-aware; the session is set to UTC.
-            utc = pd.to_datetime(series, utc=True).dt.tz_localize(None)
-            arrays.append(pa.array(utc).cast(pa.timestamp("us")))
-        elif isinstance(column_type, Date):
-            arrays.append(pa.array(pd.to_datetime(series).dt.date, type=pa.date32()))
-        else:
-            arrays.append(pa.array(series, from_pandas=True))
+    arrays = [_to_arrow_column(_column_type(table, name), frame[name]) for name in frame.columns]
     return pa.Table.from_arrays(arrays, names=list(frame.columns))
 
 
@@ -129,25 +129,28 @@ def _upsert_postgres(conn: Connection, table: Table, frame: pd.DataFrame, clause
 
 
 def _sqlite_values(table: Table, frame: pd.DataFrame) -> list[tuple[object, ...]]:
-    """Rows as plain Python values stored the way SQLAlchemy's SQLite types read them back."""
-    converted: dict[str, pd.Series] = {}
+    """Rows as plain Python values stored the way SQLAlchemy's SQLite types read them back.
+
+    Columns are converted whole (Arrow formats the times and turns gaps into None), and
+    the rows are zipped from the columns: no per-row pandas work.
+    """
+    columns: list[list[object]] = []
     for name in frame.columns:
         series = frame[name]
         column_type = _column_type(table, name)
-        if isinstance(column_type, DateTime):
-            text = pd.to_datetime(series, utc=True).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
-        elif isinstance(column_type, Date):
-            text = pd.to_datetime(series).dt.strftime("%Y-%m-%d")
+        if isinstance(column_type, DateTime | Date):
+            # Arrow prints timestamp[us] as 2026-04-17 19:14:02.000000 and date32 as
+            # 2026-04-17: the text SQLAlchemy's SQLite types write and read.
+            columns.append(pc.cast(_to_arrow_column(column_type, series), pa.string()).to_pylist())
         elif isinstance(column_type, Boolean):
-            converted[name] = series.astype("Int64").astype(object)
-            continue
+            columns.append(
+                series.astype("Int64").astype(object).where(series.notna(), None).tolist()
+            )
+        elif series.dtype == object:  # as they are: Arrow could retype mixed values
+            columns.append(series.where(series.notna(), None).tolist())
         else:
-            converted[name] = series.astype(object)
-            continue
-        converted[name] = text.astype(object)
-    objects = pd.DataFrame(converted)
-    objects = objects.where(objects.notna(), None)
-    return list(objects.itertuples(index=False, name=None))
+            columns.append(pa.array(series, from_pandas=True).to_pylist())
+    return list(zip(*columns, strict=True))
 
 
 def _upsert_sqlite(conn: Connection, table: Table, frame: pd.DataFrame, clause: str) -> int:
@@ -186,3 +189,49 @@ def ensure_secondary_indexes(conn: Connection, table: Table) -> None:
         conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
     for index in secondary_indexes(table):
         index.create(conn, checkfirst=True)
+
+
+def _primary_key_name(table: Table) -> str:
+    return str(table.primary_key.name)
+
+
+def has_primary_key(conn: Connection, table: Table) -> bool:
+    """PostgreSQL: whether the table's primary-key constraint exists (a load may defer it)."""
+    found = conn.execute(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint "
+            "WHERE conrelid = CAST(:t AS regclass) AND contype = 'p')"
+        ),
+        {"t": table.name},
+    ).scalar()
+    return bool(found)
+
+
+def drop_primary_key(conn: Connection, table: Table) -> None:
+    """PostgreSQL: drop the primary key before COPYing a big first load into an empty table.
+
+    Checking each row's key as it arrives costs more than the COPY itself; the key is
+    built once after the load instead (`build_primary_key`), by sorting. Its columns stay
+    NOT NULL, and the file's own duplicates are quarantined before they are written.
+    """
+    conn.execute(
+        text(
+            f"ALTER TABLE {_quote(table.name)} "
+            f"DROP CONSTRAINT IF EXISTS {_quote(_primary_key_name(table))}"
+        )
+    )
+
+
+def build_primary_key(conn: Connection, *, table: Table) -> None:
+    """PostgreSQL: add the primary key back (after a load that deferred it, or one that died)."""
+    name = _quote(_primary_key_name(table))
+    columns = ", ".join(_quote(c.name) for c in table.primary_key.columns)
+    conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+    # A unique index left by a build that died before it became the key.
+    conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
+    conn.execute(text(f"CREATE UNIQUE INDEX {name} ON {_quote(table.name)} ({columns})"))
+    conn.execute(
+        text(
+            f"ALTER TABLE {_quote(table.name)} ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}"
+        )
+    )
