@@ -62,6 +62,13 @@ class Settings(BaseSettings):
         "advisory locks do not hold through pgbouncer in transaction mode); empty: "
         "NEXTOFFER_DATABASE_URL",
     )
+    database_read_url: str = Field(
+        "",
+        description="a PostgreSQL streaming replica for the API's read-only queries (answers, "
+        "catalogue, segments, churn risk, console pages); writes and read-your-writes stay on "
+        "NEXTOFFER_DATABASE_URL, and reads fall back to it while the replica is down; empty: "
+        "every read uses NEXTOFFER_DATABASE_URL",
+    )
     cache_url: str = Field("memory://", description="memory:// or redis://host:port/db")
     broker_url: str = Field("", description="Celery broker; empty runs tasks inline")
     registry_uri: str = Field("sqlite:///./var/mlflow.db", description="MLflow tracking URI")

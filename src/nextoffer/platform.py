@@ -17,9 +17,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from nextoffer.cache import Cache, make_cache
+from nextoffer.cache.prefetch import PrefetchingCache
 from nextoffer.config import Settings
 from nextoffer.jobs.context import JobContext, Progress
 from nextoffer.observe.metrics import ApiMetrics
+from nextoffer.registry.lazy import LazyRegistry
+from nextoffer.registry.serving_mirror import ServingFiles
 from nextoffer.scoring.contact import contact_rules
 from nextoffer.serving.api_keys import ApiKeyVerifier
 from nextoffer.serving.audit import AuditTrail, audit_spool_dir
@@ -35,6 +38,7 @@ from nextoffer.serving.state import ServingState
 from nextoffer.serving.tokens import TokenVerifier, resolve_jwt_secret
 from nextoffer.store import Engine
 from nextoffer.store.engine import make_engine
+from nextoffer.store.replica import ReadReplica
 from nextoffer.store.runs import utcnow
 from nextoffer.usecases.context import Clock, Services
 from nextoffer.usecases.privacy import reapply_at_start
@@ -47,6 +51,8 @@ log = logging.getLogger(__name__)
 
 FLUSH_JOIN_S = 10.0
 """How long closing waits for the exposure flusher's last write."""
+READ_POOL_SIZE = 10
+"""Connections to the read replica per process (as many again may overflow)."""
 
 
 class Platform:
@@ -62,21 +68,36 @@ class Platform:
         self._flusher: threading.Thread | None = None
 
     @cached_property
+    def replica(self) -> ReadReplica | None:
+        """The read replica (NEXTOFFER_DATABASE_READ_URL), None when reads use the primary."""
+        url = self.settings.database_read_url
+        return ReadReplica(url, self.engine, pool_size=READ_POOL_SIZE) if url else None
+
+    @property
+    def read_engine(self) -> Engine:
+        """Where read-only queries go: the replica's engine, else the primary's."""
+        return self.replica.engine if self.replica else self.engine
+
+    @cached_property
     def registry(self) -> ModelRegistry:
         """The model registry (NEXTOFFER_REGISTRY_URI, NEXTOFFER_ARTIFACTS_URL)."""
         from nextoffer.registry.mlflow_registry import ModelRegistry
 
-        return ModelRegistry.from_settings(self.settings)
+        return ModelRegistry.from_settings(self.settings, self.engine)
 
     @cached_property
     def services(self) -> Services:
         """What the use cases work with: serving state, answer chain, events, jobs..."""
-        settings, engine, cache = self.settings, self.engine, self.cache
+        # Batches of answers read every customer's cached entries in one round trip first.
+        settings, engine, cache = self.settings, self.engine, PrefetchingCache(self.cache)
         contact_rules(settings)  # a contact-policy setting that does not parse fails here
         metrics = ApiMetrics()
-        state = ServingState(engine, self.registry)
+        # MLflow is opened only when an operator action needs it: serving reads the
+        # champions from the database and the registry's serving copy (serving.state).
+        registry = LazyRegistry(lambda: self.registry)
+        state = ServingState(engine, registry, files=ServingFiles.from_settings(settings))
         offers = OfferService(
-            engine,
+            self.read_engine,
             cache,
             state,
             settings,
@@ -84,6 +105,7 @@ class Platform:
             on_cache=lambda hit: metrics.cache_requests.labels(
                 "error" if hit is None else "hit" if hit else "miss"
             ).inc(),
+            primary=engine if self.replica else None,
         )
 
         def after_job(_name: str) -> None:
@@ -96,8 +118,9 @@ class Platform:
         return Services(
             settings=settings,
             engine=engine,
+            read_engine=self.read_engine,
             cache=cache,
-            registry=self.registry,
+            registry=registry,
             clock=self.clock,
             state=state,
             offers=offers,
@@ -228,6 +251,8 @@ class Platform:
             except Exception:
                 log.exception("audit entries queued at shutdown were not written")
         self.cache.close()
+        if "replica" in self.__dict__ and self.replica is not None:
+            self.replica.dispose()
 
     def _refresh(self) -> None:
         # Answers forgotten while the cache was away are dropped once it is back, even

@@ -163,3 +163,30 @@ def api(request: pytest.FixtureRequest) -> Api:
     """Each test using this runs once against each backend's server."""
     served: Api = request.getfixturevalue(f"{request.param}_api")
     return served
+
+
+@pytest.fixture(scope="session")
+def limited(sqlite_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """The SQLite world served with a limit of LOW_LIMIT requests a minute per key.
+
+    Each test of the limit uses a key of its own (`keys[purpose]`), so each starts at zero.
+    """
+    from tests.e2e.limited import LOW_LIMIT
+
+    var_dir = copy_world(sqlite_world, tmp_path_factory.mktemp("limited") / "world")
+    env = {
+        **world_env(var_dir, f"sqlite:///{var_dir / 'nextoffer.db'}"),
+        "NEXTOFFER_RATE_LIMIT_PER_MINUTE": str(LOW_LIMIT),
+    }
+    purposes = ("batch", "client")
+    with ThreadPoolExecutor(max_workers=len(purposes)) as pool:
+        made = pool.map(lambda _p: create_key(env, "viewer"), purposes)
+        keys = dict(zip(purposes, made, strict=True))
+    engine = make_engine(env["NEXTOFFER_DATABASE_URL"])
+    server = ApiServer(env, var_dir / "api.log").start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30.0) as client:
+            yield Api("sqlite", server.url, env, keys, engine, var_dir, server, client)
+    finally:
+        server.stop()
+        engine.dispose()

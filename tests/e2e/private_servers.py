@@ -176,6 +176,35 @@ class PostgresCluster:
         )
         return self
 
+    def standby_of(self, primary: PostgresCluster) -> PostgresCluster:
+        """pg_basebackup of the running `primary` with -R: a streaming standby once started.
+
+        Settings made with ALTER SYSTEM on the primary come along (postgresql.auto.conf).
+        """
+        # bin_dir may hold links to the server programs only (pg_ctl -> its version's folder).
+        folders = (self.bin_dir, (self.bin_dir / "pg_ctl").resolve().parent)
+        program = next(f / "pg_basebackup" for f in folders if (f / "pg_basebackup").exists())
+        self.root.chmod(0o755)
+        shutil.chown(self.root, PG_USER, PG_USER)
+        self._as_postgres(
+            str(program),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            PG_USER,
+            "-D",
+            str(self.data_dir),
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "--no-sync",
+        )
+        return self
+
     def start(self) -> None:
         """pg_ctl start on 127.0.0.1:`port`, socket in the cluster folder; waits until up."""
         options = (

@@ -6,10 +6,18 @@ PostgreSQL database holding a copy of that world's rows (`world_copy`: seconds, 
 building a world on PostgreSQL takes most of a minute), with the same registry and models. Schemathesis runs its phases over every operation (examples,
 coverage: boundary and invalid values, fuzzing: valid and invalid requests, stateful: calls
 chained through links), derandomized and with no example database or cache between runs,
-so a run is reproducible. Checked:
+so a run is reproducible. Every check schemathesis has is on, so:
 
-- no answer is a 5xx, and every answer matches the response schema documented for its
-  status (undocumented statuses — 404, 409, problem+json bodies — are not checked);
+- no answer is a 5xx; every status, media type, documented header (X-Request-ID,
+  Retry-After, WWW-Authenticate) and body is the one the document gives for its operation
+  (problems: the one `Problem` schema in application/problem+json, api/openapi.py);
+- invalid requests are refused (4xx), a required header left out is refused, an
+  undocumented method is a 405 whose `Allow` names every method of the path, auth that is
+  declared is enforced;
+- valid requests are accepted: 2xx, or a refusal the schema cannot state and the API
+  documents (422: a customer or product that does not exist, duplicate variant names or
+  ids, a job parameter its kind does not take, text with control characters; 409: an
+  experiment already running, a job of the kind already running);
 - every operation got at least one answer that was not 401 / 403 / 429, so none was tested
   against the auth layer only (404 for a made-up `customer_id`, 422 for an invalid body
   count as past auth).
@@ -41,12 +49,16 @@ from tests.conftest import PG_HOST, PG_PORT, require_service
 from tests.e2e.server import ApiServer, copy_world, create_key, world_env
 from tests.e2e.world_copy import postgres_copy
 
-# About 20 s a database after the world is built; the limit is for a hang.
+# About a minute a database after the world is built, every check on (79 s SQLite, 66 s
+# PostgreSQL, measured on a shared 2-core machine); the limit is for a hang.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 # Answers that say only "the auth layer stopped this request".
 AUTH_ONLY = frozenset({401, 403, 429})
 SLOW_JOBS = frozenset({"training", "etl"})
+# What a schema-valid request may get: schemathesis' defaults, and the 422 of a rule JSON
+# Schema cannot state (see the module docstring); each is documented for its operation.
+VALID_BUT_REFUSED = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 # Two databases share what one used to have: fewer examples each, every phase still run.
 MAX_EXAMPLES = 12
 
@@ -84,10 +96,11 @@ def fuzz(url: str, admin_key: str) -> FuzzRun:
                 "database": "none",
             },
             "cache": {"enabled": False},
+            # Every check schemathesis has, status-code, content-type, header and schema
+            # conformance included (max_response_time needs a limit: none is set).
             "checks": {
-                "enabled": False,
-                "not_a_server_error": {"enabled": True},
-                "response_schema_conformance": {"enabled": True},
+                "enabled": True,
+                "positive_data_acceptance": {"expected-statuses": VALID_BUT_REFUSED},
             },
             # No "max-time": with one, schemathesis repeats fuzzing and stateful phases
             # until it is used up. One pass of each phase is the bounded run wanted here.

@@ -442,6 +442,13 @@ def test_registry_and_champion_come_back_with_their_model_files(
         folder = restored.download(kind, version, tmp_path / f"check-{kind}-{version}")
         assert file_bytes(folder) == models[(kind, version)]
     assert verify_backup(settings, None).ok
+    # Serving's table and file copies follow the restored registry (not the backup's table).
+    from nextoffer.registry.serving_mirror import ServingFiles
+    from nextoffer.store.serving_champions import read_serving_champions
+
+    served = read_serving_champions(make_engine(sqlite_url))
+    assert {kind: row.version for kind, row in served.items()} == {"offers": 1, "churn": 1}
+    assert ServingFiles(settings.artifacts_url).has("offers", 2)
 
 
 def test_restore_without_registry_leaves_the_registry_alone(

@@ -15,7 +15,8 @@ import pytest
 import redis
 import redis.connection
 
-from nextoffer.cache import Cache, CacheUnavailableError, MemoryCache, RedisCache, keys
+from nextoffer.cache import Cache, CacheUnavailableError, MemoryCache, keys
+from nextoffer.cache.redis_cache import RedisCache
 from tests.conftest import IN_CI, port_open, require_service
 
 REDIS_HOST = "127.0.0.1"

@@ -18,8 +18,9 @@ import redis
 from fastapi.testclient import TestClient
 
 from nextoffer.asgi import create_app
-from nextoffer.cache import CacheUnavailableError, MemoryCache, RedisCache
+from nextoffer.cache import CacheUnavailableError, MemoryCache
 from nextoffer.cache.deferred import DeferredDeletes
+from nextoffer.cache.redis_cache import RedisCache
 from nextoffer.config import Settings
 from nextoffer.domain.roles import Role
 from nextoffer.domain.slate import Offer, dump_offers

@@ -1,4 +1,4 @@
-"""The few-customer path of build_snapshot builds the same matrices as the pandas path."""
+"""The few-customer path of build_snapshot (and the live answer) builds the pandas path's matrices."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from nextoffer.features.training import _matrix, _positions, _small_matrices
+from nextoffer.features.holdings import holding_matrices
+from nextoffer.features.training import _matrix, _positions
 
 
 def test_small_path_matches_pandas_path() -> None:
@@ -32,7 +33,14 @@ def test_small_path_matches_pandas_path() -> None:
     )
     features = pd.DataFrame({"customer_id": customers})
 
-    held, history = _small_matrices(subscriptions, acquired, features, products, day)
+    # As the database hands them to the live answer: plain tuples, no frame.
+    held, history = holding_matrices(
+        list(subscriptions.itertuples(index=False, name=None)),
+        list(acquired.itertuples(index=False, name=None)),
+        customers,
+        products,
+        day,
+    )
 
     rows, cols = _positions(features["customer_id"]), _positions(pd.Series(products))
     still = subscriptions["end_date"].isna() | (

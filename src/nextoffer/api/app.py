@@ -15,12 +15,15 @@ from starlette.routing import BaseRoute
 
 from nextoffer import __version__
 from nextoffer.api.audit import AuditMiddleware
+from nextoffer.api.docs import install_docs
 from nextoffer.api.input_guard import InputGuard
 from nextoffer.api.middleware import RequestMiddleware
+from nextoffer.api.openapi import install_openapi, operation_id
 from nextoffer.api.problems import install_problem_handlers
 from nextoffer.api.redirects import RelativeRedirects
 from nextoffer.api.routes import (
     auth,
+    batch,
     consent,
     customers,
     events,
@@ -37,6 +40,7 @@ from nextoffer.observe.metrics import GaugeCollector, gauge
 from nextoffer.observe.tracing import setup_tracing
 from nextoffer.platform import Platform
 from nextoffer.registry.gauges import ModelQualityCollector
+from nextoffer.registry.serving_mirror import ServingChampions
 from nextoffer.store import Engine
 from nextoffer.store.impact import latest_impact
 from nextoffer.store.reads import churn as churn_reads
@@ -56,6 +60,11 @@ API_METADATA: dict[str, Any] = {
     "title": "nextoffer",
     "version": __version__,
     "description": DESCRIPTION,
+    # Clean operationIds (`getOffers`) for generated clients; /docs is served from the
+    # package's own assets (api/docs.py), ReDoc is not served.
+    "generate_unique_id_function": operation_id,
+    "docs_url": None,
+    "redoc_url": None,
     "openapi_tags": [
         {"name": "customers", "description": "offers, churn risk and segment per customer"},
         {"name": "products", "description": "the catalogue and similar products"},
@@ -75,11 +84,14 @@ def install_api(app: FastAPI, platform: Platform) -> None:
     settings = platform.settings
     app.state.platform = platform
     install_problem_handlers(app)
+    install_openapi(app)
+    install_docs(app)
     # Innermost: text no value may hold is refused before any route, API or console.
     app.add_middleware(InputGuard)
     app.add_middleware(RelativeRedirects)
     for router in (
         customers.router,
+        batch.router,
         consent.router,
         privacy.router,
         products.router,
@@ -241,7 +253,9 @@ def _register_gauges(platform: Platform) -> None:
             ]
         )
     )
-    services.metrics.add_live_collector(ModelQualityCollector(services.registry))
+    # From serving's table of champions: a scrape must not import MLflow into this process.
+    champions = ServingChampions(services.engine, services.registry)
+    services.metrics.add_live_collector(ModelQualityCollector(champions))
     services.metrics.add_live_collector(ImpactCollector(lambda: _latest_report(engine)))
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from nextoffer.api.openapi import may_answer
 from nextoffer.api.problems import ProblemError, unauthorized
 from nextoffer.domain.roles import Role, role_allows
 from nextoffer.platform import Platform
@@ -34,6 +35,10 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+may_answer(
+    get_services,
+    {503: "a backend this answer needs (database, cache, broker) cannot be reached now"},
+)
 
 
 def require(role: Role) -> Callable[..., Principal]:
@@ -65,7 +70,22 @@ def require(role: Role) -> Callable[..., Principal]:
         return principal
 
     dependency.required_role = role  # type: ignore[attr-defined]  # read by document_roles
+    may_answer(dependency, credential_problems(role))
     return dependency
+
+
+def credential_problems(role: Role) -> dict[int, str]:
+    """What checking the credentials for `role` may answer (403 only above viewer)."""
+    found = {
+        401: "no valid credentials: send X-API-Key or Authorization: Bearer",
+        429: "over the caller's requests per minute (NEXTOFFER_RATE_LIMIT_PER_MINUTE); "
+        "retry after Retry-After",
+        503: "the credentials cannot be checked now (database unreachable); "
+        "retry after Retry-After",
+    }
+    if role.rank > Role.VIEWER.rank:
+        found[403] = f"this needs the {role.value} role or above"
+    return found
 
 
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]

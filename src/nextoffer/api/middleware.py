@@ -22,19 +22,22 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 _UNMATCHED = "<unmatched>"
 
 
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'"
+)
+"""Every page's CSP; a page that sets its own (only /docs: its inline script) keeps that."""
+
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
-    (
-        b"content-security-policy",
-        b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-        b"script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'",
-    ),
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
 )
 """Headers every response carries (the residency-scheduler seed's list, plus a CSP)."""
+_WITHOUT_CSP = tuple(h for h in SECURITY_HEADERS if h[0] != b"content-security-policy")
 
 
 class RequestMiddleware:
@@ -95,7 +98,8 @@ class RequestMiddleware:
                 status = int(message["status"])
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
-                headers.extend(self.headers)
+                own_csp = any(name == b"content-security-policy" for name, _ in headers)
+                headers.extend(_WITHOUT_CSP if own_csp else self.headers)
                 message["headers"] = headers
             await send(message)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, TypeVar, Unpack
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from nextoffer.domain.limits import MAX_TEXT_LEN, check_text
@@ -232,6 +232,28 @@ class ProductPageOut(BaseModel):
 class SimilarOut(BaseModel):
     """Products often taken together with a product."""
 
+    model_config = example(
+        {
+            "product_id": "MOB-M",
+            "method": "item_knn",
+            "model_version": "v3",
+            "similar": [
+                {
+                    "product_id": "ADD-ROAM-EU",
+                    "name": "Roaming Pass Europe",
+                    "category": "addon",
+                    "similarity": 1.0,
+                },
+                {
+                    "product_id": "ADD-DATA-10",
+                    "name": "Extra Data 10 GB",
+                    "category": "addon",
+                    "similarity": 0.74,
+                },
+            ],
+        }
+    )
+
     product_id: str
     method: str = Field(description="the champion's recommender used (item_knn, ease, als)")
     model_version: str
@@ -289,7 +311,29 @@ class EventIn(InputModel):
 class EventBatchIn(InputModel):
     """Up to 1 000 events in one request."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = example(
+        {
+            "events": [
+                {
+                    "event_id": "5b0e7c1e-2f4a-4c8e-9d61-0a7f3e2b9c44",
+                    "customer_id": "C00000042",
+                    "event_type": "offer_impression",
+                    "product_id": "ADD-ROAM-EU",
+                    "channel": "app",
+                    "ts": "2026-11-23T10:00:00Z",
+                },
+                {
+                    "event_id": "9a4d2f60-1c3b-4e7a-8f05-6d2c1b0e9a73",
+                    "customer_id": "C00000042",
+                    "event_type": "offer_click",
+                    "product_id": "ADD-ROAM-EU",
+                    "channel": "app",
+                    "ts": "2026-11-23T10:00:12Z",
+                },
+            ]
+        },
+        extra="forbid",
+    )
 
     events: list[EventIn] = Field(min_length=1, max_length=1000)
 
@@ -298,7 +342,17 @@ class EventsOut(BaseModel):
     """What happened to posted events."""
 
     model_config = example(
-        {"accepted": 2, "stored": 2, "duplicates": 0, "spooled": 0, "event_ids": ["…"]}
+        {
+            "accepted": 2,
+            "stored": 2,
+            "duplicates": 0,
+            "spooled": 0,
+            "event_ids": [
+                "5b0e7c1e-2f4a-4c8e-9d61-0a7f3e2b9c44",
+                "9a4d2f60-1c3b-4e7a-8f05-6d2c1b0e9a73",
+            ],
+            "rejected": [],
+        }
     )
 
     accepted: int = Field(description="events that will not be lost (stored or spooled)")
@@ -344,6 +398,22 @@ class ExperimentIn(InputModel):
 
 class ExperimentOut(BaseModel):
     """An experiment."""
+
+    model_config = example(
+        {
+            "experiment_id": "0f8e4a52-6b1d-4c39-a7e2-5d9b3c1f8a60",
+            "name": "ranker vs segment popular",
+            "unit": "customer",
+            "status": "running",
+            "variants": [
+                {"name": "control", "strategy": "segment_popular", "weight": 1.0},
+                {"name": "ranker", "strategy": "champion", "weight": 1.0},
+            ],
+            "created_at": "2026-11-20T09:00:00Z",
+            "stopped_at": None,
+            "created_by": "key:k3f9a1",
+        }
+    )
 
     experiment_id: str
     name: str
@@ -475,17 +545,29 @@ class ModelsOut(BaseModel):
 class PromoteIn(InputModel):
     """Move the champion alias."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = example(
+        {"version": 2, "reason": "beats v1 on the holdout (AUC 0.81 vs 0.78)"}, extra="forbid"
+    )
 
     version: int | None = Field(
         None, ge=1, le=MAX_VERSION, description="omit together with rollback=true"
     )
-    rollback: bool = False
+    # Strict: `0` or `"yes"` is not a boolean, as the schema says.
+    rollback: StrictBool = False
     reason: str = Field("promoted through the API", max_length=500)
 
 
 class DecisionOut(BaseModel):
     """What happened to the champion alias."""
+
+    model_config = example(
+        {
+            "kind": "churn",
+            "version": 2,
+            "promoted": True,
+            "reason": "beats v1 on the holdout (AUC 0.81 vs 0.78)",
+        }
+    )
 
     kind: str
     version: int
@@ -526,6 +608,18 @@ class JobIn(InputModel):
 class JobOut(BaseModel):
     """A job run."""
 
+    model_config = example(
+        {
+            "job_id": "7c2b9e14-3a5f-4d80-b6e1-2f9a0c4d7e35",
+            "kind": "precompute",
+            "status": "running",
+            "started_at": "2026-11-23T02:00:00Z",
+            "finished_at": None,
+            "counts": {},
+            "message": None,
+        }
+    )
+
     job_id: str
     kind: str
     status: str = Field(description="queued (for a worker), running, succeeded or failed")
@@ -538,7 +632,9 @@ class JobOut(BaseModel):
 class TokenIn(InputModel):
     """A user's credentials."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = example(
+        {"username": "analyst1", "password": "a-long-passphrase-of-12+"}, extra="forbid"
+    )
 
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
@@ -546,6 +642,15 @@ class TokenIn(InputModel):
 
 class TokenOut(BaseModel):
     """A short-lived bearer token."""
+
+    model_config = example(
+        {
+            "access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyOmFuYWx5c3QxIn0.c2lnbmF0dXJl",
+            "token_type": "bearer",
+            "expires_in": 3600,
+            "role": "viewer",
+        }
+    )
 
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the scheme's name, not a secret
@@ -562,6 +667,19 @@ class ComponentOut(BaseModel):
 
 class ReadyOut(BaseModel):
     """Whether offers can be served, and each component's state."""
+
+    model_config = example(
+        {
+            "status": "ready",
+            "components": {
+                "database": {"status": "ok", "detail": ""},
+                "cache": {"status": "ok", "detail": "redis"},
+                "registry": {"status": "ok", "detail": ""},
+                "offers_model": {"status": "ok", "detail": "v3"},
+                "event_spool": {"status": "ok", "detail": "0 events waiting"},
+            },
+        }
+    )
 
     status: Literal["ready", "degraded", "unavailable"]
     components: dict[str, ComponentOut]

@@ -6,10 +6,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from nextoffer.cache.base import CACHE_SETTING, Cache, CacheUnavailableError, safe_cache_url
 from nextoffer.cache.memory import DEFAULT_MAX_ENTRIES, MemoryCache
-from nextoffer.cache.redis_cache import RedisCache
 from nextoffer.domain.errors import ConfigError
 
-__all__ = ["Cache", "CacheUnavailableError", "MemoryCache", "RedisCache", "make_cache"]
+__all__ = ["Cache", "CacheUnavailableError", "MemoryCache", "make_cache"]
 
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
@@ -48,6 +47,9 @@ def make_cache(url: str) -> Cache:
     if scheme == "memory":
         return _memory_cache(url)
     if scheme in _REDIS_SCHEMES:
+        # Imported here: redis-py costs an embedded (memory://) API process about 10 MB.
+        from nextoffer.cache.redis_cache import RedisCache
+
         return RedisCache(url)
     raise ConfigError(
         f"{CACHE_SETTING}: use memory://, redis://, rediss:// or unix://, "

@@ -52,8 +52,8 @@ class Cache(Protocol):
         """Every live key starting with `prefix` (not empty), in no particular order."""
         ...
 
-    def incr(self, key: str, ttl_s: float) -> int:
-        """Add one to the counter under `key`, atomically; the new value.
+    def incr(self, key: str, ttl_s: float, amount: int = 1) -> int:
+        """Add `amount` (may be negative) to the counter under `key`, atomically; the new value.
 
         The TTL is set only when the counter is created, so the counter lives for a fixed
         window from its first increment (a rate limit window), not from its last one.

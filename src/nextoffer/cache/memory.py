@@ -127,18 +127,18 @@ class MemoryCache:
                 if key.startswith(prefix) and (expires_at is None or now < expires_at)
             ]
 
-    def incr(self, key: str, ttl_s: float) -> int:
-        """Add one to the counter under `key`; its TTL starts when it is created."""
+    def incr(self, key: str, ttl_s: float, amount: int = 1) -> int:
+        """Add `amount` to the counter under `key`; its TTL starts when it is created."""
         check_ttl(ttl_s)
         with self._lock:
             now = self._clock()
             entry = self._live(key, now)
             if entry is None:
-                count, expires_at = 1, self._expiry(now, ttl_s)
+                count, expires_at = amount, self._expiry(now, ttl_s)
             else:
                 if not _INTEGER.fullmatch(entry[0]):
                     raise ValueError(f"cache value under {key!r} is not an integer")
-                count = int(entry[0]) + 1
+                count = int(entry[0]) + amount
                 expires_at = entry[1]
             self._put(key, str(count), expires_at)
             return count

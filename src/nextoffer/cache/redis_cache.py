@@ -254,8 +254,8 @@ class RedisCache:
 
         return self._run(operation)
 
-    def incr(self, key: str, ttl_s: float) -> int:
-        """Add one to the counter under `key`; its TTL starts when it is created."""
+    def incr(self, key: str, ttl_s: float, amount: int = 1) -> int:
+        """Add `amount` to the counter under `key`; its TTL starts when it is created."""
         check_ttl(ttl_s)
         px = _ttl_ms(ttl_s)
 
@@ -264,7 +264,7 @@ class RedisCache:
             # born, and no crash between two round trips can leave a counter without one.
             pipe = self._client.pipeline(transaction=True)
             pipe.set(key, "0", px=px, nx=True)
-            pipe.incr(key)
+            pipe.incrby(key, amount)
             _, count = pipe.execute()
             return int(count)
 

@@ -239,3 +239,22 @@ def models_rollback(
     decision = platform.registry.rollback(kind)
     audit_decision(platform.audit, command_actor(), Action.MODEL_ROLLBACK, decision, at_once=True)
     console.print(_decision_line(decision), highlight=False, soft_wrap=True)
+
+
+@models_app.command("sync")
+@handles_errors
+def models_sync() -> None:
+    """Record every champion for serving (its files copied, its database row written).
+
+    Registering, promoting and rolling back do this themselves; run it once on a database
+    from before serving copies (migration 0011), or after moving an alias in MLflow's UI.
+    """
+    from nextoffer.registry.protocol import MODEL_KINDS
+
+    settings = load_settings()
+    platform = open_platform(settings)
+    wait_for_database(platform.engine, settings.db_wait_timeout_s)
+    for kind in MODEL_KINDS:
+        version = platform.registry.sync_serving(kind)
+        shown = "no champion" if version is None else f"champion v{version}"
+        console.print(f"{kind}: {shown} recorded for serving", highlight=False)

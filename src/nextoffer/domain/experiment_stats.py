@@ -10,7 +10,6 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from nextoffer.domain.catalogue import FloatArray
 from nextoffer.domain.experiments import (
@@ -273,6 +272,9 @@ def sample_ratio(
             flagged=False,
             verdict="not enough units yet to check the split between variants",
         )
+    # Imported here: scipy.stats costs the serving process memory it rarely needs.
+    from scipy import stats
+
     result = stats.chisquare(counts, f_exp=expected)
     p_value = float(result.pvalue)
     flagged = p_value < SRM_ALPHA

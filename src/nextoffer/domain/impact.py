@@ -10,8 +10,6 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
-from statsmodels.stats.proportion import confint_proportions_2indep
-from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from nextoffer.domain.exposures import Arm
 
@@ -325,6 +323,9 @@ def proportion_difference(
     x_treated: int, n_treated: int, x_control: int, n_control: int, confidence: float = CONFIDENCE
 ) -> tuple[float, float, float]:
     """(difference, low, high) of two independent proportions: Newcombe's interval."""
+    # Imported here: statsmodels pulls in pandas, which the serving process must not load.
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
     low, high = confint_proportions_2indep(
         x_treated,
         n_treated,
@@ -341,6 +342,8 @@ def mean_difference(
     treated: np.ndarray, control: np.ndarray, confidence: float = CONFIDENCE
 ) -> tuple[float, float | None, float | None]:
     """(difference, low, high) of two means: Welch's t interval; bounds None without variance."""
+    from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+
     estimate = float(np.mean(treated) - np.mean(control))
     compare = CompareMeans(DescrStatsW(treated), DescrStatsW(control))
     # No variance in either arm (say, no one acquired anything) divides 0 by 0: no interval.

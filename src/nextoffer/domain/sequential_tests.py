@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from nextoffer.domain.catalogue import FloatArray
 
@@ -35,6 +34,9 @@ def mean_difference(control: FloatArray, variant: FloatArray) -> Estimate:
 
     Both arms need at least two units.
     """
+    # Imported here: statsmodels pulls in pandas, which the serving process must not load.
+    from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+
     compare = CompareMeans(DescrStatsW(variant), DescrStatsW(control))
     mean_c, mean_v = float(np.mean(control)), float(np.mean(variant))
     return Estimate(mean_c, mean_v, mean_v - mean_c, float(compare.std_meandiff_separatevar) ** 2)

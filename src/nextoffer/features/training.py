@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from nextoffer.domain.vocabulary import TransactionType
 from nextoffer.features.builder import build_features
+from nextoffer.features.holdings import ACQUISITIONS, FEW_CUSTOMERS, holdings
 from nextoffer.features.segments import fit_segments
 from nextoffer.store import Connection
 from nextoffer.store.reads import features as feature_reads
-from nextoffer.store.reads.features import current_features
+from nextoffer.store.reads.features import PRODUCT_COLUMNS, current_features
 
 __all__ = [
     "ACQUISITIONS",
@@ -29,30 +29,6 @@ __all__ = [
     "id_range",
     "load_products",
 ]
-
-# What counts as "the customer took a product": a new plan, a purchase, a plan upgrade.
-# Downgrades and cancellations are changes no offer is made for.
-ACQUISITIONS = (TransactionType.ACTIVATION, TransactionType.PURCHASE, TransactionType.UPGRADE)
-PRODUCT_COLUMNS = (
-    "product_id",
-    "name",
-    "category",
-    "price",
-    "margin",
-    "upfront_price",
-    "contract_types",
-    "min_tenure_months",
-    "regions",
-    "channels",
-    "requires_category",
-    "is_retention_offer",
-    "active",
-    # Product rules (migration 0006): what the one eligibility step reads besides the above.
-    "requires_products",
-    "requires_attribute",
-    "exclusion_group",
-    "upgrades_from",
-)
 
 
 @dataclass(frozen=True)
@@ -104,6 +80,9 @@ def build_snapshot(
         else:
             features["segment_id"] = pd.Series([], dtype=np.int64)
     features = features.sort_values("customer_id", ignore_index=True)
+    if len(features) <= FEW_CUSTOMERS:
+        held, history = holdings(conn, as_of, list(features["customer_id"]), product_ids)
+        return Snapshot(as_of=as_of, features=features, history=history, held=held)
     rows = _positions(features["customer_id"])
     columns = _positions(pd.Series(list(product_ids)))
     day = as_of.date()
@@ -112,54 +91,12 @@ def build_snapshot(
     acquired = feature_reads.acquisition_pairs(
         conn, [t.value for t in ACQUISITIONS], before=as_of, listed=listed
     )
-    if len(features) <= _FEW_CUSTOMERS:
-        held, history = _small_matrices(subscriptions, acquired, features, product_ids, day)
-        return Snapshot(as_of=as_of, features=features, history=history, held=held)
     still_held = subscriptions["end_date"].isna() | (
         pd.to_datetime(subscriptions["end_date"]) >= pd.Timestamp(day)
     )
     held = _matrix(subscriptions[still_held.to_numpy()], rows, columns)
     history = _matrix(pd.concat([subscriptions, acquired], ignore_index=True), rows, columns)
     return Snapshot(as_of=as_of, features=features, history=history, held=held)
-
-
-# Up to this many customers (the live API's one) the matrices are built from plain Python
-# sets: pandas' per-call overhead, not the data, is what costs there.
-_FEW_CUSTOMERS = 64
-
-
-def _small_matrices(
-    subscriptions: pd.DataFrame,
-    acquired: pd.DataFrame,
-    features: pd.DataFrame,
-    product_ids: Sequence[str],
-    day: date,
-) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(held, history) exactly as the pandas path builds them, for a few customers."""
-    row_of = {str(c): i for i, c in enumerate(features["customer_id"])}
-    col_of = {str(p): j for j, p in enumerate(product_ids)}
-    held: set[tuple[int, int]] = set()
-    history: set[tuple[int, int]] = set()
-    for customer, product, _start, end in subscriptions.itertuples(index=False):
-        cell = (row_of.get(str(customer)), col_of.get(str(product)))
-        if cell[0] is None or cell[1] is None:
-            continue
-        history.add(cell)  # type: ignore[arg-type]
-        if end is None or end != end or pd.Timestamp(end) >= pd.Timestamp(day):
-            held.add(cell)  # type: ignore[arg-type]
-    for customer, product in acquired.itertuples(index=False):
-        cell = (row_of.get(str(customer)), col_of.get(str(product)))
-        if cell[0] is not None and cell[1] is not None:
-            history.add(cell)  # type: ignore[arg-type]
-    shape = (len(row_of), len(col_of))
-    return _cells(held, shape), _cells(history, shape)
-
-
-def _cells(cells: set[tuple[int, int]], shape: tuple[int, int]) -> sp.csr_matrix:
-    rows = np.fromiter((r for r, _ in cells), dtype=np.int64, count=len(cells))
-    cols = np.fromiter((c for _, c in cells), dtype=np.int64, count=len(cells))
-    data = np.ones(len(cells), dtype=np.float32)
-    return sp.csr_matrix((data, (rows, cols)), shape=shape)
 
 
 def id_range(customer_ids: pd.Series) -> tuple[str, str] | None:

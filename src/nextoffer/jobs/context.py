@@ -52,6 +52,7 @@ class JobContext:
         if not self._opened:
             from nextoffer.registry.mlflow_registry import ModelRegistry
 
-            self._opened.append(ModelRegistry.from_settings(self.settings))
+            # With the engine: what a job registers or promotes reaches serving's copy.
+            self._opened.append(ModelRegistry.from_settings(self.settings, self.engine))
         registry: ModelRegistry = self._opened[0]
         return registry

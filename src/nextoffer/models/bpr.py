@@ -6,10 +6,6 @@ from typing import Self
 
 import numpy as np
 import scipy.sparse as sp
-from implicit.cpu.bpr import (  # type: ignore[import-untyped, unused-ignore]
-    BayesianPersonalizedRanking,
-)
-from threadpoolctl import threadpool_limits
 
 from nextoffer.models.base import Interactions, Recommender
 from nextoffer.models.popularity import as_history, fill_empty_rows, popularity_share
@@ -63,6 +59,12 @@ class BPRRecommender(Recommender):
         """Learn item factors and biases from the interactions."""
         self.n_items = data.n_items
         self.popularity = popularity_share(data.matrix)
+        # Imported here: scoring needs only the factors, and serving never fits.
+        from implicit.cpu.bpr import (  # type: ignore[import-untyped, unused-ignore]
+            BayesianPersonalizedRanking,
+        )
+        from threadpoolctl import threadpool_limits
+
         with threadpool_limits(1, "blas"):
             model = BayesianPersonalizedRanking(
                 factors=self.params["factors"],

@@ -1,17 +1,23 @@
-"""Customer × product candidate rows: the inputs of the next-best-offer ranker."""
+"""Customer × product candidate rows: the inputs of the next-best-offer ranker.
+
+pandas is imported by the functions that read a feature frame: the lean serving model
+(`models.lean_offers`) uses the rest without it.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
-from nextoffer.features.builder import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from nextoffer.features.columns import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CUSTOMER_NUMERIC = NUMERIC_FEATURES
 # The segment is a clustering of the features; as a category it lets trees split by segment.
@@ -219,24 +225,47 @@ def candidate_matrix(
     Each recommender contributes its score and the product's rank among the customer's
     candidates (1 = best), so the ranker sees both strength and order.
     """
+    import pandas as pd
+
     inputs = inputs or RankerInputs()
+    customer = [
+        *(
+            pd.to_numeric(features[column], errors="coerce").to_numpy(dtype=np.float32)
+            for column in inputs.numeric
+        ),
+        *(_codes(features[column], levels[column]) for column in inputs.categorical),
+    ]
+    return candidate_rows(customer, products, mask, recommender_scores, levels, inputs, held)
+
+
+def candidate_rows(
+    customer: Sequence[np.ndarray],
+    products: ProductTable,
+    mask: np.ndarray,
+    recommender_scores: Mapping[str, np.ndarray],
+    levels: Mapping[str, Sequence[str]],
+    inputs: RankerInputs,
+    held: sp.csr_matrix | np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`candidate_matrix` from the customer input columns already as float32 per customer.
+
+    `customer` holds the numeric values and then the categorical codes, one array per
+    input column of `inputs`, in that order; no pandas is needed from here on.
+    """
     rows, cols = np.nonzero(mask)
-    columns: list[np.ndarray] = []
-    for column in inputs.numeric:
-        values = pd.to_numeric(features[column], errors="coerce").to_numpy(dtype=np.float32)
-        columns.append(values[rows])
-    for column in inputs.categorical:
-        columns.append(_codes(features[column], levels[column])[rows])
+    columns: list[np.ndarray] = [values[rows] for values in customer]
     if inputs.held:
         if held is None:
             raise ValueError("this ranker needs the held products")
-        flags = held[:, list(inputs.held)]
-        dense = np.asarray(flags.todense() if sp.issparse(flags) else flags, dtype=np.float32)
+        picked = list(inputs.held)
+        if isinstance(held, np.ndarray):
+            dense = held[:, picked].astype(np.float32)
+        else:
+            dense = np.asarray(held[:, picked].toarray(), dtype=np.float32)
         for position in range(len(inputs.held)):
             columns.append((dense[:, position] > 0).astype(np.float32)[rows])
     columns.append(cols.astype(np.float32))
-    category_codes = _codes(pd.Series(products.categories), levels["category"])
-    columns.append(category_codes[cols])
+    columns.append(category_codes(products, levels)[cols])
     for values in (products.price, products.margin, products.min_tenure_months):
         columns.append(values.astype(np.float32)[cols])
     ranks = {}
@@ -253,8 +282,16 @@ def candidate_matrix(
     return matrix.astype(np.float32, copy=False), rows, cols
 
 
+def category_codes(products: ProductTable, levels: Mapping[str, Sequence[str]]) -> np.ndarray:
+    """Each product's category as the ranker's code (float32, NaN when not a level)."""
+    index = {level: float(i) for i, level in enumerate(levels["category"])}
+    return np.array([index.get(str(c), np.nan) for c in products.categories], dtype=np.float32)
+
+
 def _as_strings(values: pd.Series) -> pd.Series:
     """Values as strings; integral numbers without a decimal point (segment 3 is "3")."""
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(values):
         try:
             return values.astype("Int64").astype("string")
@@ -269,6 +306,8 @@ _SMALL_FRAME = 64
 
 
 def _codes(values: pd.Series, levels: Sequence[str]) -> np.ndarray:
+    import pandas as pd
+
     if len(values) <= _SMALL_FRAME and not pd.api.types.is_numeric_dtype(values):
         # Same mapping as the pandas path below: a non-numeric column's cells become str(v).
         index = {level: float(i) for i, level in enumerate(levels)}

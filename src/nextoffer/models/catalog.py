@@ -14,6 +14,9 @@ from nextoffer.models.ease import EASERecommender
 from nextoffer.models.item_knn import ItemKNNRecommender
 from nextoffer.models.popularity import PopularityRecommender, SegmentPopularityRecommender
 
+# Fitted on recent interactions, not the whole history; they score no one personally.
+POPULARITY_KINDS = ("popularity", "segment_popularity")
+
 RECOMMENDERS: dict[str, type[Recommender]] = {
     cls.name: cls
     for cls in (

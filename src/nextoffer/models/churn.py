@@ -19,6 +19,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
+from nextoffer.models.platt import PlattCalibration
+from nextoffer.models.platt import logit as _logit
+from nextoffer.models.platt import sigmoid as _sigmoid
 from nextoffer.models.tabular import (
     LinearEncoding,
     TableSchema,
@@ -37,8 +40,6 @@ VALIDATION_FRACTION = 0.2
 # Both are our keys, not LightGBM's: they drive lgb.train rather than the booster itself.
 MAX_ROUNDS_KEY = "num_boost_round"
 PATIENCE_KEY = "early_stopping_rounds"
-# Raw probabilities are clipped before the logit so that a 0 or 1 cannot give ±inf.
-_EPS = 1e-6
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -72,53 +73,6 @@ DEFAULT_GRID: list[dict[str, Any]] = [
 # "low" (around or under typical telco base rates of 15–27 %), 0.2 to 0.4 "medium" (clearly
 # above the base rate) and 0.4 or more "high" (close to a coin flip or worse: act now).
 RISK_THRESHOLDS = (0.2, 0.4)
-
-
-@dataclass(frozen=True)
-class PlattCalibration:
-    """Platt scaling on the log-odds of the raw model: p = sigmoid(slope * logit(raw) + intercept).
-
-    Two numbers, so it saves as JSON; slope 1 and intercept 0 is the identity.
-    """
-
-    slope: float
-    intercept: float
-    rows: int
-
-    def apply(self, raw: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities for raw LightGBM probabilities."""
-        return _sigmoid(self.slope * _logit(raw) + self.intercept)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form."""
-        return {
-            "method": "platt",
-            "slope": self.slope,
-            "intercept": self.intercept,
-            "rows": self.rows,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """Inverse of `to_dict`."""
-        if data.get("method") != "platt":
-            raise ValueError(f"unsupported calibration method {data.get('method')!r}")
-        return cls(float(data["slope"]), float(data["intercept"]), int(data["rows"]))
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    """Log-odds of probabilities clipped away from 0 and 1."""
-    clipped = np.clip(np.asarray(p, dtype=float), _EPS, 1.0 - _EPS)
-    log_odds: np.ndarray = np.log(clipped / (1.0 - clipped))
-    return log_odds
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    """Logistic function; written with exp of a non-positive number so it never overflows."""
-    z = np.asarray(z, dtype=float)
-    e = np.exp(-np.abs(z))
-    p: np.ndarray = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-    return p
 
 
 def fit_platt(raw: np.ndarray, y: np.ndarray) -> PlattCalibration:

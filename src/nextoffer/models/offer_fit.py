@@ -18,13 +18,13 @@ import scipy.sparse as sp
 from nextoffer.evaluation.metrics import ranking_metrics
 from nextoffer.models.base import Interactions, Recommender
 from nextoffer.models.candidates import ProductTable, RankerInputs, candidate_mask
-from nextoffer.models.catalog import RECOMMENDERS, make_recommender, search_grid
-from nextoffer.models.offer_model import (
+from nextoffer.models.catalog import (
     POPULARITY_KINDS,
-    SHORTLIST_PER_MODEL,
-    OfferModel,
-    RankerData,
+    RECOMMENDERS,
+    make_recommender,
+    search_grid,
 )
+from nextoffer.models.offer_model import SHORTLIST_PER_MODEL, OfferModel, RankerData
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -22,7 +22,7 @@ from nextoffer.models.candidates import (
     fit_levels,
     shortlist,
 )
-from nextoffer.models.catalog import load_recommender, make_recommender
+from nextoffer.models.catalog import POPULARITY_KINDS, load_recommender, make_recommender
 
 FORMAT_VERSION = 2
 # Version 1 models (before custom attributes and held flags) load with the default inputs.
@@ -319,9 +319,6 @@ class OfferModel:
                 for j in meta.get("product_boosters", [])
             },
         )
-
-
-POPULARITY_KINDS = ("popularity", "segment_popularity")
 
 
 def _groups(features: pd.DataFrame) -> np.ndarray:

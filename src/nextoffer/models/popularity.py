@@ -12,7 +12,8 @@ from nextoffer.models.base import Interactions, Recommender
 
 def as_history(history: sp.spmatrix | sp.sparray, n_items: int) -> sp.csr_matrix:
     """`history` as a CSR matrix, checked to have one column per item of the model."""
-    matrix = sp.csr_matrix(history)
+    # Already CSR (scoring's usual case): no copy, which costs more than a one-row score.
+    matrix = history if isinstance(history, sp.csr_matrix) else sp.csr_matrix(history)
     if matrix.shape[1] != n_items:
         raise ValueError(f"history has {matrix.shape[1]} item columns, the model has {n_items}")
     return matrix

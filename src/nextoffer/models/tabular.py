@@ -11,17 +11,18 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 
+# The cell-level spellings live with the pandas-free encoder the serving process uses.
+from nextoffer.models.cells import BOOL_WORDS as BOOL_WORDS
+from nextoffer.models.cells import FALSE_WORDS as FALSE_WORDS
+from nextoffer.models.cells import MISSING_LEVEL as MISSING_LEVEL
+from nextoffer.models.cells import NUMBER as _NUMBER
+from nextoffer.models.cells import OTHER_LEVEL as OTHER_LEVEL
+from nextoffer.models.cells import TRUE_WORDS as TRUE_WORDS
+
 SCHEMA_VERSION = 1
-# Spellings accepted in boolean-like columns and in labels, compared stripped and lower-cased.
-TRUE_WORDS = frozenset({"yes", "y", "true", "t", "1"})
-FALSE_WORDS = frozenset({"no", "n", "false", "f", "0"})
-BOOL_WORDS = TRUE_WORDS | FALSE_WORDS
-MISSING_LEVEL = "missing"
-OTHER_LEVEL = "other"
 DEFAULT_MIN_COUNT = 10
 # "id", "customer_id", "Customer ID", "account-id" (any case) or camelCase "customerID" and
 # "customerId"; deliberately not a bare "...id" suffix, which would catch "Paid" or "Prepaid".
-_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _ID_NAME = re.compile(r"(?i:(?:^|[_\s\-.])id)$|[a-z0-9](?:ID|Id)$")
 
 

@@ -20,6 +20,7 @@ from nextoffer.storage import ObjectStore, open_prefix
 
 if TYPE_CHECKING:
     from nextoffer.registry.mlflow_registry import ModelRegistry
+    from nextoffer.store import Engine
 
 REGISTRY_SETTING = "NEXTOFFER_REGISTRY_URI"
 ARTIFACTS_SETTING = "NEXTOFFER_ARTIFACTS_URL"
@@ -208,6 +209,15 @@ def restore_artifacts(settings: Settings, packed: Path, workdir: Path) -> int:
         store.upload(path, key)
         uploaded += 1
     return uploaded
+
+
+def sync_serving(settings: Settings, engine: Engine) -> None:
+    """Record every kind's champion for serving in `engine`'s database (registry.serving_mirror)."""
+    from nextoffer.registry.mlflow_registry import MODEL_KINDS, ModelRegistry
+
+    registry = ModelRegistry.from_settings(settings, engine)
+    for kind in MODEL_KINDS:
+        registry.sync_serving(kind)
 
 
 def current_champions(settings: Settings) -> dict[str, int]:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nextoffer.config import Settings
-from nextoffer.domain.errors import ConfigError
+from nextoffer.domain.errors import ConfigError, NextOfferError
 from nextoffer.domain.results import Counted
 from nextoffer.ops import pgtools, registry_backup, sqlitefiles, tablestats, wal
 from nextoffer.ops.backup import PG_DUMP_FILE, SQLITE_FILE, backup_store, work_dir
@@ -149,6 +149,8 @@ def restore_backup(
                     f"restore: champions after restore {champions} differ from the backup's "
                     f"{manifest.champions}"
                 )
+    if registry:
+        _sync_serving(settings, target, notes)
     # The backup is older than erasures made since: the ledger kept outside the database
     # names them, and they are erased again before anything reads the restored data.
     erased_again = _reapply_erasures(settings, store, target)
@@ -167,6 +169,21 @@ def restore_backup(
     _record_restore(target, manifest, started, result)
     log.info(result.summary(), extra={"backup_id": manifest.backup_id})
     return result
+
+
+def _sync_serving(settings: Settings, target: str, notes: list[str]) -> None:
+    """Serving's champions table and file copies, made to match the registry as restored.
+
+    The restored table describes the registry of the backup's time, and backups do not
+    pack the serving copies (they are remade from the registry's files).
+    """
+    engine = _target_engine(target)
+    try:
+        registry_backup.sync_serving(settings, engine)
+    except NextOfferError as exc:
+        notes.append(f"serving champions not recorded ({exc}); run `nextoffer models sync`")
+    finally:
+        engine.dispose()
 
 
 def _target_engine(target: str) -> Engine:

@@ -8,14 +8,17 @@ customers they name are erased from it again.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from nextoffer.config import Settings
 from nextoffer.domain.errors import ConfigError
-from nextoffer.ingest.erased import ErasedIds
 from nextoffer.storage import ObjectStore, erasure_log
 from nextoffer.store import Engine
 from nextoffer.store.erasure import Erased, ledger_digests, reapply
 from nextoffer.store.runs import utcnow
+
+if TYPE_CHECKING:
+    from nextoffer.ingest.erased import ErasedIds
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,9 @@ def reapply_erasures(
 
 def apply_erasures(engine: Engine, settings: Settings) -> ErasedIds | None:
     """Re-apply the ledger where needed; then the erased ids an import must drop, or None."""
+    # Imported here: it needs pandas, and serving imports this module for `reapply_erasures`.
+    from nextoffer.ingest.erased import ErasedIds
+
     reapply_erasures(engine, settings)
     digests = ledger_digests(engine) | erasure_log.read_local(settings.var_dir)
     if not digests:

@@ -7,12 +7,13 @@ import re
 import threading
 import time
 from collections.abc import Iterable
+from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from nextoffer.registry.protocol import MODEL_KINDS, ModelRegistryProtocol
+from nextoffer.registry.protocol import MODEL_KINDS, ModelVersionInfo
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,14 @@ def metric_label(name: str) -> str:
     return _NOT_ALNUM.sub("_", name.replace("@", "_at_"))
 
 
+class ChampionSource(Protocol):
+    """Where the gauges read champions: the registry, or serving's table of them."""
+
+    def champion(self, kind: str) -> ModelVersionInfo | None:
+        """The champion of `kind`, or None."""
+        ...
+
+
 class ModelQualityCollector(Collector):
     """Yields the champions' metrics on each scrape, reading MLflow at most every `cache_seconds`.
 
@@ -33,7 +42,7 @@ class ModelQualityCollector(Collector):
     every scrape wait for its timeouts.
     """
 
-    def __init__(self, registry: ModelRegistryProtocol, cache_seconds: float = 60) -> None:
+    def __init__(self, registry: ChampionSource, cache_seconds: float = 60) -> None:
         self._registry = registry
         self._cache_seconds = cache_seconds
         self._lock = threading.Lock()

@@ -40,6 +40,7 @@ from nextoffer.registry.protocol import (
     RegisterOptions,
 )
 from nextoffer.registry.pyfunc import write_pyfunc
+from nextoffer.registry.serving_mirror import ServingMirror
 from nextoffer.registry.urls import (
     ARTIFACTS_SETTING,
     REGISTRY_SETTING,
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import LoggedModel
     from mlflow.entities.model_registry import ModelVersion
+
+    from nextoffer.store import Engine
 
 # Re-exported: callers and tests import the records and tag names from here too.
 __all__ = [
@@ -84,6 +87,9 @@ class ModelRegistry:
     tracking URI is never set, so two registries in one process do not interfere. Each
     version is also an MLflow pyfunc model: `mlflow.pyfunc.load_model("models:/nextoffer-
     offers@champion")` loads it with the same tracking URI, outside nextoffer's own loader.
+
+    With a `mirror`, every version's files are also copied for serving and every move of
+    the alias is recorded in the database (`serving_mirror`), so serving needs no MLflow.
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class ModelRegistry:
         artifacts_url: str,
         keep_versions: int = 5,
         experiment: str = "nextoffer",
+        mirror: ServingMirror | None = None,
     ) -> None:
         if keep_versions < 1:
             raise ValueError(f"keep_versions must be at least 1, got {keep_versions}")
@@ -102,16 +109,21 @@ class ModelRegistry:
         self.artifacts_url = absolute_artifacts_url(artifacts_url)
         self.keep_versions = keep_versions
         self.experiment = experiment
+        self.mirror = mirror
         self._mlflow: MlflowClient | None = None
         self._experiment_id: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelRegistry:
-        """The registry that NEXTOFFER_REGISTRY_URI and NEXTOFFER_ARTIFACTS_URL point at."""
+    def from_settings(cls, settings: Settings, engine: Engine | None = None) -> ModelRegistry:
+        """The registry that NEXTOFFER_REGISTRY_URI and NEXTOFFER_ARTIFACTS_URL point at.
+
+        With `engine` (the app's database), it keeps serving's copy there in step.
+        """
         return cls(
             settings.registry_uri,
             settings.artifacts_url,
             keep_versions=settings.keep_model_versions,
+            mirror=None if engine is None else ServingMirror.from_settings(settings, engine),
         )
 
     # ------------------------------------------------------------------ public API
@@ -166,6 +178,10 @@ class ModelRegistry:
             )
         version = int(created.version)
         decision = dataclasses.replace(draft, version=version)
+        if self.mirror is not None:
+            # Every version, not only champions: experiment variants pin older versions.
+            with self._calling(f"copying {name} v{version} for serving", artifacts=True):
+                self.mirror.files.publish(kind, version, model_dir)
         if decision.promoted:
             self._move_champion(name, version, f"registered: {decision.reason}", append=True)
         log.info(
@@ -299,6 +315,8 @@ class ModelRegistry:
             with self._calling(f"deleting the artifacts of {name} v{number}", artifacts=True):
                 for location in dict.fromkeys(filter(None, [_files_uri(mv), where])):
                     self._delete_artifacts(location)
+                if self.mirror is not None:
+                    self.mirror.files.remove(kind, number)
             # Marked after the delete: if the delete fails half-way, the next prune retries it.
             with self._calling(f"marking {name} v{number} as pruned"):
                 self._client.set_model_version_tag(name, str(number), TAG_ARTIFACTS_DELETED, "true")
@@ -307,7 +325,75 @@ class ModelRegistry:
             log.info("pruned the artifacts of %s versions %s", name, pruned)
         return sorted(pruned)
 
+    def sync_serving(self, kind: str) -> int | None:
+        """Bring serving's copy of `kind` in step with MLflow; the champion's version.
+
+        Copies every version with files but no serving copy yet (registered before the
+        copy existed, or the alias moved in the MLflow UI), then records the champion.
+        """
+        if self.mirror is None:
+            raise RegistryError(
+                f"{ARTIFACTS_SETTING}: serving copies need a file:// or s3:// artifact store "
+                "and the app's database"
+            )
+        name = promotion.model_name(kind)
+        with self._calling(f"reading {name}"):
+            aliases, _ = self._model_state(name)
+            all_versions = self._all_versions(name)
+        for mv in all_versions:
+            if (mv.tags or {}).get(TAG_ARTIFACTS_DELETED) == "true" or not _files_uri(mv):
+                continue
+            self._ensure_serving_copy(kind, int(mv.version))
+        champion = aliases.get(CHAMPION)
+        if champion is None:
+            self.mirror.forget(kind)
+            return None
+        self._record_champion(kind, champion)
+        return champion
+
+    def _sync_champion(self, kind: str) -> None:
+        """Record `kind`'s current champion for serving, if it has one."""
+        name = promotion.model_name(kind)
+        with self._calling(f"reading {name}"):
+            aliases, _ = self._model_state(name)
+        if CHAMPION in aliases:
+            self._record_champion(kind, aliases[CHAMPION], first=False)
+
     # ------------------------------------------------------------------ internals
+
+    def _ensure_serving_copy(self, kind: str, version: int) -> None:
+        """Copy `kind` v`version` for serving from MLflow when it has no copy yet."""
+        assert self.mirror is not None
+        name = promotion.model_name(kind)
+        with self._calling(f"copying {name} v{version} for serving", artifacts=True):
+            if self.mirror.files.has(kind, version):
+                return
+        folder = self.download(kind, version)
+        try:
+            with self._calling(f"copying {name} v{version} for serving", artifacts=True):
+                self.mirror.files.publish(kind, version, folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _record_champion(self, kind: str, version: int, *, first: bool = True) -> None:
+        """Point serving at `kind` v`version`: its files copied, its row rewritten."""
+        assert self.mirror is not None
+        if first and self.mirror.is_empty():
+            # The first row makes the table the whole truth for serving (a kind without a
+            # row has no champion): the other kinds' champions are recorded first.
+            for other in MODEL_KINDS:
+                if other != kind:
+                    self._sync_champion(other)
+        self._ensure_serving_copy(kind, version)
+        metrics = self._version_info(kind, version).metrics
+        try:
+            self.mirror.record(kind, version, metrics)
+        except Exception as exc:
+            # MLflow's alias has moved already; serving keeps the old row until this is fixed.
+            raise RegistryError(
+                f"{promotion.model_name(kind)} v{version} is the champion in MLflow, but the "
+                f"database could not record it for serving ({exc}); run `nextoffer models sync`"
+            ) from exc
 
     @property
     def _client(self) -> MlflowClient:
@@ -547,6 +633,8 @@ class ModelRegistry:
             self._client.set_model_version_tag(
                 name, str(version), TAG_ALIAS_CHANGE, f"{stamp} {reason}"
             )
+        if self.mirror is not None:
+            self._record_champion(name.removeprefix("nextoffer-"), version)
 
     @contextlib.contextmanager
     def _calling(self, what: str, *, artifacts: bool = False) -> Iterator[None]:

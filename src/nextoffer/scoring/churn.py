@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nextoffer.models.lean_churn import LeanChurnModel
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from nextoffer.models.churn import ChurnModel
+    from nextoffer.models.lean_churn import ServedChurnModel
 
 # Plain-language names of the features a reason can point at.
 FEATURE_PHRASES: Mapping[str, str] = {
@@ -80,7 +83,7 @@ def model_frame(model: ChurnModel, features: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_customers(
-    model: ChurnModel,
+    model: ServedChurnModel,
     features: pd.DataFrame,
     thresholds: tuple[float, float],
     top: int = 3,
@@ -95,33 +98,61 @@ def score_customers(
 
     from nextoffer.models.churn import risk_band
 
-    frame = model_frame(model, features)
-    scores = model.predict_proba(frame)
+    if isinstance(model, LeanChurnModel):
+        # A serving process's model (e.g. scoring an uploaded file): rows as mappings.
+        records = [{str(k): v for k, v in r.items()} for r in features.to_dict("records")]
+        scores = model.predict_proba(records)
+    else:
+        frame = model_frame(model, features)
+        scores = model.predict_proba(frame)
     bands = risk_band(scores, thresholds)
-    explain = np.ones(len(frame), dtype=bool)
+    explain = np.ones(len(features), dtype=bool)
     if explained_bands is not None:
         explain = np.isin(bands, explained_bands)
-    reasons: list[list[dict[str, Any]]] = [[] for _ in range(len(frame))]
+    reasons: list[list[dict[str, Any]]] = [[] for _ in range(len(features))]
     if explain.any():
         rows = np.flatnonzero(explain)
-        for row, found in zip(rows, model.explain(frame.iloc[rows], top=top), strict=True):
-            reasons[row] = found
+        if isinstance(model, LeanChurnModel):
+            found = model.explain([records[i] for i in rows], top=top)
+        else:
+            found = model.explain(frame.iloc[rows], top=top)
+        for row, row_reasons in zip(rows, found, strict=True):
+            reasons[row] = row_reasons
     return pd.DataFrame(
         {
             "customer_id": features["customer_id"].to_numpy(),
             "score": np.round(scores, 6),
             "band": bands,
-            "top_reasons": [
-                [
-                    {
-                        "feature": r["feature"],
-                        "value": r["value"],
-                        "contribution": round(float(r["contribution"]), 4),
-                        "text": reason_text(r["feature"], r["value"]),
-                    }
-                    for r in row
-                ]
-                for row in reasons
-            ],
+            "top_reasons": [reason_entries(row) for row in reasons],
         }
     )
+
+
+def reason_entries(reasons: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A model's explanation of one customer as stored and served: rounded, with its text."""
+    return [
+        {
+            "feature": r["feature"],
+            "value": r["value"],
+            "contribution": round(float(r["contribution"]), 4),
+            "text": reason_text(r["feature"], r["value"]),
+        }
+        for r in reasons
+    ]
+
+
+def live_reasons(
+    model: ServedChurnModel, rows: Sequence[Mapping[str, Any]], top: int = 3
+) -> list[list[dict[str, Any]]]:
+    """Top reasons of customers given as feature rows (`feature_rows`): the API's explanation.
+
+    The lean model needs no pandas; the full one (an old booster the lean cannot walk) gets
+    the rows as a frame.
+    """
+    if isinstance(model, LeanChurnModel):
+        found = model.explain(rows, top=top)
+    else:
+        import pandas as pd
+
+        found = model.explain(model_frame(model, pd.DataFrame(list(rows))), top=top)
+    return [reason_entries(r) for r in found]

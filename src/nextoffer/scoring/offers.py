@@ -4,18 +4,22 @@ A block is the customers of one feature frame: a precompute chunk, or the one cu
 live answer. `score_block` reads what arbitration needs (holdings, contacts, churn risk),
 asks the model for propensities, arbitrates, and returns each customer's `Offer`s.
 
-pandas and the model libraries are imported inside the functions that need them: a serving
-process imports this module at start-up and pays for them on its first live answer only.
+pandas and the model libraries are imported inside the functions that need them. The live
+answer with a lean model (`models.lean_offers`) goes through `read_live` and `score_live`,
+which need neither: a serving process never imports them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
+import scipy.sparse as sp
 
 from nextoffer.config import Settings
 from nextoffer.domain.offers import (
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from nextoffer.features.training import Snapshot
-    from nextoffer.models.offer_model import OfferModel
+    from nextoffer.models.lean_offers import LeanOfferModel, ServedOfferModel
     from nextoffer.models.uplift import UpliftModel
     from nextoffer.scoring.champions import Champion
 
@@ -161,7 +165,7 @@ def latest_churn_risk(
 
 def load_block(
     conn: Connection,
-    model: OfferModel,
+    model: ServedOfferModel,
     as_of: datetime,
     features: pd.DataFrame,
     *,
@@ -184,7 +188,7 @@ def load_block(
 
 
 def score_snapshot(
-    model: OfferModel,
+    model: ServedOfferModel,
     catalogue: Catalogue,
     policy: OfferPolicy,
     snapshot: Snapshot,
@@ -200,8 +204,14 @@ def score_snapshot(
     With an `uplift` model (offers ranked by uplift, `scoring.uplift.ranking_model`),
     retention offers are ranked by its predicted uplift × value and go to persuadables only.
     """
+    from nextoffer.models.lean_offers import LeanOfferModel
+
     features = snapshot.features
-    propensity, _ = model.propensity(features, snapshot.history, snapshot.held)
+    if isinstance(model, LeanOfferModel):
+        rows = [{str(k): v for k, v in r.items()} for r in features.to_dict("records")]
+        propensity = model.propensity(rows, snapshot.history, snapshot.held)
+    else:
+        propensity, _ = model.propensity(features, snapshot.history, snapshot.held)
     held = snapshot.held.toarray() > 0
     customers = customers_for(features, held, churn_risk)
     return arbitrate(
@@ -232,7 +242,7 @@ class BlockInputs:
 
 def read_block(
     conn: Connection,
-    model: OfferModel,
+    model: ServedOfferModel,
     catalogue: Catalogue,
     policy: OfferPolicy,
     features: pd.DataFrame,
@@ -258,7 +268,7 @@ def read_block(
 
 
 def score_block(
-    champion: Champion[OfferModel],
+    champion: Champion[ServedOfferModel],
     catalogue: Catalogue,
     policy: OfferPolicy,
     inputs: BlockInputs,
@@ -294,8 +304,121 @@ def customer_features(conn: Connection, customer_id: str) -> pd.DataFrame:
 
 def _id_range(customer_ids: np.ndarray) -> tuple[str, str] | None:
     """(smallest, largest) customer id of a block, for range filters; None when empty."""
-    import pandas as pd
+    ids = [str(c) for c in customer_ids]
+    return (min(ids), max(ids)) if ids else None
 
-    from nextoffer.features.training import id_range
 
-    return id_range(pd.Series(customer_ids))
+# -- the live answer without pandas -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveInputs:
+    """`BlockInputs` for a lean model: feature rows as dicts, sorted by customer id."""
+
+    rows: list[dict[str, Any]]
+    held: sp.csr_matrix
+    history: sp.csr_matrix
+    contacts: np.ndarray
+    churn_risk: np.ndarray
+
+    @property
+    def customer_ids(self) -> np.ndarray:
+        """The block's customers, in row order."""
+        return np.array([str(r["customer_id"]) for r in self.rows], dtype=object)
+
+
+def read_live(
+    conn: Connection,
+    model: LeanOfferModel,
+    catalogue: Catalogue,
+    policy: OfferPolicy,
+    rows: Sequence[Mapping[str, Any]],
+    as_of: datetime,
+) -> LiveInputs:
+    """`read_block` for a few customers' feature rows: the same reads, no pandas."""
+    from nextoffer.features.holdings import holdings
+
+    ordered = sorted((dict(r) for r in rows), key=lambda r: str(r["customer_id"]))
+    ids = np.array([str(r["customer_id"]) for r in ordered], dtype=object)
+    held, history = holdings(conn, as_of, list(ids), model.products.product_ids)
+    return LiveInputs(
+        ordered,
+        held,
+        history,
+        contacts_in_window(conn, ids, catalogue, policy.window_start(as_of), only_listed=True),
+        latest_churn_risk(conn, ids, only_listed=True),
+    )
+
+
+def score_live(
+    champion: Champion[LeanOfferModel],
+    catalogue: Catalogue,
+    policy: OfferPolicy,
+    inputs: LiveInputs,
+    *,
+    k: int,
+) -> ScoredBlock:
+    """`score_block` with the lean model: the same offers (propensity ranking only)."""
+    propensity = champion.model.propensity(inputs.rows, inputs.history, inputs.held)
+    held = inputs.held.toarray() > 0
+    slate = arbitrate(
+        propensity,
+        catalogue,
+        customers_from_rows(inputs.rows, held, inputs.churn_risk),
+        channel=None,
+        contacts_in_window=inputs.contacts,
+        policy=policy,
+        k=k,
+    )
+    ids = inputs.customer_ids
+    return ScoredBlock(ids, [slate.offers(i, champion.label) for i in range(len(ids))])
+
+
+def customers_from_rows(
+    rows: Sequence[Mapping[str, Any]], held: np.ndarray, churn_risk: np.ndarray
+) -> Customers:
+    """`customers_for` from feature rows as dicts: the same arrays, no pandas."""
+
+    def column(name: str) -> list[Any]:
+        return [r.get(name) for r in rows]
+
+    categories = np.zeros((len(rows), len(CATEGORIES)), np.bool_)
+    for j, category in enumerate(CATEGORIES):
+        name = HELD_COLUMNS.get(category)
+        if name is not None and rows and name in rows[0]:
+            categories[:, j] = np.nan_to_num(_plain_numbers(column(name))) > 0
+    attributes = sorted({str(k) for r in rows for k in r if str(k).startswith(ATTRIBUTE_PREFIX)})
+    return Customers(
+        contract_type=np.array(column("contract_type"), dtype=object),
+        region=np.array(column("region"), dtype=object),
+        tenure_months=_plain_numbers(column("tenure_months")),
+        held=held,
+        churn_risk=churn_risk,
+        held_categories=categories,
+        attributes={
+            name[len(ATTRIBUTE_PREFIX) :]: _plain_attribute(column(name)) for name in attributes
+        },
+    )
+
+
+def _plain_numbers(values: Sequence[Any]) -> np.ndarray:
+    """Values as `pd.to_numeric(errors="coerce")` reads them, float64."""
+    out = np.full(len(values), np.nan)
+    for i, value in enumerate(values):
+        if isinstance(value, bool | int | float):
+            out[i] = float(value)
+        elif value is not None:
+            with contextlib.suppress(ValueError):
+                out[i] = float(str(value))
+    return out
+
+
+def _plain_attribute(values: Sequence[Any]) -> np.ndarray:
+    """An attribute as `_attribute` reads its column: float when all numbers, else objects."""
+    if all(isinstance(v, bool | int | float) for v in values):
+        return np.array([float(v) for v in values], dtype=np.float64)
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        out[i] = None if missing else value
+    return out

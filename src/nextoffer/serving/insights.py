@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -17,11 +18,12 @@ import numpy as np
 from nextoffer.cache import Cache, CacheUnavailableError, keys
 from nextoffer.domain.errors import NotFoundError
 from nextoffer.domain.results import from_attributes
-from nextoffer.scoring.churn import score_customers
+from nextoffer.scoring.churn import live_reasons
 from nextoffer.serving.state import ServingState
 from nextoffer.store.reads import catalogue as catalogue_reads
 from nextoffer.store.reads import churn as churn_reads
 from nextoffer.store.reads import customers
+from nextoffer.store.reads.features import feature_rows
 
 if TYPE_CHECKING:
     from nextoffer.store import Engine
@@ -82,20 +84,42 @@ def churn_risk(
     """Latest score with its top reasons (explained now when batch scoring skipped them)."""
     with engine.connect() as conn:
         rows = churn_reads.score_history(conn, customer_id, history)
-        if not rows:
-            _require_customer(conn, customer_id)
-            raise NotFoundError(f"customer {customer_id!r} has no churn score yet")
-        latest = rows[0]
-        reasons = latest.top_reasons
-        if not reasons and state.churn is not None:
-            # Batch scoring explains only the medium and high bands; explain on demand.
-            from nextoffer.features.training import current_features
+        return _churn_risk(conn, state, customer_id, rows)
 
-            features = current_features(conn, [customer_id])
-            if not features.empty:
-                reasons = score_customers(
-                    state.churn.model, features, (0.0, 0.0), explained_bands=None
-                )["top_reasons"].iloc[0]
+
+def churn_risks(
+    engine: Engine, state: ServingState, customer_ids: Sequence[str], history: int = HISTORY_POINTS
+) -> list[ChurnRisk | NotFoundError]:
+    """`churn_risk` of each customer, in order, the histories read in one statement.
+
+    An unknown or unscored customer's NotFoundError stands in its place.
+    """
+    out: list[ChurnRisk | NotFoundError] = []
+    with engine.connect() as conn:
+        found = churn_reads.score_histories(conn, customer_ids, history)
+        for customer_id in customer_ids:
+            try:
+                out.append(_churn_risk(conn, state, customer_id, found.get(customer_id, [])))
+            except NotFoundError as exc:
+                out.append(exc)
+    return out
+
+
+def _churn_risk(
+    conn: Any, state: ServingState, customer_id: str, rows: list[churn_reads.ScoreRecord]
+) -> ChurnRisk:
+    """The answer from the customer's score history (newest first); explains on demand."""
+    if not rows:
+        _require_customer(conn, customer_id)
+        raise NotFoundError(f"customer {customer_id!r} has no churn score yet")
+    latest = rows[0]
+    reasons = latest.top_reasons
+    if not reasons and state.churn is not None:
+        # Batch scoring explains only the medium and high bands; explain on demand, from
+        # the stored feature row (no pandas: the lean model reads plain mappings).
+        found = feature_rows(conn, [customer_id])
+        if found:
+            reasons = live_reasons(state.churn.model, found)[0]
     points = [RiskPoint(r.scored_at, r.score, r.band, r.model_version) for r in reversed(rows)]
     return ChurnRisk(
         customer_id=customer_id,
@@ -148,7 +172,7 @@ def similar_products(
     """
     import scipy.sparse as sp
 
-    from nextoffer.models.offer_model import POPULARITY_KINDS
+    from nextoffer.models.catalog import POPULARITY_KINDS
 
     if not catalogue_reads.product_exists(engine, product_id):
         raise NotFoundError(f"no product {product_id!r}")

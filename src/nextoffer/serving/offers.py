@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from nextoffer.config import Settings
 from nextoffer.domain.errors import NotFoundError
 from nextoffer.domain.experiments import Strategy, Variant
 from nextoffer.domain.offers import (
+    Catalogue,
     Customers,
     Offer,
     OfferPolicy,
@@ -31,25 +32,28 @@ from nextoffer.domain.offers import (
     dump_offers,
     load_offers,
 )
+from nextoffer.scoring.champions import Champion
 from nextoffer.scoring.offers import (
     customer_features,
     customers_for,
     policy_from_settings,
     read_block,
+    read_live,
     score_block,
+    score_live,
 )
 from nextoffer.scoring.uplift import ranking_model
 from nextoffer.serving.state import ServingState
 from nextoffer.store import DatabaseError, Engine, precomputed
 from nextoffer.store.reads import catalogue as catalogue_reads
 from nextoffer.store.reads import contacts, customers
+from nextoffer.store.reads.features import feature_rows
 from nextoffer.store.runs import utcnow
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from nextoffer.models.offer_model import OfferModel
-    from nextoffer.scoring.champions import Champion
+    from nextoffer.models.lean_offers import LeanOfferModel, ServedOfferModel
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +126,13 @@ class OfferService:
         settings: Settings,
         on_source: Callable[[str], None] | None = None,
         on_cache: Callable[[bool | None], None] | None = None,
+        primary: Engine | None = None,
     ) -> None:
         self.engine = engine
+        # With `engine` on a read replica: impressions and accepts are written to the
+        # primary and read there, so no answer (cached for an hour) offers what was
+        # accepted a moment ago while the replica catches up.
+        self.primary = primary
         self.cache = cache
         self.state = state
         self.settings = settings
@@ -195,7 +204,7 @@ class OfferService:
         return self._champion_chain(customer_id, champion)
 
     def _champion_chain(
-        self, customer_id: str, champion: Champion[OfferModel] | None
+        self, customer_id: str, champion: Champion[ServedOfferModel] | None
     ) -> OffersAnswer:
         notes: list[str] = []
         label = champion.label if champion else None
@@ -218,7 +227,7 @@ class OfferService:
         return answer
 
     def _from_database(
-        self, customer_id: str, champion: Champion[OfferModel] | None, notes: list[str]
+        self, customer_id: str, champion: Champion[ServedOfferModel] | None, notes: list[str]
     ) -> tuple[Source, list[Offer]] | None:
         """Precomputed offers, else live scoring; None when neither can answer."""
         try:
@@ -251,12 +260,19 @@ class OfferService:
             shown, accepted = self._recent_responses(conn, customer_id)
         return still_allowed(offers, shown, accepted, self.policy.contact_cap)
 
-    def _live(self, customer_id: str, champion: Champion[OfferModel]) -> list[Offer] | None:
+    def _live(self, customer_id: str, champion: Champion[ServedOfferModel]) -> list[Offer] | None:
+        from nextoffer.models.lean_offers import LeanOfferModel
+
         catalogue = self.state.catalogue
         if catalogue is None or tuple(catalogue.product_ids) != tuple(
             champion.model.products.product_ids
         ):
             return None
+        uplift = ranking_model(self.settings, self.state.uplift)
+        model = champion.model
+        if uplift is None and isinstance(model, LeanOfferModel):
+            return self._live_lean(customer_id, Champion(model, champion.version), catalogue)
+        # The uplift ranking and a model the lean form cannot read take the full stack.
         now = utcnow()
         with self.engine.connect() as conn:
             features = self._features(conn, customer_id)
@@ -274,14 +290,38 @@ class OfferService:
             )
             _, accepted = self._recent_responses(conn, customer_id)
         block = score_block(
-            champion,
-            catalogue,
-            self.policy,
-            inputs,
-            k=self.settings.precompute_k,
-            uplift=ranking_model(self.settings, self.state.uplift),
+            champion, catalogue, self.policy, inputs, k=self.settings.precompute_k, uplift=uplift
         )
         return [o for o in block.offers[0] if o.product_id not in accepted]
+
+    def _live_lean(
+        self, customer_id: str, champion: Champion[LeanOfferModel], catalogue: Catalogue
+    ) -> list[Offer] | None:
+        """The live answer without pandas: feature row as a dict, numpy trees."""
+        now = utcnow()
+        with self.engine.connect() as conn:
+            row = self._feature_row(conn, customer_id)
+            if row is None:
+                return None
+            inputs = read_live(conn, champion.model, catalogue, self.policy, [row], now)
+            accepted = self._recent_accepts(conn, customer_id)
+        block = score_live(champion, catalogue, self.policy, inputs, k=self.settings.precompute_k)
+        return [o for o in block.offers[0] if o.product_id not in accepted]
+
+    def _feature_row(self, conn: Any, customer_id: str) -> dict[str, Any] | None:
+        """The customer's feature row as a dict, from `user:features:{id}` when cached."""
+        notes: list[str] = []
+        key = keys.user_features(customer_id)
+        cached = self._cache_get(key, notes, count=False)
+        if cached is not None:
+            return dict(json.loads(cached))
+        rows = feature_rows(conn, [customer_id])
+        if not rows:
+            return None
+        row = rows[0]
+        # The same JSON `_features` caches: either path reads what the other wrote.
+        self._cache_set(key, json.dumps(row, default=_plain_json), notes, ttl=keys.HOT_TTL_S)
+        return row
 
     def _features(self, conn: Any, customer_id: str) -> pd.DataFrame:
         """The customer's feature row, from `user:features:{id}` when cached."""
@@ -305,9 +345,23 @@ class OfferService:
         """Impressions per product within the contact window, and products accepted in it."""
         since = self.policy.window_start(utcnow())
         one = (customer_id, customer_id)
+        if self.primary is not None:
+            with self.primary.connect() as primary:
+                shown = contacts.shown_counts(primary, since, one).get(customer_id, {})
+                accepted = contacts.accepted_products(primary, since, one).get(customer_id, set())
+            return shown, accepted
         shown = contacts.shown_counts(conn, since, one).get(customer_id, {})
         accepted = contacts.accepted_products(conn, since, one).get(customer_id, set())
         return shown, accepted
+
+    def _recent_accepts(self, conn: Any, customer_id: str) -> set[str]:
+        """`_recent_responses`' accepted products alone: live scoring read the impressions."""
+        since = self.policy.window_start(utcnow())
+        one = (customer_id, customer_id)
+        if self.primary is not None:
+            with self.primary.connect() as primary:
+                return contacts.accepted_products(primary, since, one).get(customer_id, set())
+        return contacts.accepted_products(conn, since, one).get(customer_id, set())
 
     # -- fallbacks ---------------------------------------------------------------------
 
@@ -557,6 +611,15 @@ def _note(notes: list[str], text: str) -> None:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _plain_json(value: Any) -> Any:
+    """JSON for a feature row's values without pandas (dates ISO, like `_jsonable`)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return str(value)
 
 
 def _jsonable(value: Any) -> Any:

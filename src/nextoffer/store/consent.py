@@ -7,12 +7,12 @@ What is in force is the latest row per customer and channel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import ColumnElement, Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nextoffer.domain.contact import ConsentFacts
@@ -21,7 +21,7 @@ from nextoffer.store.schema import ConsentChange, Customer, DoNotCall
 
 _CONSENT: Table = ConsentChange.__table__  # type: ignore[assignment]
 
-__all__ = ["ChangeRow", "facts_between", "facts_for", "history", "record_changes"]
+__all__ = ["ChangeRow", "facts_between", "facts_for", "facts_of", "history", "record_changes"]
 
 
 @dataclass(frozen=True)
@@ -79,22 +79,37 @@ def facts_for(bind: Bind, customer_id: str) -> ConsentFacts | None:
 
 def facts_between(bind: Bind, first: str, last: str) -> dict[str, ConsentFacts]:
     """What is in force for every customer with an id in [first, last] (a precompute chunk)."""
+    return _facts_where(bind, lambda column: column.between(first, last))
+
+
+def facts_of(bind: Bind, customer_ids: Sequence[str]) -> dict[str, ConsentFacts]:
+    """What is in force for each of `customer_ids` (a batch of answers); unknown ones absent."""
+    ids = list(customer_ids)
+    if not ids:
+        return {}
+    return _facts_where(bind, lambda column: column.in_(ids))
+
+
+def _facts_where(
+    bind: Bind, which: Callable[[Any], ColumnElement[bool]]
+) -> dict[str, ConsentFacts]:
+    """What is in force for the customers whose id column satisfies `which`."""
     with connect(bind) as conn:
         people = conn.execute(
             select(Customer.customer_id, Customer.region, Customer.timezone).where(
-                Customer.customer_id.between(first, last)
+                which(Customer.customer_id)
             )
         ).all()
         if not people:
             return {}
         changes = conn.execute(
             select(_CONSENT.c.customer_id, _CONSENT.c.channel, _CONSENT.c.granted)
-            .where(_CONSENT.c.customer_id.between(first, last))
+            .where(which(_CONSENT.c.customer_id))
             .order_by(_CONSENT.c.customer_id, _CONSENT.c.changed_at)
         ).all()
         listed = set(
             conn.execute(
-                select(DoNotCall.customer_id).where(DoNotCall.customer_id.between(first, last))
+                select(DoNotCall.customer_id).where(which(DoNotCall.customer_id))
             ).scalars()
         )
     consent: dict[str, dict[str, bool]] = {}

@@ -57,12 +57,17 @@ def _private_database_file(path: Path) -> None:
         private_file(path)
 
 
-def make_engine(database_url: str, *, pool_size: int = 5) -> Engine:
-    """An engine for `database_url`; creates a SQLite file (and folder) private if needed."""
+def make_engine(
+    database_url: str, *, pool_size: int = 5, setting: str = DATABASE_SETTING
+) -> Engine:
+    """An engine for `database_url`; creates a SQLite file (and folder) private if needed.
+
+    `setting` names the variable the URL came from in configuration errors.
+    """
     try:
         url = make_url(database_url)
     except ArgumentError:
-        raise ConfigError(f"{DATABASE_SETTING}: not a database URL: {database_url!r}") from None
+        raise ConfigError(f"{setting}: not a database URL: {database_url!r}") from None
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
             _private_database_file(Path(url.database))
@@ -71,7 +76,7 @@ def make_engine(database_url: str, *, pool_size: int = 5) -> Engine:
         return engine
     if url.get_backend_name() == "postgresql":
         if url.get_driver_name() != "psycopg":
-            raise ConfigError(f"{DATABASE_SETTING}: use postgresql+psycopg://, got {safe_url(url)}")
+            raise ConfigError(f"{setting}: use postgresql+psycopg://, got {safe_url(url)}")
         return create_engine(
             url,
             pool_size=pool_size,
@@ -81,7 +86,7 @@ def make_engine(database_url: str, *, pool_size: int = 5) -> Engine:
             # instead of hanging each request for the kernel's TCP timeout.
             connect_args={"connect_timeout": 3},
         )
-    raise ConfigError(f"{DATABASE_SETTING}: unsupported database {url.get_backend_name()!r}")
+    raise ConfigError(f"{setting}: unsupported database {url.get_backend_name()!r}")
 
 
 def ping(engine: Engine) -> None:

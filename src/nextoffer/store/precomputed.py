@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, bindparam, delete, select
 
 from nextoffer.store.reads._sql import Bind, connect
 from nextoffer.store.schema import PrecomputedOffers
@@ -37,11 +37,14 @@ _COLUMNS = (
 )
 
 
+# Built once: the answer chain reads one customer per request.
+_ONE = select(*_COLUMNS).where(PrecomputedOffers.customer_id == bindparam("customer_id"))
+
+
 def for_customer(bind: Bind, customer_id: str) -> StoredOffers | None:
     """The customer's precomputed offers, or None."""
-    query = select(*_COLUMNS).where(PrecomputedOffers.customer_id == customer_id)
     with connect(bind) as conn:
-        row = conn.execute(query).first()
+        row = conn.execute(_ONE, {"customer_id": customer_id}).first()
     return None if row is None else _stored(row)
 
 

@@ -561,3 +561,21 @@ class DoNotCall(Base):
 
     customer_id: Mapped[str] = mapped_column(ID, primary_key=True)
     listed_on: Mapped[date | None]
+
+
+class ServingChampion(Base):
+    """The champion of each model kind as serving loads it, mirrored from the registry (0011).
+
+    Written by the registry whenever the champion alias moves; `files_url` is the copy of
+    the version's model files under the artifact store's `serving/` prefix. Serving reads
+    this row and those files, never MLflow.
+    """
+
+    __tablename__ = "serving_champions"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    version: Mapped[int]
+    files_url: Mapped[str] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The version's evaluation metrics, for the quality gauges on /metrics."""
+    promoted_at: Mapped[datetime] = mapped_column(UTC_TIME)

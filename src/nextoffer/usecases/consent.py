@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -141,6 +141,32 @@ def contact_decision(
             return closed, [UNAVAILABLE_NOTE]
         return decide(ConsentFacts(), rules, now, channel), [UNAVAILABLE_NOTE]
     return decide(facts, rules, now, channel), []
+
+
+def cache_contact_facts(services: Services, customer_ids: Sequence[str]) -> int:
+    """Cache the contact facts of those of `customer_ids` not cached yet, read in one block.
+
+    What `contact_decision` does one customer at a time on a cache miss, done for a batch
+    of answers beforehand (the decisions themselves are unchanged). How many were cached;
+    0 when the database or the cache is unreachable (each answer then reads on its own).
+    """
+    stamp = services.state.stamp
+    wanted = {keys.contact_facts(c, stamp): c for c in customer_ids}
+    try:
+        missing = [c for key, c in wanted.items() if services.cache.get(key) is None]
+    except CacheUnavailableError:
+        return 0
+    if not missing:
+        return 0
+    try:
+        found = store.facts_of(services.engine, missing)
+    except DatabaseError:
+        return 0
+    if found:
+        with contextlib.suppress(CacheUnavailableError):
+            items = {keys.contact_facts(c, stamp): _dump(f) for c, f in found.items()}
+            services.cache.set_many(items, keys.HOT_TTL_S)
+    return len(found)
 
 
 class Unavailable:

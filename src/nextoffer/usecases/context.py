@@ -18,7 +18,7 @@ from nextoffer.serving.offers import OfferService
 from nextoffer.serving.state import ServingState
 
 if TYPE_CHECKING:
-    from nextoffer.registry.mlflow_registry import ModelRegistry
+    from nextoffer.registry.protocol import ModelRegistryProtocol
     from nextoffer.store import Engine
 
 Clock = Callable[[], datetime]
@@ -43,8 +43,11 @@ class Services:
 
     settings: Settings
     engine: Engine
+    read_engine: Engine
+    """For read-only queries that may lag a little: the replica (NEXTOFFER_DATABASE_READ_URL,
+    falling back to the primary while it is down), else `engine` itself."""
     cache: Cache
-    registry: ModelRegistry
+    registry: ModelRegistryProtocol
     clock: Clock
     state: ServingState
     offers: OfferService

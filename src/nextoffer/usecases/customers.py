@@ -70,7 +70,7 @@ def customer_360(
     offers come from `answer_offers`, so they are what the API answers at this moment (an
     operator looking is no exposure of the customer, so none is recorded).
     """
-    engine = services.engine
+    engine = services.read_engine
     profile = customers.profile(engine, customer_id)
     if profile is None:
         raise NotFoundError(f"there is no customer with id {customer_id}")

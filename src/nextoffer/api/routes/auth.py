@@ -17,11 +17,12 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
     response_model=TokenOut,
     summary="Log in",
     responses={
+        401: {"description": "wrong username or password, or the account is disabled"},
         429: {"description": "too many wrong passwords for this username from this address"},
         503: {"description": "too many password checks queued; retry after Retry-After"},
     },
 )
-async def token(body: TokenIn, request: Request, platform: PlatformDep) -> TokenOut:
+async def create_token(body: TokenIn, request: Request, platform: PlatformDep) -> TokenOut:
     """A bearer token for `Authorization: Bearer …`, valid for NEXTOFFER_JWT_TTL_S seconds.
 
     Wrong passwords back off per username and client address (429 with Retry-After), and

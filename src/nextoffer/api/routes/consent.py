@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from nextoffer.api.deps import ServicesDep, Viewer, Writer
 from nextoffer.api.schemas import InputModel, example
@@ -28,14 +28,14 @@ class ConsentIn(InputModel):
         extra="forbid",
     )
 
-    channels: dict[Scope, bool] = Field(
+    channels: dict[Scope, StrictBool] = Field(
         default_factory=dict,
         description="marketing consent per channel: true given, false withdrawn",
     )
-    do_not_contact: bool | None = Field(
+    do_not_contact: StrictBool | None = Field(
         None, description="true: no offer in any channel; false: lifts it"
     )
-    objects_to_profiling: bool | None = Field(
+    objects_to_profiling: StrictBool | None = Field(
         None,
         description="true: offered segment-free popular products only, never a model's; "
         "false: lifts it",
@@ -75,6 +75,33 @@ class ConsentChangeOut(BaseModel):
 
 class ConsentOut(BaseModel):
     """The customer's consent in force, what it allows now, and every change."""
+
+    model_config = example(
+        {
+            "customer_id": "C00000042",
+            "channels": {
+                "retail": True,
+                "web": True,
+                "app": True,
+                "call_center": None,
+                "telesales": False,
+            },
+            "do_not_contact": False,
+            "objects_to_profiling": False,
+            "do_not_call": False,
+            "timezone": "Europe/Berlin",
+            "open_now": ["app", "retail", "web"],
+            "closed_now": {"call_center": "no_consent", "telesales": "no_consent"},
+            "history": [
+                {
+                    "channel": "telesales",
+                    "granted": False,
+                    "changed_at": "2026-11-23T10:00:00Z",
+                    "source": "api",
+                }
+            ],
+        }
+    )
 
     customer_id: str
     channels: dict[str, bool | None] = Field(

@@ -52,12 +52,12 @@ def get_churn_risk(
     history: Annotated[int, Query(ge=1, le=365, description="past scores to include")] = 52,
 ) -> ChurnRiskOut:
     """Latest churn score, its band and top reasons, and the score history (oldest first)."""
-    risk = insights.churn_risk(services.engine, services.state, customer_id, history)
+    risk = insights.churn_risk(services.read_engine, services.state, customer_id, history)
     return ChurnRiskOut.model_validate(dataclasses.asdict(risk))
 
 
 @router.get("/{customer_id}/segment", response_model=SegmentOut, summary="Segment")
 def get_segment(customer_id: CustomerId, services: ServicesDep, _caller: Viewer) -> SegmentOut:
     """The customer's segment, what characterises it and how big it is."""
-    answer = insights.segment_of(services.engine, services.cache, customer_id)
+    answer = insights.segment_of(services.read_engine, services.cache, customer_id)
     return SegmentOut(**dataclasses.asdict(answer))

@@ -23,7 +23,10 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
     response_model=EventsOut,
     status_code=201,
     summary="Record offer events",
-    responses={202: {"model": EventsOut, "description": "spooled: the database is down"}},
+    responses={
+        202: {"model": EventsOut, "description": "spooled: the database is down"},
+        404: {"description": "a consent event names no stored customer"},
+    },
 )
 def post_events(
     body: Annotated[EventIn | ConsentEventIn | EventBatchIn, Body()],

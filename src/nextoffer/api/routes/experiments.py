@@ -51,8 +51,14 @@ def _out(record: ExperimentRecord) -> ExperimentOut:
     )
 
 
-@router.post("", response_model=ExperimentOut, status_code=201, summary="Start an experiment")
-def create(
+@router.post(
+    "",
+    response_model=ExperimentOut,
+    status_code=201,
+    summary="Start an experiment",
+    responses={409: {"description": "an experiment is already running; stop it first"}},
+)
+def create_experiment(
     body: ExperimentIn, services: ServicesDep, caller: Operator, request: Request
 ) -> ExperimentOut:
     """Start an experiment now. One runs at a time, so variants never overlap."""
@@ -71,7 +77,7 @@ def create(
 
 
 @router.get("", response_model=list[ExperimentOut], summary="List experiments")
-def list_all(
+def list_experiments(
     services: ServicesDep,
     _caller: Viewer,
     status: Annotated[str | None, Query(pattern="^(running|stopped)$")] = None,
@@ -81,12 +87,19 @@ def list_all(
 
 
 @router.get("/{experiment_id}", response_model=ExperimentOut, summary="One experiment")
-def get_one(experiment_id: ExperimentId, services: ServicesDep, _caller: Viewer) -> ExperimentOut:
+def get_experiment(
+    experiment_id: ExperimentId, services: ServicesDep, _caller: Viewer
+) -> ExperimentOut:
     """An experiment's design and status."""
     return _out(store.get_experiment(services.engine, experiment_id))
 
 
-@router.post("/{experiment_id}/stop", response_model=ExperimentOut, summary="Stop it")
+@router.post(
+    "/{experiment_id}/stop",
+    response_model=ExperimentOut,
+    summary="Stop it",
+    name="stop_experiment",  # the operationId; the function's name is the use case's
+)
 def stop(
     experiment_id: ExperimentId, services: ServicesDep, _caller: Operator, request: Request
 ) -> ExperimentOut:
@@ -95,7 +108,7 @@ def stop(
 
 
 @router.get("/{experiment_id}/results", response_model=ExperimentResultsOut, summary="Results")
-def results(
+def get_experiment_results(
     experiment_id: ExperimentId, services: ServicesDep, _caller: Viewer
 ) -> ExperimentResultsOut:
     """Per variant: its units and, against the control, each metric per unit.

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from nextoffer.api.deps import PlatformDep, ServicesDep, require
+from nextoffer.api.deps import PlatformDep, ServicesDep, credential_problems, require
+from nextoffer.api.openapi import may_answer
 from nextoffer.api.schemas import ComponentOut, ReadyOut
 from nextoffer.domain.roles import Role
 from nextoffer.store.engine import ping
@@ -17,7 +18,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", summary="Liveness")
-def health() -> dict[str, str]:
+def get_health() -> dict[str, str]:
     """200 while the process runs; touches no backend."""
     return {"status": "ok"}
 
@@ -28,7 +29,7 @@ def health() -> dict[str, str]:
     summary="Readiness",
     responses={503: {"model": ReadyOut, "description": "nothing can be served"}},
 )
-def ready(services: ServicesDep, response: Response) -> ReadyOut:
+def get_readiness(services: ServicesDep, platform: PlatformDep, response: Response) -> ReadyOut:
     """200 while offers can be served, even degraded; 503 only when nothing can be.
 
     Offers can be served from the database (precomputed, live, popular) or, with the
@@ -40,6 +41,12 @@ def ready(services: ServicesDep, response: Response) -> ReadyOut:
         components["database"] = ComponentOut(status="ok")
     except Exception as exc:
         components["database"] = ComponentOut(status="down", detail=type(exc).__name__)
+    if platform.replica is not None:
+        # Down is degraded, not unavailable: its reads fall back to the primary.
+        replica = platform.replica.health()
+        components["read_replica"] = ComponentOut(
+            status="ok" if replica.ok else "degraded", detail=replica.detail
+        )
     cache_ok = services.cache.ping()
     components["cache"] = ComponentOut(
         status="ok" if cache_ok else "down", detail=services.cache.name
@@ -79,13 +86,22 @@ def _metrics_guard(request: Request, platform: PlatformDep) -> None:
     require(Role.OPERATOR)(request, platform, request.headers.get("x-api-key"), bearer)
 
 
+may_answer(
+    _metrics_guard,
+    {
+        status: f"with NEXTOFFER_METRICS_REQUIRE_AUTH only: {why}"
+        for status, why in credential_problems(Role.OPERATOR).items()
+    },
+)
+
+
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}}},
 )
-def metrics(
+def get_metrics(
     services: ServicesDep, _guard: Annotated[None, Depends(_metrics_guard)] = None
 ) -> Response:
     """Metrics in the Prometheus text format (open unless NEXTOFFER_METRICS_REQUIRE_AUTH)."""

@@ -11,7 +11,13 @@ from nextoffer.usecases.impact import get_impact
 router = APIRouter(prefix="/v1/impact", tags=["impact"])
 
 
-@router.get("", response_model=ImpactOut, summary="Impact of the offers")
+@router.get(
+    "",
+    response_model=ImpactOut,
+    summary="Impact of the offers",
+    responses={404: {"description": "no impact run yet: what to do is in the detail"}},
+    name="get_impact",  # the operationId; the function's name is the use case's
+)
 def impact(services: ServicesDep, _caller: Viewer) -> ImpactOut:
     """The latest impact run: treated customers vs the universal control group.
 

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1", tags=["operations"])
 
 
 @router.get("/models", response_model=ModelsOut, summary="Registered models")
-def models(services: ServicesDep, _caller: Operator) -> ModelsOut:
+def list_models(services: ServicesDep, _caller: Operator) -> ModelsOut:
     """Every registered version with its metrics, newest first, and the champions."""
     versions: list[ModelVersionOut] = []
     champions: dict[str, int | None] = {}
@@ -51,8 +51,15 @@ def models(services: ServicesDep, _caller: Operator) -> ModelsOut:
     )
 
 
-@router.post("/models/{kind}/champion", response_model=DecisionOut, summary="Promote or roll back")
-def promote(
+@router.post(
+    "/models/{kind}/champion",
+    response_model=DecisionOut,
+    summary="Promote or roll back",
+    responses={
+        409: {"description": "the registry cannot: no such version, pruned, nothing to roll back"}
+    },
+)
+def set_champion(
     kind: Annotated[str, Path(pattern="^(offers|churn|uplift)$")],
     body: PromoteIn,
     services: ServicesDep,
@@ -72,7 +79,13 @@ def promote(
     return from_record(DecisionOut, decision, kind=kind)
 
 
-@router.post("/jobs", response_model=JobOut, status_code=202, summary="Start a job")
+@router.post(
+    "/jobs",
+    response_model=JobOut,
+    status_code=202,
+    summary="Start a job",
+    responses={409: {"description": "a job of this kind is already running or queued"}},
+)
 def start_job(body: JobIn, services: ServicesDep, caller: Operator) -> JobOut:
     """Start a job in the background (one of a kind at a time); poll it by its id.
 
@@ -84,7 +97,7 @@ def start_job(body: JobIn, services: ServicesDep, caller: Operator) -> JobOut:
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's status")
-def job_status(
+def get_job(
     job_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
     services: ServicesDep,
     _caller: Operator,

@@ -27,7 +27,7 @@ def list_products(
 ) -> ProductPageOut:
     """Products with price, margin and eligibility rules, by product id."""
     total, items = catalogue.list_products(
-        services.engine, category=category, active=active, limit=limit, offset=offset
+        services.read_engine, category=category, active=active, limit=limit, offset=offset
     )
     return ProductPageOut(
         total=total,
@@ -38,14 +38,14 @@ def list_products(
 
 
 @router.get("/{product_id}/similar", response_model=SimilarOut, summary="Similar products")
-def similar(
+def get_similar_products(
     product_id: Annotated[str, Path(pattern=ID_PATTERN)],
     services: ServicesDep,
     _caller: Viewer,
     k: Annotated[int, Query(ge=1, le=50)] = 5,
 ) -> SimilarOut:
     """Products most often taken by the holders of this one (from the champion model)."""
-    method, items = insights.similar_products(services.engine, services.state, product_id, k)
+    method, items = insights.similar_products(services.read_engine, services.state, product_id, k)
     champion = services.state.offers
     return SimilarOut.model_validate(
         {

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -26,14 +27,17 @@ _EPOCH = date(1970, 1, 1)
 
 def attribute_schema(bind: Bind) -> list[AttributeSpec]:
     """Every registered attribute, by name."""
-    query = select(
-        CustomerAttributeSchema.name, CustomerAttributeSchema.kind, CustomerAttributeSchema.role
-    ).order_by(CustomerAttributeSchema.name)
     with connect(bind) as conn:
         return [
             AttributeSpec(str(name), AttributeKind(kind), AttributeRole(role))
-            for name, kind, role in conn.execute(query)
+            for name, kind, role in conn.execute(_SCHEMA)
         ]
+
+
+# Built once: every live answer reads the schema, and building a statement costs more.
+_SCHEMA = select(
+    CustomerAttributeSchema.name, CustomerAttributeSchema.kind, CustomerAttributeSchema.role
+).order_by(CustomerAttributeSchema.name)
 
 
 def customer_attributes(bind: Bind, customer_id: str) -> dict[str, Any]:
@@ -103,3 +107,19 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+def typed_value(kind: AttributeKind, value: Any) -> Any:
+    """One stored JSON value as `typed_column` types it, without pandas (the live API's row)."""
+    if kind is AttributeKind.CATEGORY:
+        return None if value is None else str(value)
+    if kind is AttributeKind.BOOLEAN:
+        return 1.0 if value is True else 0.0 if value is False else math.nan
+    if kind is AttributeKind.DATE:
+        try:
+            day = datetime.strptime(str(value), "%Y-%m-%d").date()
+        except ValueError:
+            return math.nan
+        return float((day - _EPOCH).days)
+    number = _number(value)
+    return math.nan if number is None or math.isnan(number) else number

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -146,15 +147,42 @@ def score_history(bind: Bind, customer_id: str, limit: int) -> list[ScoreRecord]
     query = newest_first(ChurnScore, customer_id, ChurnScore.scored_at, limit)
     with connect(bind) as conn:
         rows = conn.execute(query).all()
-    out = []
-    for r in rows:
-        reasons = r.top_reasons
-        if isinstance(reasons, str):
-            reasons = json.loads(reasons)
-        out.append(
-            ScoreRecord(r.scored_at, float(r.score), r.band, r.model_version, list(reasons or []))
-        )
+    return [_score_record(r) for r in rows]
+
+
+def score_histories(
+    bind: Bind, customer_ids: Sequence[str], limit: int
+) -> dict[str, list[ScoreRecord]]:
+    """`score_history` of each customer in one statement (those without scores absent)."""
+    if not customer_ids:
+        return {}
+    rank = (
+        func.row_number()
+        .over(partition_by=ChurnScore.customer_id, order_by=ChurnScore.scored_at.desc())
+        .label("rank")
+    )
+    ranked = (
+        select(ChurnScore.__table__, rank)
+        .where(ChurnScore.customer_id.in_(list(customer_ids)))
+        .subquery()
+    )
+    query = (
+        select(ranked)
+        .where(ranked.c.rank <= limit)
+        .order_by(ranked.c.customer_id, ranked.c.scored_at.desc())
+    )
+    out: dict[str, list[ScoreRecord]] = {}
+    with connect(bind) as conn:
+        for r in conn.execute(query):
+            out.setdefault(str(r.customer_id), []).append(_score_record(r))
     return out
+
+
+def _score_record(r: Any) -> ScoreRecord:
+    reasons = r.top_reasons
+    if isinstance(reasons, str):
+        reasons = json.loads(reasons)
+    return ScoreRecord(r.scored_at, float(r.score), r.band, r.model_version, list(reasons or []))
 
 
 def latest_scores(bind: Bind, between: tuple[str, str] | None = None) -> dict[str, float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from nextoffer.domain.vocabulary import EventType
 from nextoffer.store.reads._sql import Bind, connect
@@ -26,16 +26,11 @@ def shown_counts(
 
     A defaultdict: a customer never shown anything reads as {}.
     """
-    query = (
-        select(ContactHistory.customer_id, ContactHistory.product_id, func.count())
-        .where(ContactHistory.contacted_at >= since)
-        .group_by(ContactHistory.customer_id, ContactHistory.product_id)
-    )
-    if between is not None:
-        query = query.where(ContactHistory.customer_id.between(*between))
+    query = _SHOWN if between is None else _SHOWN_BETWEEN
+    params = {"since": since, **_bounds(between)}
     shown: defaultdict[str, dict[str, int]] = defaultdict(dict)
     with connect(bind) as conn:
-        for customer, product, count in conn.execute(query):
+        for customer, product, count in conn.execute(query, params):
             shown[str(customer)][str(product)] = int(count)
     return shown
 
@@ -47,14 +42,33 @@ def accepted_products(
 
     A defaultdict: a customer who accepted nothing reads as an empty set.
     """
-    query = select(Event.customer_id, Event.product_id).where(
-        Event.ts >= since, Event.event_type == EventType.OFFER_ACCEPT.value
-    )
-    if between is not None:
-        query = query.where(Event.customer_id.between(*between))
+    query = _ACCEPTED if between is None else _ACCEPTED_BETWEEN
+    params = {"since": since, **_bounds(between)}
     accepted: defaultdict[str, set[str]] = defaultdict(set)
     with connect(bind) as conn:
-        for customer_id, product_id in conn.execute(query):
+        for customer_id, product_id in conn.execute(query, params):
             if product_id:
                 accepted[str(customer_id)].add(str(product_id))
     return accepted
+
+
+def _bounds(between: IdRange | None) -> dict[str, str]:
+    return {} if between is None else {"first": between[0], "last": between[1]}
+
+
+# Built once, parameters bound per call: each live answer runs these for one customer, and
+# building a statement costs several times what running it does.
+_SHOWN = (
+    select(ContactHistory.customer_id, ContactHistory.product_id, func.count())
+    .where(ContactHistory.contacted_at >= bindparam("since"))
+    .group_by(ContactHistory.customer_id, ContactHistory.product_id)
+)
+_SHOWN_BETWEEN = _SHOWN.where(
+    ContactHistory.customer_id.between(bindparam("first"), bindparam("last"))
+)
+_ACCEPTED = select(Event.customer_id, Event.product_id).where(
+    Event.ts >= bindparam("since"), Event.event_type == EventType.OFFER_ACCEPT.value
+)
+_ACCEPTED_BETWEEN = _ACCEPTED.where(
+    Event.customer_id.between(bindparam("first"), bindparam("last"))
+)

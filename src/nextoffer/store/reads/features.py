@@ -12,12 +12,27 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Executable, Float, and_, case, cast, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Executable,
+    Float,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 
 from nextoffer.domain.attributes import FEATURE_ROLES
 from nextoffer.domain.vocabulary import ENGAGEMENT_EVENTS, SERVICE_ISSUE_EVENTS, EventType
 from nextoffer.store.reads._sql import Bind, connect
-from nextoffer.store.reads.attributes import attribute_frame, attribute_schema
+from nextoffer.store.reads.attributes import attribute_frame, attribute_schema, typed_value
 from nextoffer.store.schema import (
     ChurnLabel,
     Customer,
@@ -150,6 +165,30 @@ def feature_sources(
     return FeatureSources(customers, spend, holdings, activity)
 
 
+# The catalogue's columns every model and the eligibility step read (features.training
+# re-exports it); here so that serving reads the catalogue without the training stack.
+PRODUCT_COLUMNS = (
+    "product_id",
+    "name",
+    "category",
+    "price",
+    "margin",
+    "upfront_price",
+    "contract_types",
+    "min_tenure_months",
+    "regions",
+    "channels",
+    "requires_category",
+    "is_retention_offer",
+    "active",
+    # Product rules (migration 0006): what the one eligibility step reads besides the above.
+    "requires_products",
+    "requires_attribute",
+    "exclusion_group",
+    "upgrades_from",
+)
+
+
 def product_records(bind: Bind, columns: Sequence[str]) -> list[dict[str, Any]]:
     """The catalogue's `columns` as records in product id order (money columns as float)."""
     query = select(*(getattr(Product, name) for name in columns)).order_by(Product.product_id)
@@ -167,17 +206,65 @@ def product_records(bind: Bind, columns: Sequence[str]) -> list[dict[str, Any]]:
 
 def subscription_rows(bind: Bind, day: date, listed: IdRange | None = None) -> pd.DataFrame:
     """customer_id, product_id, start_date, end_date of subscriptions started by `day`."""
-    return frame(
-        bind,
-        select(
-            Subscription.customer_id,
-            Subscription.product_id,
-            Subscription.start_date,
-            Subscription.end_date,
-        ).where(
-            Subscription.start_date <= day,
-            *([Subscription.customer_id.between(*listed)] if listed else []),
-        ),
+    return frame(bind, _subscriptions(day, listed))
+
+
+def holding_tuples(
+    bind: Bind, day: date, types: Sequence[str], *, before: datetime, listed: IdRange
+) -> tuple[list[tuple[str, str, date, date | None]], list[tuple[str, str]]]:
+    """`subscription_rows` and `acquisition_pairs` of a few customers, in one query, no pandas.
+
+    The live answer's holdings: one prebuilt statement (building one costs more than
+    running it for one customer), plain tuples instead of frames.
+    """
+    held: list[tuple[str, str, date, date | None]] = []
+    acquired: list[tuple[str, str]] = []
+    params = {"day": day, "before": before, "types": list(types), "first": listed[0]}
+    with connect(bind) as conn:
+        for customer, product, start, end, subscribed in conn.execute(
+            _HOLDINGS, {**params, "last": listed[1]}
+        ):
+            if subscribed:
+                held.append((str(customer), str(product), start, end))
+            else:
+                acquired.append((str(customer), str(product)))
+    return held, acquired
+
+
+_HOLDINGS: Executable = union_all(
+    select(
+        Subscription.customer_id,
+        Subscription.product_id,
+        Subscription.start_date,
+        Subscription.end_date,
+        literal(1).label("subscribed"),
+    ).where(
+        Subscription.start_date <= bindparam("day"),
+        Subscription.customer_id.between(bindparam("first"), bindparam("last")),
+    ),
+    select(
+        Transaction.customer_id,
+        Transaction.product_id,
+        cast(null(), Date).label("start_date"),
+        cast(null(), Date).label("end_date"),
+        literal(0).label("subscribed"),
+    ).where(
+        Transaction.ts < bindparam("before"),
+        Transaction.type.in_(bindparam("types", expanding=True)),
+        Transaction.customer_id.between(bindparam("first"), bindparam("last")),
+    ),
+)
+
+
+def _subscriptions(day: date, listed: IdRange | None) -> Executable:
+    return select(
+        Subscription.customer_id,
+        Subscription.product_id,
+        Subscription.start_date,
+        Subscription.end_date,
+    ).where(
+        Subscription.start_date <= day,
+        *([Subscription.customer_id.between(*listed)] if listed else []),
     )
 
 
@@ -190,15 +277,48 @@ def acquisition_pairs(
     listed: IdRange | None = None,
 ) -> pd.DataFrame:
     """(customer_id, product_id) of transactions of `types` in [since, before)."""
-    return frame(
-        bind,
-        select(Transaction.customer_id, Transaction.product_id).where(
-            *([Transaction.ts >= since] if since is not None else []),
-            Transaction.ts < before,
-            Transaction.type.in_(list(types)),
-            *([Transaction.customer_id.between(*listed)] if listed else []),
-        ),
+    return frame(bind, _acquisitions(types, before, since, listed))
+
+
+def _acquisitions(
+    types: Sequence[str], before: datetime, since: datetime | None, listed: IdRange | None
+) -> Executable:
+    return select(Transaction.customer_id, Transaction.product_id).where(
+        *([Transaction.ts >= since] if since is not None else []),
+        Transaction.ts < before,
+        Transaction.type.in_(list(types)),
+        *([Transaction.customer_id.between(*listed)] if listed else []),
     )
+
+
+def feature_rows(bind: Bind, customer_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """`current_features` of these customers as plain dicts, by id (no pandas).
+
+    The same columns and values: `as_of` a datetime, attributes typed as `attribute_frame`
+    types them (`reads.attributes.typed_value`).
+    """
+    ids = {"ids": [str(c) for c in customer_ids]}
+    with connect(bind) as conn:
+        rows = [dict(row) for row in conn.execute(_FEATURE_ROWS, ids).mappings()]
+        schema = [s for s in attribute_schema(conn) if s.role in FEATURE_ROLES]
+        if not rows or not schema:
+            return rows
+        stored = conn.execute(_ATTRIBUTES, ids).all()
+    values = {str(c): a if isinstance(a, dict) else {} for c, a in stored}
+    for row in rows:
+        found = values.get(str(row["customer_id"]), {})
+        row.update({s.column: typed_value(s.kind, found.get(s.name)) for s in schema})
+    return rows
+
+
+_FEATURE_ROWS = (
+    select(*(c for c in UserFeatures.__table__.columns if c.name != "computed_at"))
+    .where(UserFeatures.customer_id.in_(bindparam("ids", expanding=True)))
+    .order_by(UserFeatures.customer_id)
+)
+_ATTRIBUTES = select(Customer.customer_id, Customer.attributes).where(
+    Customer.customer_id.in_(bindparam("ids", expanding=True))
+)
 
 
 def current_features(

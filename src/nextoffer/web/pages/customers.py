@@ -39,7 +39,7 @@ def search(
     after_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """Search: an exact id opens the customer; other text is a name prefix, paged by name."""
-    engine = page.services.engine
+    engine = page.services.read_engine
     text = q.strip()
     if text and customers.customer_exists(engine, text):
         return RedirectResponse(f"/customers/{quote(text, safe='')}", status_code=303)

@@ -32,7 +32,7 @@ def catalogue(
 ) -> Response:
     """One page of the catalogue (the API's listing) with each product's holders today."""
     console = view.console
-    engine = console.services.engine
+    engine = console.services.read_engine
     active = {"active": True, "inactive": False}.get(status)
     total, items = catalogue_reads.list_products(
         engine, category=category or None, active=active, limit=PAGE, offset=(page - 1) * PAGE
@@ -84,17 +84,17 @@ def catalogue(
 def product(page: PageDep, product_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> Response:
     """A product: its rules, its holders, and what its holders are recommended next."""
     services = page.services
-    view = catalogue_reads.product(services.engine, product_id)
+    view = catalogue_reads.product(services.read_engine, product_id)
     if view is None:
         raise PageError(404, "No such product", f"There is no product with id {product_id}.")
     today = utcnow().date()
-    uptake = catalogue_reads.product_uptake(services.engine, [product_id], today)[product_id]
+    uptake = catalogue_reads.product_uptake(services.read_engine, [product_id], today)[product_id]
     similar_error = ""
     method = ""
     similar: list[insights.SimilarProduct] = []
     try:
         method, similar = insights.similar_products(
-            services.engine, services.state, product_id, SIMILAR
+            services.read_engine, services.state, product_id, SIMILAR
         )
     except NotFoundError as exc:
         similar_error = str(exc)
