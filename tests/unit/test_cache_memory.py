@@ -6,9 +6,10 @@ import threading
 
 import pytest
 
-from nextoffer.cache import Cache, CacheUnavailableError, MemoryCache, RedisCache, keys, make_cache
+from nextoffer.cache import Cache, CacheUnavailableError, MemoryCache, keys, make_cache
 from nextoffer.cache.base import safe_cache_url
 from nextoffer.cache.memory import DEFAULT_MAX_ENTRIES
+from nextoffer.cache.redis_cache import RedisCache
 from nextoffer.domain.errors import BackendUnavailableError, ConfigError
 
 
