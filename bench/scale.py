@@ -68,7 +68,11 @@ def kib_to_mb(kib: int) -> float:
 
 
 def run_measured(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
-    """Run one command to completion; its seconds and peak RSS (its own, or a child's)."""
+    """Run one command to completion; its seconds and peak RSS (its own, or a child's).
+
+    Linux keeps, across exec, the peak of the memory the exec replaced (with vfork, this
+    process's), so a stage's peak is at least this small process's own (~40 MB).
+    """
     start = time.perf_counter()
     with log.open("ab") as out:
         proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)

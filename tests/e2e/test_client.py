@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -152,4 +153,7 @@ def test_the_async_client_answers_the_same(sqlite_api: Api) -> None:
             with pytest.raises(NotFoundError):
                 await client.churn_risk("NOBODY-0004")
 
-    asyncio.run(run())
+    # In a thread of its own: an earlier browser test's Playwright session may still hold
+    # an event loop on the main thread, where asyncio.run refuses to start another.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, run()).result()
