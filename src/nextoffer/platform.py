@@ -24,6 +24,7 @@ from nextoffer.observe.metrics import ApiMetrics
 from nextoffer.registry.lazy import LazyRegistry
 from nextoffer.registry.serving_mirror import ServingFiles
 from nextoffer.scoring.contact import contact_rules
+from nextoffer.scoring.uplift import ranks_by_uplift
 from nextoffer.serving.api_keys import ApiKeyVerifier
 from nextoffer.serving.audit import AuditTrail, audit_spool_dir
 from nextoffer.serving.events import EventWriter, start_replayer
@@ -95,7 +96,12 @@ class Platform:
         # MLflow is opened only when an operator action needs it: serving reads the
         # champions from the database and the registry's serving copy (serving.state).
         registry = LazyRegistry(lambda: self.registry)
-        state = ServingState(engine, registry, files=ServingFiles.from_settings(settings))
+        state = ServingState(
+            engine,
+            registry,
+            files=ServingFiles.from_settings(settings),
+            uplift_in_use=ranks_by_uplift(settings),
+        )
         offers = OfferService(
             self.read_engine,
             cache,

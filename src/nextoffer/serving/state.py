@@ -70,6 +70,9 @@ class ServingState:
     churn: Champion[ServedChurnModel] | None = None
     uplift: Champion[UpliftModel] | None = None
     """The uplift champion (ranks retention offers when NEXTOFFER_OFFER_RANKING=uplift)."""
+    uplift_in_use: bool = True
+    """Whether answers rank by uplift: if not, its champion (a full-stack model: LightGBM,
+    pandas) is never loaded, which keeps a serving process lean."""
     catalogue: Catalogue | None = None
     stamp: str = "none"
     registry_ok: bool = True
@@ -85,7 +88,7 @@ class ServingState:
         rows = self._read_champion_rows() if marks is not None else None
         offers = self._source("offers", rows)
         churn = self._source("churn", rows)
-        uplift = self._source("uplift", rows)
+        uplift = self._source("uplift", rows) if self.uplift_in_use else None
         with self._lock:
             self.offers = self._update("offers", self.offers, offers, offer_loader)
             self.churn = self._update("churn", self.churn, churn, churn_loader)
