@@ -237,7 +237,12 @@ class SizeRun:
             if stage == "ingest":
                 # The database holds it now; 10 M customers' files are large.
                 shutil.rmtree(self.folder / "data")
-        return {"customers": self.customers, "stages": {s: self.state[s] for s in STAGES}}
+        return self.report()
+
+    def report(self) -> dict[str, Any]:
+        """Every stage as measured so far (`measured: false` for those still to run)."""
+        stages = {s: self.state.get(s, {"measured": False}) for s in STAGES}
+        return {"customers": self.customers, "stages": stages}
 
     def cli(self, arguments: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
         return run_measured([NEXTOFFER, *arguments], env or self.env(), self.log)
@@ -301,6 +306,8 @@ def growth(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
                 after["stages"][stage]["seconds"] / before["stages"][stage]["seconds"] / size_ratio,
                 3,
             )
+            if after["stages"][stage]["measured"] and before["stages"][stage]["measured"]
+            else None
             for stage in STAGES
         }
     return out
@@ -314,10 +321,16 @@ def main() -> None:
     parser.add_argument("--broker-db", type=int, default=11, help="Redis db for the broker")
     parser.add_argument("--redis-maxmemory", default="2gb")
     parser.add_argument("--fresh", action="store_true", help="start every size again")
+    parser.add_argument(
+        "--report-only", action="store_true", help="write the results measured so far, run nothing"
+    )
     args = parser.parse_args()
     runs = []
     for customers in (int(c) for c in args.customers.split(",")):
         size = SizeRun(customers, args)
+        if args.report_only:
+            runs.append(size.report())
+            continue
         if args.fresh:
             shutil.rmtree(size.folder)
             size = SizeRun(customers, args)
