@@ -29,10 +29,8 @@ from nextoffer.models.base import Interactions
 from nextoffer.models.candidates import choose_inputs
 from nextoffer.models.lean_offers import LeanOfferModel, load_served
 from nextoffer.models.offer_model import OfferModel, RankerData
-from nextoffer.pipelines.etl import run_ingest
-from nextoffer.pipelines.features import run_features
 from nextoffer.pipelines.precompute import run_precompute
-from nextoffer.pipelines.train import TrainOverrides, run_training
+from nextoffer.pipelines.train import TrainOverrides
 from nextoffer.registry.mlflow_registry import ModelRegistry
 from nextoffer.scoring.champions import Champion, load_offer_champion
 from nextoffer.scoring.offers import (
@@ -45,10 +43,10 @@ from nextoffer.scoring.offers import (
 )
 from nextoffer.serving.offers import OfferService, Source
 from nextoffer.serving.state import ServingState
-from nextoffer.store import migrate, precomputed
+from nextoffer.store import precomputed
 from nextoffer.store.engine import make_engine
 from nextoffer.store.reads.features import PRODUCT_COLUMNS, feature_rows, product_records
-from nextoffer.synth.generator import generate_world
+from tests.trained_world import trained_world
 
 # MLflow's own SQLAlchemy models use a deprecated loader; nothing we can act on.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")
@@ -68,21 +66,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("lean-world")
-    generate_world(root / "data", CUSTOMERS, seed=11)
-    settings = Settings(
-        database_url=f"sqlite:///{root / 'nextoffer.db'}",
-        var_dir=root / "var",
-        registry_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifacts_url=f"file://{root / 'artifacts'}",
-        train_threads=1,
-    )
-    engine = make_engine(settings.database_url)
-    migrate.upgrade(engine)
-    run_ingest(engine, settings, root / "data")
-    run_features(engine, settings)
-    registry = ModelRegistry.from_settings(settings)
     pinned = TrainOverrides(churn={"num_leaves": 7, "num_boost_round": 50})
-    run_training(engine, settings, registry, overrides=pinned, score=False)
+    settings, engine, registry = trained_world(root, CUSTOMERS, pinned)
     download = registry.download("offers", None)
     model_dir = root / "offers-model"
     shutil.copytree(download, model_dir)

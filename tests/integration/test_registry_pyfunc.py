@@ -24,9 +24,7 @@ from nextoffer.config import Settings
 from nextoffer.features.training import build_snapshot, current_features
 from nextoffer.models.tabular import infer_columns
 from nextoffer.models.uplift import XLearner
-from nextoffer.pipelines.etl import run_ingest
-from nextoffer.pipelines.features import run_features
-from nextoffer.pipelines.train import TrainOverrides, run_training
+from nextoffer.pipelines.train import TrainOverrides
 from nextoffer.registry.mlflow_registry import ModelRegistry
 from nextoffer.scoring.champions import (
     load_churn_champion,
@@ -35,9 +33,8 @@ from nextoffer.scoring.champions import (
 )
 from nextoffer.scoring.churn import churn_frame, model_frame
 from nextoffer.scoring.uplift import predict_uplift
-from nextoffer.store import migrate
 from nextoffer.store.engine import make_engine
-from nextoffer.synth.generator import generate_world
+from tests.trained_world import trained_world
 
 # MLflow's own SQLAlchemy models use a deprecated loader; nothing we can act on.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")
@@ -81,20 +78,7 @@ class Trained:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     root = tmp_path_factory.mktemp("pyfunc-world")
-    generate_world(root / "data", CUSTOMERS, seed=11)
-    settings = Settings(
-        database_url=f"sqlite:///{root / 'nextoffer.db'}",
-        var_dir=root / "var",
-        registry_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifacts_url=f"file://{root / 'artifacts'}",
-        train_threads=1,
-    )
-    engine = make_engine(settings.database_url)
-    migrate.upgrade(engine)
-    run_ingest(engine, settings, root / "data")
-    run_features(engine, settings)
-    registry = ModelRegistry.from_settings(settings)
-    run_training(engine, settings, registry, overrides=PINNED, score=False)
+    settings, engine, registry = trained_world(root, CUSTOMERS, PINNED)
     with engine.connect() as conn:
         features = current_features(conn)
     engine.dispose()
